@@ -1,0 +1,386 @@
+//! The HTTP side of a token request, shared by every credential source: a client
+//! that never follows redirects, a timeout of its own, a cap on the response body,
+//! no plain `http://` to anything but loopback, and parsing of both the success
+//! (RFC 6749 §5.1) and error (§5.2) responses into typed values.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Certificate, Identity, Response, StatusCode};
+use serde_json::Value;
+use url::Url;
+use zeroize::Zeroizing;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, OAuthError, OAuthErrorCode, ResponseProblem, Result};
+use crate::secret::scrub;
+use crate::token::{ParseOptions, Token, parse_token_response};
+
+/// Default timeout of a token request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on a token response body.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+/// Transport settings for token requests.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct EndpointConfig {
+    /// Timeout of the whole request (default 10 s).
+    pub timeout: Duration,
+    /// Cap on the response body (default 1 MiB).
+    pub max_body: usize,
+    /// Allow `http://` to hosts other than loopback (default off: the request
+    /// carries the client secret).
+    pub allow_insecure_http: bool,
+    /// Extra trusted root certificates, for identity providers with a private CA.
+    pub root_certificates: Vec<Certificate>,
+    /// A client certificate and key, for mutual TLS.
+    pub identity: Option<Identity>,
+    /// How responses are parsed.
+    pub parse: ParseOptions,
+    /// Clock used to stamp when a response arrived.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
+            allow_insecure_http: false,
+            root_certificates: Vec::new(),
+            identity: None,
+            parse: ParseOptions::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("timeout", &self.timeout)
+            .field("max_body", &self.max_body)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("root_certificates", &self.root_certificates.len())
+            .field("identity", &self.identity.as_ref().map(|_| "[redacted]"))
+            .field("parse", &self.parse)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+/// A token endpoint: URL plus a hardened HTTP client.
+#[derive(Clone)]
+pub struct TokenEndpoint {
+    url: Url,
+    http: reqwest::Client,
+    config: EndpointConfig,
+}
+
+impl fmt::Debug for TokenEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenEndpoint")
+            .field("url", &self.url.as_str())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// A request body for the token endpoint. Its bytes are wiped when sent and dropped.
+#[derive(Debug)]
+pub enum TokenRequestBody {
+    /// `application/x-www-form-urlencoded` pairs.
+    Form(Vec<(String, Zeroizing<String>)>),
+    /// A JSON object (for servers that take JSON, such as Aidbox).
+    Json(Zeroizing<String>),
+}
+
+impl TokenEndpoint {
+    /// Checks `url` and builds the HTTP client.
+    pub fn new(url: &str, config: EndpointConfig) -> Result<Self> {
+        let url = check_url(url, config.allow_insecure_http)?;
+        if config.timeout.is_zero() {
+            return Err(Error::configuration("the token request timeout must be above zero"));
+        }
+        let mut builder = reqwest::Client::builder()
+            // A redirect could carry the client secret to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout);
+        for cert in &config.root_certificates {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        if let Some(identity) = &config.identity {
+            builder = builder.identity(identity.clone());
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { url, http, config })
+    }
+
+    /// The token URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// The clock that stamps responses.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.config.clock
+    }
+
+    /// POSTs a token request and parses the answer into a [`Token`].
+    ///
+    /// `headers` are added as given (mark secrets sensitive); any of `secrets` that a
+    /// misbehaving server echoes into its `error_description` is redacted.
+    pub async fn request_token(
+        &self,
+        headers: HeaderMap,
+        body: TokenRequestBody,
+        secrets: &[&str],
+    ) -> Result<Token> {
+        let response = self.post(&self.url, headers, body).await?;
+        let status = response.status();
+        let received_at = self.config.clock.now();
+        let content_type = content_type(response.headers());
+        let retry_after = retry_after(response.headers());
+        let body = read_capped(response, self.config.max_body, "token request").await?;
+        if !status.is_success() {
+            return Err(error_response(status, content_type, retry_after, &body, secrets));
+        }
+        parse_token_response(&body, received_at, &self.config.parse).map_err(|problem| {
+            let problem = match problem {
+                ResponseProblem::NotJson { len, .. } => ResponseProblem::NotJson { content_type, len },
+                other => other,
+            };
+            Error::invalid_response("token request", status.as_u16(), problem)
+        })
+    }
+
+    /// POSTs to another URL of the same server (revocation, sign-out) with the same
+    /// hardened client; returns the status, having read and discarded the body.
+    pub async fn post_status(
+        &self,
+        url: &Url,
+        headers: HeaderMap,
+        body: TokenRequestBody,
+        secrets: &[&str],
+    ) -> Result<StatusCode> {
+        let response = self.post(url, headers, body).await?;
+        let status = response.status();
+        let content_type = content_type(response.headers());
+        let retry_after = retry_after(response.headers());
+        let body = read_capped(response, self.config.max_body, "token endpoint").await?;
+        if status.is_success() {
+            Ok(status)
+        } else {
+            Err(error_response(status, content_type, retry_after, &body, secrets))
+        }
+    }
+
+    /// Checks a second URL (revocation, sign-out) with the same rules as the token URL.
+    pub fn check_url(&self, url: &str) -> Result<Url> {
+        check_url(url, self.config.allow_insecure_http)
+    }
+
+    async fn post(&self, url: &Url, headers: HeaderMap, body: TokenRequestBody) -> Result<Response> {
+        let (content_type, bytes) = match body {
+            TokenRequestBody::Form(pairs) => {
+                let mut s = Zeroizing::new(String::new());
+                {
+                    let mut ser = form_urlencoded::Serializer::new(&mut *s);
+                    for (k, v) in &pairs {
+                        ser.append_pair(k, v);
+                    }
+                }
+                ("application/x-www-form-urlencoded", s)
+            }
+            TokenRequestBody::Json(s) => ("application/json", s),
+        };
+        let body = Bytes::from_owner(ZeroizingBody(Zeroizing::new(bytes.as_bytes().to_vec())));
+        drop(bytes);
+        self.http
+            .post(url.clone())
+            .header(CONTENT_TYPE, content_type)
+            .header(ACCEPT, "application/json")
+            .header(CACHE_CONTROL, "no-store")
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::transport("token request", e))
+    }
+}
+
+struct ZeroizingBody(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroizingBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Accepts `https://`, and `http://` only to loopback unless `allow_insecure_http`.
+pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<Url> {
+    let parsed = Url::parse(url)
+        .map_err(|e| Error::configuration(format!("`{url}` is not a valid URL: {e}")))?;
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if allow_insecure_http || is_loopback(&parsed) => Ok(parsed),
+        "http" => Err(Error::configuration(format!(
+            "refusing plain http:// to non-loopback host `{}`: credentials would travel unencrypted \
+             (use https, or allow insecure http explicitly)",
+            parsed.host_str().unwrap_or_default()
+        ))),
+        other => Err(Error::configuration(format!("unsupported URL scheme `{other}` (use https)"))),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// The `Content-Type` of a response, without parameters.
+pub fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_owned())
+}
+
+/// `Retry-After` as a delay: seconds, or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+/// Reads a body, failing once it exceeds `cap` bytes. The buffer is wiped on drop.
+pub async fn read_capped(mut response: Response, cap: usize, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let status = response.status().as_u16();
+    let too_large = || Error::invalid_response(what, status, ResponseProblem::TooLarge { limit: cap });
+    let declared = response.content_length().unwrap_or(0);
+    if declared > cap as u64 {
+        return Err(too_large());
+    }
+    let mut body = Zeroizing::new(Vec::with_capacity(declared as usize));
+    while let Some(chunk) = response.chunk().await.map_err(|e| Error::transport(what, e))? {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Turns an error status into the most specific error its body allows: an RFC 6749
+/// error if the body has one, else a description of what came back (never the body).
+pub fn error_response(
+    status: StatusCode,
+    content_type: Option<String>,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    secrets: &[&str],
+) -> Error {
+    if let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body)
+        && let Some(Value::String(code)) = fields.get("error")
+    {
+        let text = |name: &str| match fields.get(name) {
+            Some(Value::String(s)) => Some(scrub(s, secrets)),
+            _ => None,
+        };
+        let mut error = OAuthError::new(OAuthErrorCode::parse(code), status.as_u16());
+        error.description = text("error_description");
+        error.uri = text("error_uri");
+        error.retry_after = retry_after;
+        return Error::oauth(error);
+    }
+    let problem = if body.is_empty() {
+        ResponseProblem::Empty
+    } else {
+        ResponseProblem::UnexpectedStatus { content_type, len: body.len() }
+    };
+    Error::invalid_response("token request", status.as_u16(), problem).with_retry_after(retry_after)
+}
+
+/// A sensitive header value (never logged by HTTP libraries).
+pub fn sensitive_header(value: &str) -> Result<HeaderValue> {
+    let mut v = HeaderValue::from_str(value)
+        .map_err(|_| Error::configuration("a credential contains characters not allowed in an HTTP header"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_rules() {
+        assert!(check_url("https://idp.example/token", false).is_ok());
+        assert!(check_url("http://127.0.0.1:8080/token", false).is_ok());
+        assert!(check_url("http://127.9.9.9/token", false).is_ok());
+        assert!(check_url("http://[::1]:8080/token", false).is_ok());
+        assert!(check_url("http://localhost/token", false).is_ok());
+        let e = check_url("http://idp.example/token", false).err();
+        assert!(e.as_ref().is_some_and(|e| e.to_string().contains("refusing plain http://")), "{e:?}");
+        assert!(check_url("http://idp.example/token", true).is_ok());
+        assert!(check_url("ftp://idp.example/token", true).is_err());
+        assert!(check_url("not a url", false).is_err());
+        // A hostname that merely starts with a loopback address is not loopback.
+        assert!(check_url("http://127.0.0.1.evil.example/token", false).is_err());
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        assert!(retry_after(&h).is_some_and(|d| d > Duration::from_secs(100)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn error_bodies() {
+        let e = error_response(
+            StatusCode::BAD_REQUEST,
+            Some("application/json".into()),
+            None,
+            br#"{"error":"invalid_client","error_description":"secret hunter2-canary is wrong"}"#,
+            &["hunter2-canary"],
+        );
+        let o = e.oauth_error().cloned();
+        assert_eq!(o.as_ref().map(|o| o.code.clone()), Some(OAuthErrorCode::InvalidClient));
+        assert_eq!(o.and_then(|o| o.description), Some("secret [redacted] is wrong".into()));
+        assert!(!e.to_string().contains("hunter2"));
+
+        let html = error_response(StatusCode::BAD_GATEWAY, Some("text/html".into()), Some(Duration::from_secs(3)), b"<html>oops</html>", &[]);
+        assert_eq!(html.kind(), crate::ErrorKind::Transport);
+        assert!(html.is_retryable());
+        assert_eq!(html.retry_after(), Some(Duration::from_secs(3)));
+
+        let apim = error_response(StatusCode::UNAUTHORIZED, Some("application/json".into()), None, br#"{"statusCode":401,"message":"Access denied"}"#, &[]);
+        assert_eq!(apim.response_problem(), Some(&ResponseProblem::UnexpectedStatus { content_type: Some("application/json".into()), len: 44 }));
+    }
+}

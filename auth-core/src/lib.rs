@@ -1,0 +1,55 @@
+//! # auth-core
+//!
+//! The engine under the FHIR clients of this workspace: it gets OAuth 2.0 tokens,
+//! keeps them, refreshes them before they expire, shares one fetch among every
+//! caller, and attaches them to requests, replaying once when a server rejects one.
+//!
+//! The parts, in the order a request flows through them:
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`http`] | [`AuthClient`]: bearer header, vendor extras, one replay after a 401 |
+//! | [`manager`] | [`TokenManager`]: cache, single flight, refresh ahead, stale-while-error, backoff |
+//! | [`store`] | [`TokenStore`]: where tokens are kept ([`MemoryStore`] by default) |
+//! | [`source`] | [`CredentialSource`]: where tokens come from, and their [`CacheKey`] |
+//! | [`oauth2`] | the generic client credentials grant, a [`CredentialSource`] |
+//! | [`endpoint`] | the hardened HTTP of token requests, shared by every source |
+//! | [`token`] | [`Token`], lenient response parsing and expiry resolution |
+//! | [`secret`] | redacting, zeroizing types for every secret |
+//! | [`error`] | one opaque [`Error`] with [`ErrorKind`] and RFC 6749 details |
+//!
+//! ```no_run
+//! use auth_core::{AuthClient, ClientSecret, TokenManager, oauth2::ClientCredentials};
+//!
+//! # async fn demo() -> auth_core::Result<()> {
+//! let source = ClientCredentials::builder("https://idp.example/token", "client-id",
+//!         ClientSecret::new("from-your-secret-store"))
+//!     .scopes(["system/Patient.rs"])
+//!     .build()?;
+//! let client = AuthClient::new(TokenManager::new(source))?;
+//! let patient = client.send(client.get("https://fhir.example/r4/Patient/123")).await?;
+//! # let _ = patient; Ok(()) }
+//! ```
+
+pub mod challenge;
+pub mod clock;
+pub mod endpoint;
+pub mod error;
+pub mod http;
+pub mod manager;
+pub mod oauth2;
+pub mod secret;
+pub mod source;
+pub mod store;
+pub mod token;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::{Error, ErrorKind, OAuthError, OAuthErrorCode, ResponseProblem, Result};
+pub use http::{AuthClient, Authenticator};
+pub use manager::{ManagerConfig, ManagerStats, RetryPolicy, TokenManager};
+pub use secret::{AccessToken, ClientSecret, DeviceSecret, IdToken, PrivateKeyPem, RefreshToken, SecretValue};
+pub use source::{CacheKey, CredentialSource, RequestExtras};
+pub use store::{MemoryStore, TokenStore};
+pub use token::{ExpiresInUnit, ExpiryPolicy, Token};

@@ -1,0 +1,641 @@
+//! The token manager: keeps one source's token, shares one fetch among all callers,
+//! refreshes ahead of expiry in the background, and serves the still-valid token
+//! while the identity provider is failing.
+//!
+//! Lifecycle of a cached token (times relative to its lifetime `L`):
+//!
+//! ```text
+//! issued ──── fresh ────▶ refresh_at ── refreshing ──▶ usable_until ─▶ expires_at
+//!            hot path:       one caller starts a        callers wait for
+//!            return it       background refresh;        a new token
+//!                            everyone gets the current
+//! ```
+//!
+//! `refresh_at` is the earlier of 60 s before expiry and 80 % of `L` (never before
+//! half of `L`), made earlier by a random jitter of up to 5 % of `L` so a fleet does
+//! not refresh in step. `usable_until` leaves a small margin before expiry so a
+//! token never reaches a server already expired.
+//!
+//! The manager never sleeps on its [`Clock`]: every decision compares against it on
+//! access. A [`ManualClock`](crate::clock::ManualClock) therefore drives the whole
+//! lifecycle in tests without touching the async runtime's timers.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::source::{CacheKey, CredentialSource};
+use crate::store::{MemoryStore, TokenStore};
+use crate::token::Token;
+
+/// When to refresh, how to retry, how long to wait.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ManagerConfig {
+    /// Refresh at least this long before expiry (default 60 s).
+    pub refresh_before: Duration,
+    /// …or once this fraction of the lifetime has passed, whichever is earlier (default 0.8).
+    pub refresh_ratio: f64,
+    /// Refresh up to this fraction of the lifetime earlier still, at random (default 0.05).
+    pub refresh_jitter: f64,
+    /// Stop handing out a token this long before it expires, at most a tenth of its
+    /// lifetime (default 5 s), so it does not expire on its way to the server.
+    pub expiry_margin: Duration,
+    /// Never start background refreshes closer together than this (default 1 s); a
+    /// provider that re-issues a nearly expired token cannot make us spin.
+    pub min_refresh_interval: Duration,
+    /// Retry and backoff.
+    pub retry: RetryPolicy,
+    /// Longest a caller waits for a token before getting a timeout (default 30 s).
+    pub wait_timeout: Duration,
+    /// How long a fetch lease lasts if its holder dies (default 30 s).
+    pub lease_ttl: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            refresh_before: Duration::from_secs(60),
+            refresh_ratio: 0.8,
+            refresh_jitter: 0.05,
+            expiry_margin: Duration::from_secs(5),
+            min_refresh_interval: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            wait_timeout: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How failed token requests are retried.
+///
+/// Two levels: a few quick *attempts* inside one fetch (for a dropped connection),
+/// then, once a fetch has failed, a *backoff* during which the failure is remembered
+/// and returned to callers that have no valid token, so a herd cannot hammer a
+/// failing provider. `Retry-After` is honoured at both levels.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts per fetch for retryable errors (default 3; 1 = no inline retry).
+    pub attempts: u32,
+    /// Delay before the second attempt, doubled each time (default 100 ms).
+    pub attempt_delay: Duration,
+    /// Longest delay between attempts; a longer `Retry-After` ends the fetch (default 2 s).
+    pub max_attempt_delay: Duration,
+    /// Backoff after the first failed fetch, doubled per consecutive failure, with
+    /// jitter (default 1 s).
+    pub backoff_base: Duration,
+    /// Longest backoff (default 60 s).
+    pub backoff_max: Duration,
+    /// Longest `Retry-After` honoured (default 5 minutes).
+    pub retry_after_cap: Duration,
+    /// How long a non-retryable failure (`invalid_client`, …) is remembered (default 5 s).
+    pub non_retryable_ttl: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            attempt_delay: Duration::from_millis(100),
+            max_attempt_delay: Duration::from_secs(2),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            retry_after_cap: Duration::from_secs(300),
+            non_retryable_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// How long to remember the failure of the `consecutive`-th failed fetch in a row.
+    pub fn backoff(&self, error: &Error, consecutive: u32) -> Duration {
+        if !error.is_retryable() {
+            return self.non_retryable_ttl;
+        }
+        let exp = self.backoff_base.saturating_mul(1u32 << consecutive.saturating_sub(1).min(20));
+        let exp = exp.min(self.backoff_max);
+        // "Equal jitter": at least half the backoff, so the bound is predictable.
+        let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
+        let asked = error.retry_after().unwrap_or_default().min(self.retry_after_cap);
+        jittered.max(asked)
+    }
+
+    fn attempt_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        let exp = self.attempt_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let delay = exp.max(retry_after.unwrap_or_default());
+        (delay <= self.max_attempt_delay).then_some(delay)
+    }
+}
+
+/// Counters of what a manager has done, for dashboards and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManagerStats {
+    /// Calls to [`CredentialSource::fetch`], counting each attempt.
+    pub fetches: u64,
+    /// Calls to [`CredentialSource::refresh`].
+    pub refreshes: u64,
+    /// Fetches that ended in an error after all attempts.
+    pub failures: u64,
+    /// Tokens taken from the store instead of fetched (another manager fetched them).
+    pub from_store: u64,
+    /// Tokens dropped because a server rejected them.
+    pub invalidations: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    fetches: AtomicU64,
+    refreshes: AtomicU64,
+    failures: AtomicU64,
+    from_store: AtomicU64,
+    invalidations: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Caches, shares and refreshes the tokens of one [`CredentialSource`].
+///
+/// Cheap to clone: clones share everything. Needs a Tokio runtime (background
+/// refreshes are spawned onto it).
+///
+/// ```
+/// # use auth_core::{TokenManager, oauth2::ClientCredentials, ClientSecret};
+/// # async fn demo() -> auth_core::Result<()> {
+/// let source = ClientCredentials::builder(
+///     "https://idp.example/token", "my-client", ClientSecret::new("s3cret"))
+///     .scopes(["system/Patient.rs"])
+///     .build()?;
+/// let tokens = TokenManager::new(source);
+/// let token = tokens.token().await?;          // fetched once, then cached
+/// println!("valid for {:?}", token.remaining(std::time::SystemTime::now()));
+/// # Ok(()) }
+/// ```
+pub struct TokenManager<S, T = MemoryStore> {
+    shared: Arc<Shared<S, T>>,
+}
+
+impl<S, T> Clone for TokenManager<S, T> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<S: CredentialSource, T: TokenStore> fmt::Debug for TokenManager<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("source", &self.shared.source)
+            .field("store", &self.shared.store)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<S, T> {
+    source: S,
+    store: T,
+    clock: Arc<dyn Clock>,
+    config: ManagerConfig,
+    current: ArcSwapOption<Cached>,
+    state: Mutex<State>,
+    counters: Counters,
+}
+
+struct Cached {
+    token: Arc<Token>,
+    refresh_at: SystemTime,
+    usable_until: SystemTime,
+}
+
+type Outcome = Option<Result<Arc<Token>>>;
+
+#[derive(Default)]
+struct State {
+    inflight: Option<watch::Receiver<Outcome>>,
+    failure: Option<Failure>,
+    refresh_not_before: Option<SystemTime>,
+}
+
+struct Failure {
+    error: Error,
+    retry_at: SystemTime,
+    consecutive: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// No usable token: callers are waiting.
+    Needed,
+    /// The token is still usable; getting the next one ahead of time.
+    Refresh,
+}
+
+/// Builds a [`TokenManager`].
+#[derive(Debug)]
+pub struct ManagerBuilder<S, T> {
+    source: S,
+    store: T,
+    clock: Arc<dyn Clock>,
+    config: ManagerConfig,
+}
+
+impl<S: CredentialSource> TokenManager<S, MemoryStore> {
+    /// A manager with the in-memory store, the system clock and default settings.
+    pub fn new(source: S) -> Self {
+        Self::builder(source).build()
+    }
+
+    /// Starts configuring a manager.
+    pub fn builder(source: S) -> ManagerBuilder<S, MemoryStore> {
+        ManagerBuilder {
+            source,
+            store: MemoryStore::new(),
+            clock: Arc::new(SystemClock),
+            config: ManagerConfig::default(),
+        }
+    }
+}
+
+impl<S: CredentialSource, T: TokenStore> ManagerBuilder<S, T> {
+    /// Keeps tokens in `store` (share an `Arc<MemoryStore>`, or a fleet-wide store).
+    pub fn store<U: TokenStore>(self, store: U) -> ManagerBuilder<S, U> {
+        ManagerBuilder { source: self.source, store, clock: self.clock, config: self.config }
+    }
+
+    /// Reads time from `clock` (a [`ManualClock`](crate::clock::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Replaces all settings.
+    pub fn config(mut self, config: ManagerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.config.retry = retry;
+        self
+    }
+
+    /// Sets when to refresh: `before` expiry or at `ratio` of the lifetime, whichever is earlier.
+    pub fn refresh_ahead(mut self, before: Duration, ratio: f64) -> Self {
+        self.config.refresh_before = before;
+        self.config.refresh_ratio = ratio.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Finishes the manager.
+    pub fn build(self) -> TokenManager<S, T> {
+        TokenManager {
+            shared: Arc::new(Shared {
+                source: self.source,
+                store: self.store,
+                clock: self.clock,
+                config: self.config,
+                current: ArcSwapOption::empty(),
+                state: Mutex::new(State::default()),
+                counters: Counters::default(),
+            }),
+        }
+    }
+}
+
+impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
+    /// A valid token: the cached one, or a new one if there is none.
+    ///
+    /// Waits only when no usable token exists; all callers waiting at that moment
+    /// share one fetch and its result, success or error. Near expiry the cached token
+    /// is returned at once while one background refresh gets the next.
+    pub async fn token(&self) -> Result<Arc<Token>> {
+        let now = self.shared.clock.now();
+        if let Some(cached) = &*self.shared.current.load() {
+            if now < cached.refresh_at {
+                return Ok(cached.token.clone());
+            }
+            if now < cached.usable_until {
+                self.shared.start_refresh(now);
+                return Ok(cached.token.clone());
+            }
+        }
+        self.shared.clone().wait_for_token().await
+    }
+
+    /// The cached token if it is usable now, without fetching or refreshing.
+    pub fn cached(&self) -> Option<Arc<Token>> {
+        let now = self.shared.clock.now();
+        self.shared
+            .current
+            .load_full()
+            .filter(|c| now < c.usable_until)
+            .map(|c| c.token.clone())
+    }
+
+    /// Drops `token` because a server rejected it, if it is still the cached one.
+    ///
+    /// A newer token that another caller already fetched is kept: only the exact
+    /// rejected value is dropped, here and in the store. Returns whether the cached
+    /// token was dropped.
+    pub async fn invalidate(&self, token: &Token) -> bool {
+        let dropped = {
+            let _state = self.shared.lock();
+            let current = self.shared.current.load_full();
+            if current.as_ref().is_some_and(|c| c.token.same_value(token)) {
+                self.shared.current.store(None);
+                true
+            } else {
+                false
+            }
+        };
+        if dropped {
+            bump(&self.shared.counters.invalidations);
+            tracing::info!(key = %self.shared.source.cache_key(), "token rejected by server; dropped");
+        }
+        if let Err(e) = self.shared.store.remove(self.shared.source.cache_key(), token).await {
+            tracing::warn!(key = %self.shared.source.cache_key(), error = %e, "could not remove rejected token from store");
+        }
+        dropped
+    }
+
+    /// Drops the cached token and tells the identity provider it is no longer needed.
+    /// Returns whether the provider was told.
+    pub async fn revoke(&self) -> Result<bool> {
+        let Some(cached) = self.shared.current.swap(None) else { return Ok(false) };
+        let key = self.shared.source.cache_key();
+        if let Err(e) = self.shared.store.remove(key, &cached.token).await {
+            tracing::warn!(key = %key, error = %e, "could not remove revoked token from store");
+        }
+        self.shared.source.revoke(&cached.token).await
+    }
+
+    /// The source tokens come from.
+    pub fn source(&self) -> &S {
+        &self.shared.source
+    }
+
+    /// The store tokens are kept in.
+    pub fn store(&self) -> &T {
+        &self.shared.store
+    }
+
+    /// The key tokens are cached under.
+    pub fn cache_key(&self) -> &CacheKey {
+        self.shared.source.cache_key()
+    }
+
+    /// What this manager has done so far.
+    pub fn stats(&self) -> ManagerStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ManagerStats {
+            fetches: get(&c.fetches),
+            refreshes: get(&c.refreshes),
+            failures: get(&c.failures),
+            from_store: get(&c.from_store),
+            invalidations: get(&c.invalidations),
+        }
+    }
+}
+
+impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // State updates are single assignments; a poisoned lock holds consistent data.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn schedule(&self, token: Arc<Token>) -> Cached {
+        let cfg = &self.config;
+        let life = token.lifetime().as_secs_f64();
+        let ahead = cfg.refresh_before.as_secs_f64().max(life * (1.0 - cfg.refresh_ratio));
+        let ahead = (ahead + fastrand::f64() * cfg.refresh_jitter * life).min(life * 0.5);
+        let margin = cfg.expiry_margin.as_secs_f64().min(life * 0.1);
+        let expires = token.expires_at();
+        let usable_until = expires - Duration::from_secs_f64(margin);
+        let refresh_at = (expires - Duration::from_secs_f64(ahead)).min(usable_until);
+        Cached { token, refresh_at, usable_until }
+    }
+
+    /// Starts one background refresh unless one is running or backoff forbids it.
+    fn start_refresh(self: &Arc<Self>, now: SystemTime) {
+        let mut state = self.lock();
+        if state.inflight.is_some()
+            || state.failure.as_ref().is_some_and(|f| f.retry_at > now)
+            || state.refresh_not_before.is_some_and(|t| t > now)
+        {
+            return;
+        }
+        self.spawn_fetch(&mut state, Reason::Refresh);
+    }
+
+    fn spawn_fetch(self: &Arc<Self>, state: &mut State, reason: Reason) -> watch::Receiver<Outcome> {
+        let (tx, rx) = watch::channel(None);
+        state.inflight = Some(rx.clone());
+        let shared = self.clone();
+        // A task of its own: the fetch completes (and is shared) even if the caller
+        // that started it is cancelled.
+        tokio::spawn(async move {
+            let result = shared.run_fetch(reason).await;
+            shared.finish(result, tx);
+        });
+        rx
+    }
+
+    async fn wait_for_token(self: Arc<Self>) -> Result<Arc<Token>> {
+        let mut rx = {
+            let mut state = self.lock();
+            let now = self.clock.now();
+            if let Some(cached) = self.current.load_full().filter(|c| now < c.usable_until) {
+                return Ok(cached.token.clone());
+            }
+            if let Some(failure) = state.failure.as_ref().filter(|f| f.retry_at > now) {
+                return Err(failure.error.clone());
+            }
+            match &state.inflight {
+                Some(rx) => rx.clone(),
+                None => self.spawn_fetch(&mut state, Reason::Needed),
+            }
+        };
+        let wait = self.config.wait_timeout;
+        match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
+            Err(_) => Err(Error::timeout("waiting for a token", wait)),
+            Ok(Err(_)) => Err(Error::internal("the token fetch ended without a result")),
+            Ok(Ok(outcome)) => match &*outcome {
+                Some(result) => result.clone(),
+                None => Err(Error::internal("the token fetch ended without a result")),
+            },
+        }
+    }
+
+    fn finish(&self, result: Result<Arc<Token>>, tx: watch::Sender<Outcome>) {
+        let now = self.clock.now();
+        {
+            let mut state = self.lock();
+            match &result {
+                Ok(token) => {
+                    self.current.store(Some(Arc::new(self.schedule(token.clone()))));
+                    state.failure = None;
+                    state.refresh_not_before = Some(now + self.config.min_refresh_interval);
+                }
+                Err(error) => {
+                    bump(&self.counters.failures);
+                    let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive + 1);
+                    let delay = self.config.retry.backoff(error, consecutive);
+                    state.failure = Some(Failure { error: error.clone(), retry_at: now + delay, consecutive });
+                }
+            }
+            state.inflight = None;
+        }
+        tx.send_replace(Some(result));
+    }
+
+    async fn run_fetch(self: &Arc<Self>, reason: Reason) -> Result<Arc<Token>> {
+        let key = self.source.cache_key();
+        let span = tracing::info_span!("token_fetch", provider = key.provider(), key = %key, reason = ?reason);
+        async {
+            let started = Instant::now();
+            let result = self.fetch_shared(reason).await;
+            let latency_ms = started.elapsed().as_millis() as u64;
+            match &result {
+                Ok(token) => tracing::info!(
+                    outcome = "ok",
+                    latency_ms,
+                    lifetime_secs = token.lifetime().as_secs(),
+                    expiry_source = ?token.expiry_source(),
+                    "token ready"
+                ),
+                Err(error) => tracing::warn!(
+                    outcome = "error",
+                    latency_ms,
+                    kind = ?error.kind(),
+                    retryable = error.is_retryable(),
+                    error = %error,
+                    "token fetch failed"
+                ),
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Gets a token through the store: take a fresh one if another manager stored
+    /// it, else take the lease and fetch, else wait for the lease holder's token.
+    async fn fetch_shared(self: &Arc<Self>, reason: Reason) -> Result<Arc<Token>> {
+        let key = self.source.cache_key();
+        let give_up_waiting = Instant::now() + self.config.wait_timeout.min(self.config.lease_ttl);
+        let mut poll = Duration::from_millis(5);
+        loop {
+            if let Some(token) = self.fresh_from_store(reason).await {
+                return Ok(token);
+            }
+            match self.store.try_lease(key, self.config.lease_ttl).await {
+                Ok(Some(lease)) => {
+                    // The previous holder may have stored its token just before releasing.
+                    let result = match self.fresh_from_store(reason).await {
+                        Some(token) => Ok(token),
+                        None => self.fetch_and_store(reason).await,
+                    };
+                    if let Err(e) = self.store.release(&lease).await {
+                        tracing::warn!(key = %key, error = %e, "could not release fetch lease; it will lapse");
+                    }
+                    return result;
+                }
+                Ok(None) if Instant::now() < give_up_waiting => {
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(Duration::from_millis(200));
+                }
+                Ok(None) => {
+                    tracing::warn!(key = %key, "lease holder produced no token in time; fetching anyway");
+                    return self.fetch_and_store(reason).await;
+                }
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "token store unavailable; fetching without a lease");
+                    return self.fetch_and_store(reason).await;
+                }
+            }
+        }
+    }
+
+    async fn fresh_from_store(&self, reason: Reason) -> Option<Arc<Token>> {
+        let key = self.source.cache_key();
+        let token = match self.store.get(key).await {
+            Ok(token) => token?,
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "token store read failed; treating as a miss");
+                return None;
+            }
+        };
+        let now = self.clock.now();
+        let scheduled = self.schedule(token);
+        let fresh = match reason {
+            Reason::Needed => now < scheduled.usable_until,
+            Reason::Refresh => now < scheduled.refresh_at,
+        };
+        let current = self.current.load_full();
+        let same_as_current = current.is_some_and(|c| c.token.same_value(&scheduled.token));
+        if fresh && !same_as_current {
+            bump(&self.counters.from_store);
+            Some(scheduled.token)
+        } else {
+            None
+        }
+    }
+
+    async fn fetch_and_store(&self, reason: Reason) -> Result<Arc<Token>> {
+        let token = Arc::new(self.fetch_from_source(reason).await?);
+        let key = self.source.cache_key();
+        if let Err(e) = self.store.put(key, token.clone()).await {
+            tracing::warn!(key = %key, error = %e, "token store write failed; token kept in this process");
+        }
+        Ok(token)
+    }
+
+    async fn fetch_from_source(&self, reason: Reason) -> Result<Token> {
+        if reason == Reason::Refresh
+            && self.source.supports_refresh()
+            && let Some(current) = self.current.load_full()
+            && let Some(refresh_token) = current.token.refresh_token()
+        {
+            bump(&self.counters.refreshes);
+            match self.source.refresh(refresh_token).await {
+                // RFC 6749 §6: without a new refresh token, the old one stays valid.
+                Ok(Some(token)) if token.refresh_token().is_none() => {
+                    return Ok(token.with_refresh_token(refresh_token.clone()));
+                }
+                Ok(Some(token)) => return Ok(token),
+                Ok(None) => {}
+                Err(e) => tracing::info!(error = %e, "refresh grant failed; requesting a new token"),
+            }
+        }
+        let retry = &self.config.retry;
+        let mut attempt = 1;
+        loop {
+            bump(&self.counters.fetches);
+            let error = match self.source.fetch().await {
+                Ok(token) => return Ok(token),
+                Err(error) => error,
+            };
+            if !error.is_retryable() || attempt >= retry.attempts {
+                return Err(error);
+            }
+            let Some(delay) = retry.attempt_delay(attempt, error.retry_after()) else {
+                return Err(error);
+            };
+            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying token request");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+}

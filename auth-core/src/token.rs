@@ -1,0 +1,586 @@
+//! The token an identity provider issues, how its response is parsed, and when it
+//! expires.
+//!
+//! Parsing follows RFC 6749 §5.1 but forgives what real servers do: `null` for
+//! optional fields (Graphnet, Aidbox), `expires_in` as a string, `token_type` in
+//! any case, unknown fields (kept, not dropped). Expiry is the earliest of what the
+//! response says (`expires_in`) and what the tokens say (JWT `exp`), because servers
+//! get `expires_in` wrong (SanteDB 2.x sends milliseconds).
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use reqwest::header::HeaderValue;
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::error::ResponseProblem;
+use crate::secret::{AccessToken, IdToken, RefreshToken};
+
+/// What `expires_in` counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpiresInUnit {
+    /// Seconds, as RFC 6749 says.
+    #[default]
+    Seconds,
+    /// Milliseconds, as SanteDB 2.x sends.
+    Milliseconds,
+}
+
+/// How a token's expiry is worked out from a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpiryPolicy {
+    /// Unit of `expires_in`.
+    pub expires_in_unit: ExpiresInUnit,
+    /// Lifetime assumed when neither `expires_in` nor a JWT `exp` says (default 5 minutes).
+    pub default_lifetime: Duration,
+    /// Shorter lifetimes (zero, negative, an `exp` in the past) are raised to this,
+    /// with a warning, so a broken server cannot make us refetch in a loop (default 10 s).
+    pub min_lifetime: Duration,
+    /// Longer lifetimes are cut to this, with a warning (default 24 hours).
+    pub max_lifetime: Duration,
+    /// Read `exp` from the access token and id token when they are JWTs (default on).
+    pub use_jwt_exp: bool,
+}
+
+impl Default for ExpiryPolicy {
+    fn default() -> Self {
+        Self {
+            expires_in_unit: ExpiresInUnit::Seconds,
+            default_lifetime: Duration::from_secs(300),
+            min_lifetime: Duration::from_secs(10),
+            max_lifetime: Duration::from_secs(24 * 3600),
+            use_jwt_exp: true,
+        }
+    }
+}
+
+impl ExpiryPolicy {
+    /// Sets the unit of `expires_in`.
+    pub fn with_unit(mut self, unit: ExpiresInUnit) -> Self {
+        self.expires_in_unit = unit;
+        self
+    }
+
+    /// Sets the lifetime assumed when the response does not say.
+    pub fn with_default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = lifetime;
+        self
+    }
+
+    /// Sets the bounds lifetimes are clamped into.
+    pub fn with_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.min_lifetime = min;
+        self.max_lifetime = max.max(min);
+        self
+    }
+
+    /// Turns reading JWT `exp` on or off.
+    pub fn with_jwt_exp(mut self, on: bool) -> Self {
+        self.use_jwt_exp = on;
+        self
+    }
+}
+
+/// Options for parsing a token response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParseOptions {
+    /// How expiry is resolved.
+    pub expiry: ExpiryPolicy,
+    /// `token_type` values accepted besides `Bearer` (compared ignoring ASCII case),
+    /// e.g. `urn:ietf:params:oauth:token-type:jwt` for SanteDB.
+    pub extra_token_types: Vec<String>,
+}
+
+impl ParseOptions {
+    /// Options with the given expiry policy.
+    pub fn with_expiry(mut self, expiry: ExpiryPolicy) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Also accepts `token_type` values equal to `token_type`.
+    pub fn accept_token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.extra_token_types.push(token_type.into());
+        self
+    }
+}
+
+/// Which piece of information decided a token's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpirySource {
+    /// `expires_in` from the response.
+    ExpiresIn,
+    /// The `exp` claim of the access token.
+    AccessTokenExp,
+    /// The `exp` claim of the id token.
+    IdTokenExp,
+    /// Nothing said; the default lifetime was used.
+    Default,
+    /// Set directly by whoever built the token.
+    Explicit,
+}
+
+/// An access token with everything known about it.
+///
+/// `Debug` shows the metadata but never a token value.
+pub struct Token {
+    access_token: AccessToken,
+    bearer: HeaderValue,
+    token_type: String,
+    issued_at: SystemTime,
+    expires_at: SystemTime,
+    expiry_source: ExpirySource,
+    scope: Option<String>,
+    refresh_token: Option<RefreshToken>,
+    id_token: Option<IdToken>,
+    extra: Map<String, Value>,
+}
+
+impl Token {
+    /// A bearer token issued at `issued_at` and valid until `expires_at`.
+    ///
+    /// Fails if the value cannot be sent in an HTTP header (control characters,
+    /// non-ASCII) or is empty.
+    pub fn new(
+        access_token: AccessToken,
+        issued_at: SystemTime,
+        expires_at: SystemTime,
+    ) -> Result<Self, ResponseProblem> {
+        let bearer = bearer_header(&access_token)?;
+        Ok(Self {
+            access_token,
+            bearer,
+            token_type: "Bearer".to_owned(),
+            issued_at,
+            expires_at: expires_at.max(issued_at),
+            expiry_source: ExpirySource::Explicit,
+            scope: None,
+            refresh_token: None,
+            id_token: None,
+            extra: Map::new(),
+        })
+    }
+
+    /// Sets the granted scope.
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Sets the refresh token.
+    pub fn with_refresh_token(mut self, refresh_token: RefreshToken) -> Self {
+        self.refresh_token = Some(refresh_token);
+        self
+    }
+
+    /// Sets the id token.
+    pub fn with_id_token(mut self, id_token: IdToken) -> Self {
+        self.id_token = Some(id_token);
+        self
+    }
+
+    /// Sets the token type as the server named it.
+    pub fn with_token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.token_type = token_type.into();
+        self
+    }
+
+    /// Adds a vendor field from the response.
+    pub fn with_extra(mut self, name: impl Into<String>, value: Value) -> Self {
+        self.extra.insert(name.into(), value);
+        self
+    }
+
+    /// The access token.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+
+    /// `Bearer <token>`, marked sensitive so HTTP libraries do not log it, and wiped
+    /// from memory when the last copy is dropped.
+    pub fn bearer_header(&self) -> HeaderValue {
+        self.bearer.clone()
+    }
+
+    /// `token_type` as the server sent it (`bearer`, `Bearer`, …).
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    /// When the response arrived.
+    pub fn issued_at(&self) -> SystemTime {
+        self.issued_at
+    }
+
+    /// When the token stops working.
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+
+    /// What decided [`Token::expires_at`].
+    pub fn expiry_source(&self) -> ExpirySource {
+        self.expiry_source
+    }
+
+    /// From issue to expiry.
+    pub fn lifetime(&self) -> Duration {
+        self.expires_at.duration_since(self.issued_at).unwrap_or_default()
+    }
+
+    /// Time left at `now` (zero once expired).
+    pub fn remaining(&self, now: SystemTime) -> Duration {
+        self.expires_at.duration_since(now).unwrap_or_default()
+    }
+
+    /// Whether the token has expired at `now`.
+    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+        now >= self.expires_at
+    }
+
+    /// The granted scope, if the server said.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The refresh token, if one was issued.
+    pub fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.refresh_token.as_ref()
+    }
+
+    /// The OpenID Connect id token, if one was issued.
+    pub fn id_token(&self) -> Option<&IdToken> {
+        self.id_token.as_ref()
+    }
+
+    /// Response fields this crate does not interpret (`consented_on`, `nonce`, …).
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+
+    /// Whether `other` carries the same access token value.
+    pub fn same_value(&self, other: &Token) -> bool {
+        self.access_token == other.access_token
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        f.debug_struct("Token")
+            .field("access_token", &self.access_token)
+            .field("token_type", &self.token_type)
+            .field("issued_at", &secs(self.issued_at))
+            .field("expires_at", &secs(self.expires_at))
+            .field("expiry_source", &self.expiry_source)
+            .field("scope", &self.scope)
+            .field("refresh_token", &self.refresh_token)
+            .field("id_token", &self.id_token)
+            // Values of vendor fields are not ours to judge: show names only.
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn bearer_header(token: &AccessToken) -> Result<HeaderValue, ResponseProblem> {
+    if token.is_empty() {
+        return Err(ResponseProblem::EmptyAccessToken);
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(7 + token.expose_secret().len()));
+    buf.extend_from_slice(b"Bearer ");
+    buf.extend_from_slice(token.expose_secret().as_bytes());
+    // The header shares this zeroizing buffer instead of copying it, so the memory
+    // is wiped when the last request holding the header is done with it.
+    let mut value = HeaderValue::from_maybe_shared(Bytes::from_owner(ZeroOnDrop(buf)))
+        .map_err(|_| {
+            ResponseProblem::Other(
+                "access_token has characters that cannot be sent in an HTTP header".into(),
+            )
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+struct ZeroOnDrop(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Parses a successful token response body (RFC 6749 §5.1).
+///
+/// `received_at` is when the response arrived; `expires_in` counts from then.
+pub fn parse_token_response(
+    body: &[u8],
+    received_at: SystemTime,
+    options: &ParseOptions,
+) -> Result<Token, ResponseProblem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ResponseProblem::Empty);
+    }
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|_| ResponseProblem::NotJson { content_type: None, len: body.len() })?;
+    let Value::Object(mut fields) = json else {
+        return Err(ResponseProblem::NotAnObject);
+    };
+
+    let access_token = match fields.remove("access_token") {
+        None | Some(Value::Null) => return Err(ResponseProblem::MissingAccessToken),
+        Some(Value::String(s)) if s.is_empty() => return Err(ResponseProblem::EmptyAccessToken),
+        Some(Value::String(s)) => AccessToken::new(s),
+        Some(_) => {
+            return Err(ResponseProblem::WrongType { field: "access_token", expected: "a string" });
+        }
+    };
+    let token_type = optional_string(&mut fields, "token_type")?.unwrap_or_else(|| "Bearer".into());
+    let accepted = token_type.eq_ignore_ascii_case("bearer")
+        || options.extra_token_types.iter().any(|t| t.eq_ignore_ascii_case(&token_type));
+    if !accepted {
+        return Err(ResponseProblem::UnsupportedTokenType { token_type });
+    }
+    let expires_in = match fields.remove("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(number_of(&v).ok_or(ResponseProblem::WrongType {
+            field: "expires_in",
+            expected: "a number",
+        })?),
+    };
+    let scope = optional_string(&mut fields, "scope")?;
+    let refresh_token = optional_string(&mut fields, "refresh_token")?
+        .filter(|s| !s.is_empty())
+        .map(RefreshToken::new);
+    let id_token = optional_string(&mut fields, "id_token")?
+        .filter(|s| !s.is_empty())
+        .map(IdToken::new);
+
+    let (expires_at, expiry_source) = resolve_expiry(
+        received_at,
+        expires_in,
+        &access_token,
+        id_token.as_ref(),
+        &options.expiry,
+    );
+    let bearer = bearer_header(&access_token)?;
+    Ok(Token {
+        access_token,
+        bearer,
+        token_type,
+        issued_at: received_at,
+        expires_at,
+        expiry_source,
+        scope,
+        refresh_token,
+        id_token,
+        extra: fields,
+    })
+}
+
+fn optional_string(
+    fields: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, ResponseProblem> {
+    match fields.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ResponseProblem::WrongType { field, expected: "a string" }),
+    }
+}
+
+fn number_of(v: &Value) -> Option<f64> {
+    let n = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }?;
+    n.is_finite().then_some(n)
+}
+
+/// Seconds since the epoch in the `exp` claim of a JWT, if `token` is one.
+///
+/// The signature is not checked: this is only used to schedule a refresh, never to
+/// trust the token.
+pub fn jwt_exp(token: &str) -> Option<f64> {
+    if token.bytes().filter(|b| *b == b'.').count() != 2 {
+        return None;
+    }
+    let data = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token).ok()?;
+    data.claims.get("exp").and_then(number_of)
+}
+
+fn resolve_expiry(
+    received_at: SystemTime,
+    expires_in: Option<f64>,
+    access_token: &AccessToken,
+    id_token: Option<&IdToken>,
+    policy: &ExpiryPolicy,
+) -> (SystemTime, ExpirySource) {
+    let mut candidates: Vec<(f64, ExpirySource)> = Vec::with_capacity(3);
+    if let Some(n) = expires_in {
+        let secs = match policy.expires_in_unit {
+            ExpiresInUnit::Seconds => n,
+            ExpiresInUnit::Milliseconds => n / 1000.0,
+        };
+        candidates.push((secs, ExpirySource::ExpiresIn));
+    }
+    if policy.use_jwt_exp {
+        let since_epoch = received_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        if let Some(exp) = jwt_exp(access_token.expose_secret()) {
+            candidates.push((exp - since_epoch, ExpirySource::AccessTokenExp));
+        }
+        if let Some(exp) = id_token.and_then(|t| jwt_exp(t.expose_secret())) {
+            candidates.push((exp - since_epoch, ExpirySource::IdTokenExp));
+        }
+    }
+    let (secs, source) = candidates
+        .into_iter()
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap_or((policy.default_lifetime.as_secs_f64(), ExpirySource::Default));
+
+    let min = policy.min_lifetime.as_secs_f64();
+    let max = policy.max_lifetime.as_secs_f64();
+    let clamped = if secs < min {
+        tracing::warn!(lifetime_secs = secs, clamped_to = min, source = ?source,
+            "token lifetime is zero, negative or too short; clamped");
+        min
+    } else if secs > max {
+        tracing::warn!(lifetime_secs = secs, clamped_to = max, source = ?source,
+            "token lifetime is absurdly long; clamped");
+        max
+    } else {
+        secs
+    };
+    (received_at + Duration::from_secs_f64(clamped), source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn jwt(claims: &str) -> String {
+        let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+        let c = URL_SAFE_NO_PAD.encode(claims);
+        format!("{h}.{c}.c2lnbmF0dXJl")
+    }
+
+    fn t0() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn parse(body: &str) -> Result<Token, ResponseProblem> {
+        parse_token_response(body.as_bytes(), t0(), &ParseOptions::default())
+    }
+
+    fn lifetime(body: &str) -> u64 {
+        parse(body).map(|t| t.lifetime().as_secs()).unwrap_or(u64::MAX)
+    }
+
+    #[test]
+    fn lenient_parsing_table() {
+        let cases: &[(&str, Result<u64, ResponseProblem>)] = &[
+            // null refresh_token (Graphnet, Aidbox)
+            (r#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":null}"#, Ok(3600)),
+            // string expires_in (PayPal and friends)
+            (r#"{"access_token":"a","token_type":"bearer","expires_in":"1800"}"#, Ok(1800)),
+            (r#"{"access_token":"a","token_type":"BEARER","expires_in":" 60.9 "}"#, Ok(60)),
+            // no expires_in, nothing else: the default lifetime
+            (r#"{"access_token":"a","token_type":"Bearer"}"#, Ok(300)),
+            (r#"{"access_token":"a","token_type":"Bearer","expires_in":null,"scope":null}"#, Ok(300)),
+            // no token_type at all: assumed bearer
+            (r#"{"access_token":"a"}"#, Ok(300)),
+            // nonsense lifetimes are clamped
+            (r#"{"access_token":"a","expires_in":0}"#, Ok(10)),
+            (r#"{"access_token":"a","expires_in":-5}"#, Ok(10)),
+            (r#"{"access_token":"a","expires_in":1e12}"#, Ok(86400)),
+            // errors
+            (r#"{"token_type":"Bearer","expires_in":3600}"#, Err(ResponseProblem::MissingAccessToken)),
+            (r#"{"access_token":null}"#, Err(ResponseProblem::MissingAccessToken)),
+            (r#"{"access_token":""}"#, Err(ResponseProblem::EmptyAccessToken)),
+            (r#"{"access_token":42}"#, Err(ResponseProblem::WrongType { field: "access_token", expected: "a string" })),
+            (r#"{"access_token":"a","expires_in":"soon"}"#, Err(ResponseProblem::WrongType { field: "expires_in", expected: "a number" })),
+            (r#"{"access_token":"a","expires_in":true}"#, Err(ResponseProblem::WrongType { field: "expires_in", expected: "a number" })),
+            (r#"{"access_token":"a","scope":["x"]}"#, Err(ResponseProblem::WrongType { field: "scope", expected: "a string" })),
+            (r#"{"access_token":"a","token_type":"mac"}"#, Err(ResponseProblem::UnsupportedTokenType { token_type: "mac".into() })),
+            (r#"[1,2]"#, Err(ResponseProblem::NotAnObject)),
+            ("", Err(ResponseProblem::Empty)),
+            ("<html>502 Bad Gateway</html>", Err(ResponseProblem::NotJson { content_type: None, len: 28 })),
+            (r#"{"access_token":"line\nbreak"}"#, Err(ResponseProblem::Other("access_token has characters that cannot be sent in an HTTP header".into()))),
+        ];
+        for (body, want) in cases {
+            let got = parse(body).map(|t| t.lifetime().as_secs());
+            assert_eq!(&got, want, "body: {body}");
+        }
+    }
+
+    #[test]
+    fn jwt_exp_without_expires_in() {
+        let token = jwt(&format!(r#"{{"sub":"x","exp":{}}}"#, 1_700_000_000 + 900));
+        let t = parse(&format!(r#"{{"access_token":"{token}","token_type":"Bearer"}}"#)).ok();
+        assert_eq!(t.as_ref().map(|t| t.lifetime().as_secs()), Some(900));
+        assert_eq!(t.map(|t| t.expiry_source()), Some(ExpirySource::AccessTokenExp));
+    }
+
+    #[test]
+    fn earliest_of_expires_in_and_exp_wins() {
+        let id = jwt(&format!(r#"{{"exp":{}}}"#, 1_700_000_000 + 1200));
+        // SanteDB 2.x: expires_in in ms, misread as seconds would be 20 days.
+        let body = format!(r#"{{"access_token":"opaque","token_type":"bearer","expires_in":1799984,"id_token":"{id}"}}"#);
+        let t = parse(&body).ok();
+        assert_eq!(t.as_ref().map(|t| t.lifetime().as_secs()), Some(1200));
+        assert_eq!(t.as_ref().map(|t| t.expiry_source()), Some(ExpirySource::IdTokenExp));
+
+        let ms = ParseOptions::default()
+            .with_expiry(ExpiryPolicy::default().with_unit(ExpiresInUnit::Milliseconds).with_jwt_exp(false));
+        let t = parse_token_response(body.as_bytes(), t0(), &ms).ok();
+        assert_eq!(t.map(|t| t.lifetime().as_secs()), Some(1799));
+    }
+
+    #[test]
+    fn exp_in_the_past_is_clamped_not_trusted_blindly() {
+        let token = jwt(&format!(r#"{{"exp":{}}}"#, 1_700_000_000 - 50));
+        assert_eq!(lifetime(&format!(r#"{{"access_token":"{token}","expires_in":3600}}"#)), 10);
+    }
+
+    #[test]
+    fn bad_jwts_are_treated_as_opaque() {
+        for v in ["a.b.c", "eyJ.eyJ.x", "not-a-jwt", "a..b", "....", "ü.ä.ö"] {
+            assert_eq!(jwt_exp(v), None, "{v}");
+        }
+        let no_exp = jwt(r#"{"sub":"x"}"#);
+        assert_eq!(jwt_exp(&no_exp), None);
+        let float_exp = jwt(r#"{"exp":1700000100.5}"#);
+        assert_eq!(jwt_exp(&float_exp), Some(1_700_000_100.5));
+    }
+
+    #[test]
+    fn unknown_fields_are_kept() {
+        let t = parse(r#"{"access_token":"a","consented_on":1610000000,"nonce":"n"}"#).ok();
+        let extra = t.map(|t| t.extra().clone()).unwrap_or_default();
+        assert_eq!(extra.get("consented_on"), Some(&Value::from(1_610_000_000)));
+        assert_eq!(extra.get("nonce"), Some(&Value::from("n")));
+    }
+
+    #[test]
+    fn extra_token_types_can_be_allowed() {
+        let opts = ParseOptions::default().accept_token_type("urn:ietf:params:oauth:token-type:jwt");
+        let body = br#"{"access_token":"a","token_type":"urn:ietf:params:oauth:token-type:jwt"}"#;
+        assert!(parse_token_response(body, t0(), &opts).is_ok());
+    }
+
+    #[test]
+    fn bearer_header_is_sensitive_and_debug_is_redacted() {
+        let t = parse(r#"{"access_token":"canary-token-value","refresh_token":"canary-refresh","id_token":"canary-id"}"#);
+        let t = t.ok();
+        let h = t.as_ref().map(|t| t.bearer_header());
+        assert!(h.as_ref().is_some_and(|h| h.is_sensitive()));
+        assert_eq!(h.as_ref().and_then(|h| h.to_str().ok()), Some("Bearer canary-token-value"));
+        let debug = format!("{t:?}");
+        assert!(!debug.contains("canary"), "{debug}");
+    }
+}
