@@ -313,12 +313,15 @@ pub fn error_response(
         error.retry_after = retry_after;
         return Error::oauth(error);
     }
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Error::unavailable("token request", status.as_u16(), retry_after);
+    }
     let problem = if body.is_empty() {
         ResponseProblem::Empty
     } else {
         ResponseProblem::UnexpectedStatus { content_type, len: body.len() }
     };
-    Error::invalid_response("token request", status.as_u16(), problem).with_retry_after(retry_after)
+    Error::invalid_response("token request", status.as_u16(), problem)
 }
 
 /// A sensitive header value (never logged by HTTP libraries).
@@ -376,7 +379,8 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"));
 
         let html = error_response(StatusCode::BAD_GATEWAY, Some("text/html".into()), Some(Duration::from_secs(3)), b"<html>oops</html>", &[]);
-        assert_eq!(html.kind(), crate::ErrorKind::Transport);
+        assert_eq!(html.kind(), crate::ErrorKind::Unavailable);
+        assert_eq!(html.status(), Some(502));
         assert!(html.is_retryable());
         assert_eq!(html.retry_after(), Some(Duration::from_secs(3)));
 

@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Transport,
     /// A request took longer than its timeout.
     Timeout,
+    /// A server answered 5xx or 429 without an OAuth error body: it is down, overloaded
+    /// or rate limiting. Retryable.
+    Unavailable,
     /// A server answered with something that is not what the protocol promises.
     InvalidResponse,
     /// The client was configured with values that cannot work.
@@ -240,8 +243,9 @@ impl fmt::Display for OAuthError {
 #[derive(Debug)]
 enum Repr {
     OAuth(OAuthError),
-    Transport { what: String, retry_after: Option<Duration> },
+    Transport { what: String },
     Timeout { what: String, after: Duration },
+    Unavailable { what: String, status: u16, retry_after: Option<Duration> },
     InvalidResponse { what: String, status: u16, problem: ResponseProblem },
     Configuration(String),
     Unauthorized { status: u16, challenge: Option<Challenge> },
@@ -254,8 +258,16 @@ impl fmt::Display for Repr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::OAuth(e) => write!(f, "token request refused: {e}"),
-            Self::Transport { what, .. } => write!(f, "{what} failed"),
+            Self::Transport { what } => write!(f, "{what} failed: could not reach the server"),
+            Self::Timeout { what, after } if after.is_zero() => write!(f, "{what} timed out"),
             Self::Timeout { what, after } => write!(f, "{what} timed out after {after:?}"),
+            Self::Unavailable { what, status, retry_after } => {
+                write!(f, "{what} failed: the server is unavailable (HTTP {status})")?;
+                if let Some(after) = retry_after {
+                    write!(f, ", retry after {}s", after.as_secs())?;
+                }
+                Ok(())
+            }
             Self::InvalidResponse { what, status, problem } => {
                 write!(f, "invalid response from {what} (HTTP {status}): {problem}")
             }
@@ -297,12 +309,17 @@ impl Error {
                 Some(Box::new(source.without_url())),
             );
         }
-        Self::new(Repr::Transport { what, retry_after: None }, Some(Box::new(source.without_url())))
+        Self::new(Repr::Transport { what }, Some(Box::new(source.without_url())))
     }
 
     /// A request that exceeded its deadline.
     pub fn timeout(what: impl Into<String>, after: Duration) -> Self {
         Self::new(Repr::Timeout { what: what.into(), after }, None)
+    }
+
+    /// A 5xx or 429 answer without an OAuth error body.
+    pub fn unavailable(what: impl Into<String>, status: u16, retry_after: Option<Duration>) -> Self {
+        Self::new(Repr::Unavailable { what: what.into(), status, retry_after }, None)
     }
 
     /// A response that breaks the protocol.
@@ -348,6 +365,7 @@ impl Error {
             Repr::OAuth(_) => ErrorKind::OAuth,
             Repr::Transport { .. } => ErrorKind::Transport,
             Repr::Timeout { .. } => ErrorKind::Timeout,
+            Repr::Unavailable { .. } => ErrorKind::Unavailable,
             Repr::InvalidResponse { .. } => ErrorKind::InvalidResponse,
             Repr::Configuration(_) => ErrorKind::Configuration,
             Repr::Unauthorized { .. } => ErrorKind::Unauthorized,
@@ -387,9 +405,9 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match &self.inner.repr {
             Repr::OAuth(e) => Some(e.status),
-            Repr::InvalidResponse { status, .. } | Repr::Unauthorized { status, .. } => {
-                Some(*status)
-            }
+            Repr::InvalidResponse { status, .. }
+            | Repr::Unauthorized { status, .. }
+            | Repr::Unavailable { status, .. } => Some(*status),
             Repr::InsufficientScope { .. } => Some(403),
             _ => None,
         }
@@ -401,9 +419,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match &self.inner.repr {
             Repr::OAuth(e) => e.is_retryable(),
-            Repr::Transport { .. } | Repr::Timeout { .. } | Repr::Store(_) | Repr::Internal(_) => {
-                true
-            }
+            Repr::Transport { .. }
+            | Repr::Timeout { .. }
+            | Repr::Unavailable { .. }
+            | Repr::Store(_)
+            | Repr::Internal(_) => true,
             Repr::InvalidResponse { status, .. } => *status >= 500 || *status == 429,
             Repr::Configuration(_) | Repr::Unauthorized { .. } | Repr::InsufficientScope { .. } => {
                 false
@@ -415,28 +435,8 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.inner.repr {
             Repr::OAuth(e) => e.retry_after,
-            Repr::Transport { retry_after, .. } => *retry_after,
+            Repr::Unavailable { retry_after, .. } => *retry_after,
             _ => None,
-        }
-    }
-
-    /// Adds a `Retry-After` to a retryable response error that carries none.
-    pub(crate) fn with_retry_after(self, retry_after: Option<Duration>) -> Self {
-        let Some(after) = retry_after else { return self };
-        match &self.inner.repr {
-            Repr::OAuth(e) if e.retry_after.is_none() => {
-                let mut e = e.clone();
-                e.retry_after = Some(after);
-                Self::oauth(e)
-            }
-            Repr::InvalidResponse { what, status, problem } => Self::new(
-                Repr::Transport {
-                    what: format!("{what} (HTTP {status}: {problem})"),
-                    retry_after: Some(after),
-                },
-                None,
-            ),
-            _ => self,
         }
     }
 
