@@ -1,0 +1,131 @@
+//! The authenticated client: bearer attached, one replay after a rejected token,
+//! never a loop, and only the rejected token dropped.
+
+use std::time::Duration;
+
+use auth_core::clock::SystemClock;
+use auth_core::oauth2::ClientCredentials;
+use auth_core::testkit::{ApiBehavior, TestIdentityProvider};
+use auth_core::{AuthClient, ErrorKind, RequestExtras, SecretValue, TokenManager};
+use integration_tests::source;
+
+async fn setup() -> (TestIdentityProvider, TokenManager<ClientCredentials>, AuthClient) {
+    let idp = TestIdentityProvider::start().await.unwrap();
+    let manager = TokenManager::new(source(&idp, SystemClock));
+    let client = AuthClient::new(manager.clone()).unwrap();
+    (idp, manager, client)
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_replaced_and_the_request_replayed_once() {
+    let (idp, _manager, client) = setup().await;
+    let ok = client.send(client.get(idp.api_url("Patient/1"))).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!((idp.token_requests(), idp.api_requests()), (1, 1));
+
+    // The server forgets every token (a restart, a revocation): the next call is
+    // rejected once, a new token is fetched, the call is replayed and succeeds.
+    idp.revoke_all();
+    let body = r#"{"resourceType":"Patient"}"#;
+    let ok = client.send(client.post(idp.api_url("Patient")).body(body)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(idp.token_requests(), 2);
+    assert_eq!(idp.api_requests(), 3, "one rejected attempt and one replay");
+    assert_eq!(idp.api_rejections(), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_always_rejects_gets_exactly_one_replay_then_a_typed_error() {
+    let (idp, _manager, client) = setup().await;
+    idp.set_api_behavior(ApiBehavior::RejectAll);
+    let error = client.send(client.get(idp.api_url("Patient/1"))).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthorized);
+    assert_eq!(error.status(), Some(401));
+    assert!(error.challenge().is_some_and(|c| c.is_invalid_token()));
+    assert_eq!(idp.api_requests(), 2, "the original and one replay, no loop");
+    assert_eq!(idp.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn santedb_style_403_invalid_token_triggers_the_replay() {
+    let (idp, _manager, client) = setup().await;
+    client.send(client.get(idp.api_url("Patient/1"))).await.unwrap();
+    idp.set_api_behavior(ApiBehavior::SanteDbStyle);
+    idp.revoke_all();
+    let ok = client.send(client.get(idp.api_url("Patient/1"))).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(idp.api_rejections(), 1);
+    assert_eq!(idp.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn insufficient_scope_is_final() {
+    let (idp, _manager, client) = setup().await;
+    idp.set_api_behavior(ApiBehavior::InsufficientScope);
+    let error = client.send(client.get(idp.api_url("Patient/1"))).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InsufficientScope);
+    assert_eq!(error.challenge().and_then(|c| c.scope()), Some("system/*.rs"));
+    assert_eq!(idp.api_requests(), 1, "no replay: a new token would not have more scope");
+    assert_eq!(idp.token_requests(), 1);
+}
+
+#[tokio::test]
+async fn a_streaming_body_is_not_replayed() {
+    let (idp, _manager, client) = setup().await;
+    client.send(client.get(idp.api_url("x"))).await.unwrap();
+    idp.revoke_all();
+    let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![Ok(b"{}")];
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let error = client.send(client.post(idp.api_url("Patient")).body(body)).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthorized);
+    assert_eq!(idp.api_requests(), 2, "the first call and the rejected one; no replay");
+    // The rejected token was still dropped: the next call gets a fresh one.
+    client.send(client.get(idp.api_url("x"))).await.unwrap();
+    assert_eq!(idp.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn invalidating_an_old_token_keeps_the_newer_one() {
+    let (idp, manager, _client) = setup().await;
+    let old = manager.token().await.unwrap();
+    assert!(manager.invalidate(&old).await);
+    let new = manager.token().await.unwrap();
+    assert!(!new.same_value(&old));
+    // A slow caller reports the old token as rejected after the new one arrived.
+    assert!(!manager.invalidate(&old).await, "the newer token must survive");
+    assert!(manager.cached().is_some_and(|t| t.same_value(&new)));
+    assert_eq!(idp.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_rejections_fetch_one_new_token() {
+    let (idp, _manager, client) = setup().await;
+    client.send(client.get(idp.api_url("x"))).await.unwrap();
+    idp.revoke_all();
+    idp.set_delay(Duration::from_millis(100));
+    let calls: Vec<_> = (0..50).map(|_| {
+        let (c, url) = (client.clone(), idp.api_url("x"));
+        tokio::spawn(async move { c.send(c.get(url)).await.map(|r| r.status().as_u16()) })
+    }).collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), 200);
+    }
+    assert_eq!(idp.token_requests(), 2, "50 rejected callers share one new token");
+}
+
+#[tokio::test]
+async fn vendor_extras_go_on_every_request() {
+    let idp = TestIdentityProvider::start().await.unwrap();
+    let (id, secret) = idp.credentials();
+    let extras = RequestExtras::new()
+        .header("x-partnerid", "partner-7").unwrap()
+        .secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new("sub-key")).unwrap()
+        .query("_format", "json");
+    let source = ClientCredentials::builder(idp.token_url(), id, secret).request_extras(extras).build().unwrap();
+    let client = AuthClient::new(TokenManager::new(source)).unwrap();
+    client.send(client.get(idp.api_url("Patient?name=x"))).await.unwrap();
+    let seen = idp.api_log().pop().unwrap();
+    assert_eq!(seen.header("x-partnerid"), Some("partner-7"));
+    assert_eq!(seen.header("ocp-apim-subscription-key"), Some("sub-key"));
+    assert_eq!(seen.query.as_deref(), Some("name=x&_format=json"));
+}
