@@ -26,10 +26,7 @@ impl Challenge {
 
     /// A parameter by (case-insensitive) name.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The RFC 6750 `error` code.
@@ -137,9 +134,7 @@ pub fn bearer_challenge(headers: &HeaderMap) -> Option<Challenge> {
 }
 
 fn split_token(s: &str) -> (&str, &str) {
-    let end = s
-        .find(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '"')
-        .unwrap_or(s.len());
+    let end = s.find(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '"').unwrap_or(s.len());
     s.split_at(end)
 }
 
@@ -178,7 +173,9 @@ mod tests {
 
     #[test]
     fn rfc_6750_form() {
-        let c = one(r#"Bearer realm="example", error="invalid_token", error_description="The access token expired""#);
+        let c = one(
+            r#"Bearer realm="example", error="invalid_token", error_description="The access token expired""#,
+        );
         assert!(c.is_scheme("bearer"));
         assert_eq!(c.realm(), Some("example"));
         assert!(c.is_invalid_token());
@@ -187,7 +184,9 @@ mod tests {
 
     #[test]
     fn santedb_space_separated_lowercase() {
-        let c = one(r#"bearer realm="santedb.local" error="invalid_token" error_description="Invalid bearer token""#);
+        let c = one(
+            r#"bearer realm="santedb.local" error="invalid_token" error_description="Invalid bearer token""#,
+        );
         assert_eq!(c.scheme, "bearer");
         assert!(c.is_invalid_token());
         assert_eq!(c.error_description(), Some("Invalid bearer token"));
@@ -222,7 +221,10 @@ mod tests {
     fn bearer_is_preferred() {
         let mut h = HeaderMap::new();
         h.append(WWW_AUTHENTICATE, "Basic realm=\"x\"".parse().unwrap_or_else(|_| unreachable!()));
-        h.append(WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"".parse().unwrap_or_else(|_| unreachable!()));
+        h.append(
+            WWW_AUTHENTICATE,
+            "Bearer error=\"invalid_token\"".parse().unwrap_or_else(|_| unreachable!()),
+        );
         assert!(bearer_challenge(&h).is_some_and(|c| c.is_invalid_token()));
     }
 }

@@ -232,8 +232,8 @@ impl AsRef<[u8]> for ZeroizingBody {
 
 /// Accepts `https://`, and `http://` only to loopback unless `allow_insecure_http`.
 pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<Url> {
-    let parsed = Url::parse(url)
-        .map_err(|e| Error::configuration(format!("`{url}` is not a valid URL: {e}")))?;
+    let parsed =
+        Url::parse(url).map_err(|e| Error::configuration(format!("`{url}` is not a valid URL: {e}")))?;
     match parsed.scheme() {
         "https" => Ok(parsed),
         "http" if allow_insecure_http || is_loopback(&parsed) => Ok(parsed),
@@ -326,8 +326,9 @@ pub fn error_response(
 
 /// A sensitive header value (never logged by HTTP libraries).
 pub fn sensitive_header(value: &str) -> Result<HeaderValue> {
-    let mut v = HeaderValue::from_str(value)
-        .map_err(|_| Error::configuration("a credential contains characters not allowed in an HTTP header"))?;
+    let mut v = HeaderValue::from_str(value).map_err(|_| {
+        Error::configuration("a credential contains characters not allowed in an HTTP header")
+    })?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -378,13 +379,31 @@ mod tests {
         assert_eq!(o.and_then(|o| o.description), Some("secret [redacted] is wrong".into()));
         assert!(!e.to_string().contains("hunter2"));
 
-        let html = error_response(StatusCode::BAD_GATEWAY, Some("text/html".into()), Some(Duration::from_secs(3)), b"<html>oops</html>", &[]);
+        let html = error_response(
+            StatusCode::BAD_GATEWAY,
+            Some("text/html".into()),
+            Some(Duration::from_secs(3)),
+            b"<html>oops</html>",
+            &[],
+        );
         assert_eq!(html.kind(), crate::ErrorKind::Unavailable);
         assert_eq!(html.status(), Some(502));
         assert!(html.is_retryable());
         assert_eq!(html.retry_after(), Some(Duration::from_secs(3)));
 
-        let apim = error_response(StatusCode::UNAUTHORIZED, Some("application/json".into()), None, br#"{"statusCode":401,"message":"Access denied"}"#, &[]);
-        assert_eq!(apim.response_problem(), Some(&ResponseProblem::UnexpectedStatus { content_type: Some("application/json".into()), len: 44 }));
+        let apim = error_response(
+            StatusCode::UNAUTHORIZED,
+            Some("application/json".into()),
+            None,
+            br#"{"statusCode":401,"message":"Access denied"}"#,
+            &[],
+        );
+        assert_eq!(
+            apim.response_problem(),
+            Some(&ResponseProblem::UnexpectedStatus {
+                content_type: Some("application/json".into()),
+                len: 44
+            })
+        );
     }
 }

@@ -118,11 +118,9 @@ impl fmt::Display for ResponseProblem {
             Self::UnsupportedTokenType { token_type } => {
                 write!(f, "token_type `{token_type}` is not supported (expected Bearer)")
             }
-            Self::UnexpectedStatus { content_type, len } => write!(
-                f,
-                "error status without an OAuth error body ({}, {len} bytes)",
-                ct(content_type)
-            ),
+            Self::UnexpectedStatus { content_type, len } => {
+                write!(f, "error status without an OAuth error body ({}, {len} bytes)", ct(content_type))
+            }
             Self::Other(text) => f.write_str(text),
         }
     }
@@ -425,9 +423,7 @@ impl Error {
             | Repr::Store(_)
             | Repr::Internal(_) => true,
             Repr::InvalidResponse { status, .. } => *status >= 500 || *status == 429,
-            Repr::Configuration(_) | Repr::Unauthorized { .. } | Repr::InsufficientScope { .. } => {
-                false
-            }
+            Repr::Configuration(_) | Repr::Unauthorized { .. } | Repr::InsufficientScope { .. } => false,
         }
     }
 
@@ -484,7 +480,10 @@ mod tests {
         assert!(busy.is_retryable());
         let odd = Error::oauth(OAuthError::new(OAuthErrorCode::parse("mfa_required"), 400));
         assert!(!odd.is_retryable());
-        assert_eq!(odd.oauth_error().map(|o| o.code.clone()), Some(OAuthErrorCode::Other("mfa_required".into())));
+        assert_eq!(
+            odd.oauth_error().map(|o| o.code.clone()),
+            Some(OAuthErrorCode::Other("mfa_required".into()))
+        );
         let odd5xx = Error::oauth(OAuthError::new(OAuthErrorCode::parse("unspecified_error"), 502));
         assert!(odd5xx.is_retryable());
         assert!(Error::invalid_response("x", 503, ResponseProblem::Empty).is_retryable());

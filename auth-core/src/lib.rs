@@ -49,7 +49,9 @@ pub mod testkit;
 pub use error::{Error, ErrorKind, OAuthError, OAuthErrorCode, ResponseProblem, Result};
 pub use http::{AuthClient, Authenticator};
 pub use manager::{ManagerConfig, ManagerStats, RetryPolicy, TokenManager};
-pub use secret::{AccessToken, ClientSecret, DeviceSecret, IdToken, PrivateKeyPem, RefreshToken, SecretValue};
+pub use secret::{
+    AccessToken, ClientSecret, DeviceSecret, IdToken, PrivateKeyPem, RefreshToken, SecretValue,
+};
 pub use source::{CacheKey, CredentialSource, RequestExtras};
 pub use store::{MemoryStore, TokenStore};
 pub use token::{ExpiresInUnit, ExpiryPolicy, Token};

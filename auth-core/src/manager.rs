@@ -336,11 +336,7 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
     /// The cached token if it is usable now, without fetching or refreshing.
     pub fn cached(&self) -> Option<Arc<Token>> {
         let now = self.shared.clock.now();
-        self.shared
-            .current
-            .load_full()
-            .filter(|c| now < c.usable_until)
-            .map(|c| c.token.clone())
+        self.shared.current.load_full().filter(|c| now < c.usable_until).map(|c| c.token.clone())
     }
 
     /// Drops `token` because a server rejected it, if it is still the cached one.
@@ -492,7 +488,8 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                     bump(&self.counters.failures);
                     let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive + 1);
                     let delay = self.config.retry.backoff(error, consecutive);
-                    state.failure = Some(Failure { error: error.clone(), retry_at: now + delay, consecutive });
+                    state.failure =
+                        Some(Failure { error: error.clone(), retry_at: now + delay, consecutive });
                 }
             }
             state.inflight = None;
@@ -502,7 +499,8 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
 
     async fn run_fetch(self: &Arc<Self>, reason: Reason) -> Result<Arc<Token>> {
         let key = self.source.cache_key();
-        let span = tracing::info_span!("token_fetch", provider = key.provider(), key = %key, reason = ?reason);
+        let span =
+            tracing::info_span!("token_fetch", provider = key.provider(), key = %key, reason = ?reason);
         async {
             let started = Instant::now();
             let result = self.fetch_shared(reason).await;

@@ -154,10 +154,7 @@ mod tests {
 
     #[test]
     fn scrub_removes_echoed_secrets() {
-        assert_eq!(
-            scrub("bad secret s3cr3t-value given", &["s3cr3t-value"]),
-            "bad secret [redacted] given"
-        );
+        assert_eq!(scrub("bad secret s3cr3t-value given", &["s3cr3t-value"]), "bad secret [redacted] given");
         // Very short values would redact ordinary words; they are left alone.
         assert_eq!(scrub("a b c", &["a"]), "a b c");
     }

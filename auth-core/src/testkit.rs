@@ -384,10 +384,8 @@ fn form_decode(s: &str) -> String {
 fn record(headers: &HeaderMap, body: &[u8]) -> RecordedRequest {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let pair = authorization.as_deref().and_then(split_basic);
-    let basic_raw = pair
-        .as_deref()
-        .and_then(|p| p.split_once(':'))
-        .map(|(a, b)| (a.to_owned(), b.to_owned()));
+    let basic_raw =
+        pair.as_deref().and_then(|p| p.split_once(':')).map(|(a, b)| (a.to_owned(), b.to_owned()));
     let basic_decoded = basic_raw.as_ref().map(|(a, b)| (form_decode(a), form_decode(b)));
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let form = if content_type.as_deref().is_some_and(|c| c.starts_with("application/json")) {
@@ -433,18 +431,23 @@ async fn token_endpoint(State(inner): State<Arc<Inner>>, headers: HeaderMap, bod
     match behavior {
         TokenBehavior::Issue => {}
         TokenBehavior::OAuthError { status, code } => return oauth_error(status, &code),
-        TokenBehavior::Status(s) => return StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY).into_response(),
+        TokenBehavior::Status(s) => {
+            return StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY).into_response();
+        }
         TokenBehavior::Raw { status, content_type, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             return (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
         }
         TokenBehavior::RetryAfter(secs) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, secs.to_string())]).into_response();
+            return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, secs.to_string())])
+                .into_response();
         }
     }
 
     // Client authentication: exactly one method (RFC 6749 §2.3).
-    let in_body = request.field("client_id").map(|id| (id.to_owned(), request.field("client_secret").unwrap_or_default().to_owned()));
+    let in_body = request
+        .field("client_id")
+        .map(|id| (id.to_owned(), request.field("client_secret").unwrap_or_default().to_owned()));
     let client = match (&request.basic_decoded, in_body) {
         (Some(_), Some(_)) => return oauth_error(400, "invalid_request"),
         (Some(pair), None) => pair.clone(),
@@ -484,7 +487,8 @@ async fn token_endpoint(State(inner): State<Arc<Inner>>, headers: HeaderMap, bod
         "scope": request.field("scope"),
     });
     if let Some(l) = k.lifetime {
-        response["expires_in"] = if k.expires_in_as_string { json!(l.as_secs().to_string()) } else { json!(l.as_secs()) };
+        response["expires_in"] =
+            if k.expires_in_as_string { json!(l.as_secs().to_string()) } else { json!(l.as_secs()) };
     }
     if k.refresh_tokens {
         response["refresh_token"] = json!(format!("rt-{n}"));
@@ -495,7 +499,12 @@ async fn token_endpoint(State(inner): State<Arc<Inner>>, headers: HeaderMap, bod
     resp
 }
 
-async fn api_endpoint(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, _body: Bytes) -> Response {
+async fn api_endpoint(
+    State(inner): State<Arc<Inner>>,
+    uri: Uri,
+    headers: HeaderMap,
+    _body: Bytes,
+) -> Response {
     inner.api_requests.fetch_add(1, Ordering::SeqCst);
     let reject = |status: StatusCode, challenge: &'static str| {
         inner.api_rejections.fetch_add(1, Ordering::SeqCst);
@@ -507,7 +516,10 @@ async fn api_endpoint(State(inner): State<Arc<Inner>>, uri: Uri, headers: Header
             return reject(StatusCode::UNAUTHORIZED, r#"Bearer realm="test", error="invalid_token""#);
         }
         ApiBehavior::InsufficientScope => {
-            return reject(StatusCode::FORBIDDEN, r#"Bearer realm="test", error="insufficient_scope", scope="system/*.rs""#);
+            return reject(
+                StatusCode::FORBIDDEN,
+                r#"Bearer realm="test", error="insufficient_scope", scope="system/*.rs""#,
+            );
         }
         ApiBehavior::Validate | ApiBehavior::SanteDbStyle => {}
     }
@@ -524,9 +536,15 @@ async fn api_endpoint(State(inner): State<Arc<Inner>>, uri: Uri, headers: Header
     let valid = k.issued.get(&token).is_some_and(|t| !t.revoked && now < t.expires_at);
     if !valid {
         return if k.api == ApiBehavior::SanteDbStyle {
-            reject(StatusCode::FORBIDDEN, r#"bearer realm="test" error="invalid_token" error_description="Invalid bearer token""#)
+            reject(
+                StatusCode::FORBIDDEN,
+                r#"bearer realm="test" error="invalid_token" error_description="Invalid bearer token""#,
+            )
         } else {
-            reject(StatusCode::UNAUTHORIZED, r#"Bearer realm="test", error="invalid_token", error_description="expired or revoked""#)
+            reject(
+                StatusCode::UNAUTHORIZED,
+                r#"Bearer realm="test", error="invalid_token", error_description="expired or revoked""#,
+            )
         };
     }
     drop(k);

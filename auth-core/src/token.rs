@@ -294,12 +294,9 @@ fn bearer_header(token: &AccessToken) -> Result<HeaderValue, ResponseProblem> {
     buf.extend_from_slice(token.expose_secret().as_bytes());
     // The header shares this zeroizing buffer instead of copying it, so the memory
     // is wiped when the last request holding the header is done with it.
-    let mut value = HeaderValue::from_maybe_shared(Bytes::from_owner(ZeroOnDrop(buf)))
-        .map_err(|_| {
-            ResponseProblem::Other(
-                "access_token has characters that cannot be sent in an HTTP header".into(),
-            )
-        })?;
+    let mut value = HeaderValue::from_maybe_shared(Bytes::from_owner(ZeroOnDrop(buf))).map_err(|_| {
+        ResponseProblem::Other("access_token has characters that cannot be sent in an HTTP header".into())
+    })?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -345,26 +342,17 @@ pub fn parse_token_response(
     }
     let expires_in = match fields.remove("expires_in") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(number_of(&v).ok_or(ResponseProblem::WrongType {
-            field: "expires_in",
-            expected: "a number",
-        })?),
+        Some(v) => Some(
+            number_of(&v).ok_or(ResponseProblem::WrongType { field: "expires_in", expected: "a number" })?,
+        ),
     };
     let scope = optional_string(&mut fields, "scope")?;
-    let refresh_token = optional_string(&mut fields, "refresh_token")?
-        .filter(|s| !s.is_empty())
-        .map(RefreshToken::new);
-    let id_token = optional_string(&mut fields, "id_token")?
-        .filter(|s| !s.is_empty())
-        .map(IdToken::new);
+    let refresh_token =
+        optional_string(&mut fields, "refresh_token")?.filter(|s| !s.is_empty()).map(RefreshToken::new);
+    let id_token = optional_string(&mut fields, "id_token")?.filter(|s| !s.is_empty()).map(IdToken::new);
 
-    let (expires_at, expiry_source) = resolve_expiry(
-        received_at,
-        expires_in,
-        &access_token,
-        id_token.as_ref(),
-        &options.expiry,
-    );
+    let (expires_at, expiry_source) =
+        resolve_expiry(received_at, expires_in, &access_token, id_token.as_ref(), &options.expiry);
     let bearer = bearer_header(&access_token)?;
     Ok(Token {
         access_token,
@@ -485,7 +473,10 @@ mod tests {
     fn lenient_parsing_table() {
         let cases: &[(&str, Result<u64, ResponseProblem>)] = &[
             // null refresh_token (Graphnet, Aidbox)
-            (r#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":null}"#, Ok(3600)),
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":null}"#,
+                Ok(3600),
+            ),
             // string expires_in (PayPal and friends)
             (r#"{"access_token":"a","token_type":"bearer","expires_in":"1800"}"#, Ok(1800)),
             (r#"{"access_token":"a","token_type":"BEARER","expires_in":" 60.9 "}"#, Ok(60)),
@@ -502,15 +493,35 @@ mod tests {
             (r#"{"token_type":"Bearer","expires_in":3600}"#, Err(ResponseProblem::MissingAccessToken)),
             (r#"{"access_token":null}"#, Err(ResponseProblem::MissingAccessToken)),
             (r#"{"access_token":""}"#, Err(ResponseProblem::EmptyAccessToken)),
-            (r#"{"access_token":42}"#, Err(ResponseProblem::WrongType { field: "access_token", expected: "a string" })),
-            (r#"{"access_token":"a","expires_in":"soon"}"#, Err(ResponseProblem::WrongType { field: "expires_in", expected: "a number" })),
-            (r#"{"access_token":"a","expires_in":true}"#, Err(ResponseProblem::WrongType { field: "expires_in", expected: "a number" })),
-            (r#"{"access_token":"a","scope":["x"]}"#, Err(ResponseProblem::WrongType { field: "scope", expected: "a string" })),
-            (r#"{"access_token":"a","token_type":"mac"}"#, Err(ResponseProblem::UnsupportedTokenType { token_type: "mac".into() })),
+            (
+                r#"{"access_token":42}"#,
+                Err(ResponseProblem::WrongType { field: "access_token", expected: "a string" }),
+            ),
+            (
+                r#"{"access_token":"a","expires_in":"soon"}"#,
+                Err(ResponseProblem::WrongType { field: "expires_in", expected: "a number" }),
+            ),
+            (
+                r#"{"access_token":"a","expires_in":true}"#,
+                Err(ResponseProblem::WrongType { field: "expires_in", expected: "a number" }),
+            ),
+            (
+                r#"{"access_token":"a","scope":["x"]}"#,
+                Err(ResponseProblem::WrongType { field: "scope", expected: "a string" }),
+            ),
+            (
+                r#"{"access_token":"a","token_type":"mac"}"#,
+                Err(ResponseProblem::UnsupportedTokenType { token_type: "mac".into() }),
+            ),
             (r#"[1,2]"#, Err(ResponseProblem::NotAnObject)),
             ("", Err(ResponseProblem::Empty)),
             ("<html>502 Bad Gateway</html>", Err(ResponseProblem::NotJson { content_type: None, len: 28 })),
-            (r#"{"access_token":"line\nbreak"}"#, Err(ResponseProblem::Other("access_token has characters that cannot be sent in an HTTP header".into()))),
+            (
+                r#"{"access_token":"line\nbreak"}"#,
+                Err(ResponseProblem::Other(
+                    "access_token has characters that cannot be sent in an HTTP header".into(),
+                )),
+            ),
         ];
         for (body, want) in cases {
             let got = parse(body).map(|t| t.lifetime().as_secs());
@@ -530,7 +541,9 @@ mod tests {
     fn earliest_of_expires_in_and_exp_wins() {
         let id = jwt(&format!(r#"{{"exp":{}}}"#, 1_700_000_000 + 1200));
         // SanteDB 2.x: expires_in in ms, misread as seconds would be 20 days.
-        let body = format!(r#"{{"access_token":"opaque","token_type":"bearer","expires_in":1799984,"id_token":"{id}"}}"#);
+        let body = format!(
+            r#"{{"access_token":"opaque","token_type":"bearer","expires_in":1799984,"id_token":"{id}"}}"#
+        );
         let t = parse(&body).ok();
         assert_eq!(t.as_ref().map(|t| t.lifetime().as_secs()), Some(1200));
         assert_eq!(t.as_ref().map(|t| t.expiry_source()), Some(ExpirySource::IdTokenExp));
@@ -575,7 +588,9 @@ mod tests {
 
     #[test]
     fn bearer_header_is_sensitive_and_debug_is_redacted() {
-        let t = parse(r#"{"access_token":"canary-token-value","refresh_token":"canary-refresh","id_token":"canary-id"}"#);
+        let t = parse(
+            r#"{"access_token":"canary-token-value","refresh_token":"canary-refresh","id_token":"canary-id"}"#,
+        );
         let t = t.ok();
         let h = t.as_ref().map(|t| t.bearer_header());
         assert!(h.as_ref().is_some_and(|h| h.is_sensitive()));

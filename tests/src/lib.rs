@@ -30,10 +30,13 @@ pub fn predictable() -> ManagerConfig {
 }
 
 /// A provider and a manager sharing one manual clock.
-pub async fn on_virtual_time(config: ManagerConfig) -> (TestIdentityProvider, TokenManager<ClientCredentials, MemoryStore>, ManualClock) {
+pub async fn on_virtual_time(
+    config: ManagerConfig,
+) -> (TestIdentityProvider, TokenManager<ClientCredentials, MemoryStore>, ManualClock) {
     let clock = ManualClock::new();
     let idp = TestIdentityProvider::start_with_clock(clock.clone()).await.expect("provider starts");
-    let manager = TokenManager::builder(source(&idp, clock.clone())).clock(clock.clone()).config(config).build();
+    let manager =
+        TokenManager::builder(source(&idp, clock.clone())).clock(clock.clone()).config(config).build();
     (idp, manager, clock)
 }
 

@@ -54,16 +54,27 @@ async fn no_secret_appears_in_logs_errors_debug_or_display() {
     let token_body = format!(
         r#"{{"access_token":"{ACCESS}","token_type":"Bearer","expires_in":300,"refresh_token":"{REFRESH}","id_token":"{ID}"}}"#
     );
-    idp.set_behavior(TokenBehavior::Raw { status: 200, content_type: "application/json".into(), body: token_body });
+    idp.set_behavior(TokenBehavior::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        body: token_body,
+    });
 
-    let extras = RequestExtras::new().secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new(SUB_KEY)).unwrap();
+    let extras =
+        RequestExtras::new().secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new(SUB_KEY)).unwrap();
     let mut outputs: Vec<(String, String)> = Vec::new();
-    for method in [ClientAuthMethod::ClientSecretBasic, ClientAuthMethod::ClientSecretPost, ClientAuthMethod::JsonBody] {
-        let source = ClientCredentials::builder(idp.token_url(), "leak-check-client", ClientSecret::new(CLIENT_SECRET))
-            .auth_method(method)
-            .request_extras(extras.clone())
-            .build()
-            .unwrap();
+    for method in
+        [ClientAuthMethod::ClientSecretBasic, ClientAuthMethod::ClientSecretPost, ClientAuthMethod::JsonBody]
+    {
+        let source = ClientCredentials::builder(
+            idp.token_url(),
+            "leak-check-client",
+            ClientSecret::new(CLIENT_SECRET),
+        )
+        .auth_method(method)
+        .request_extras(extras.clone())
+        .build()
+        .unwrap();
         let mut config = ManagerConfig::default();
         config.retry = RetryPolicy::default();
         let manager = TokenManager::builder(source.clone()).config(config).build();
@@ -84,20 +95,28 @@ async fn no_secret_appears_in_logs_errors_debug_or_display() {
         outputs.push(("cache key".into(), format!("{:?} {}", source.cache_key(), source.cache_key())));
 
         // A server that echoes the secret back in its error.
-        idp.fail_next(1, TokenBehavior::Raw {
-            status: 401,
-            content_type: "application/json".into(),
-            body: format!(r#"{{"error":"invalid_client","error_description":"secret {CLIENT_SECRET} is wrong"}}"#),
-        });
+        idp.fail_next(
+            1,
+            TokenBehavior::Raw {
+                status: 401,
+                content_type: "application/json".into(),
+                body: format!(
+                    r#"{{"error":"invalid_client","error_description":"secret {CLIENT_SECRET} is wrong"}}"#
+                ),
+            },
+        );
         let echoed = source.fetch().await.unwrap_err();
         outputs.push(("echoed error Display".into(), echoed.to_string()));
         outputs.push(("echoed error Debug".into(), format!("{echoed:?}")));
         // A 200 whose body is not a token response: the body is never quoted.
-        idp.fail_next(1, TokenBehavior::Raw {
-            status: 200,
-            content_type: "text/plain".into(),
-            body: format!("access_token={ACCESS}&refresh_token={REFRESH}"),
-        });
+        idp.fail_next(
+            1,
+            TokenBehavior::Raw {
+                status: 200,
+                content_type: "text/plain".into(),
+                body: format!("access_token={ACCESS}&refresh_token={REFRESH}"),
+            },
+        );
         let garbled = source.fetch().await.unwrap_err();
         outputs.push(("garbled error".into(), format!("{garbled} {garbled:?}")));
         // And a refresh grant.

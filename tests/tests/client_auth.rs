@@ -20,10 +20,7 @@ async fn client_secret_basic_is_encoded_per_rfc_6749_section_2_3_1() {
     source.fetch().await.expect("the provider decodes and accepts the credentials");
     let seen = idp.requests().pop().unwrap();
     // On the wire: each part form-url-encoded, then joined and base64-encoded.
-    assert_eq!(
-        seen.basic_raw,
-        Some(("id%3A+%25%2B%2F%3D+x".to_owned(), "p%3A+%25%2B%2F%3D+s".to_owned()))
-    );
+    assert_eq!(seen.basic_raw, Some(("id%3A+%25%2B%2F%3D+x".to_owned(), "p%3A+%25%2B%2F%3D+s".to_owned())));
     assert_eq!(seen.basic_decoded, Some((AWKWARD_ID.to_owned(), AWKWARD_SECRET.to_owned())));
     assert_eq!(seen.field("client_secret"), None, "exactly one authentication method");
     assert_eq!(seen.field("grant_type"), Some("client_credentials"));
@@ -51,14 +48,15 @@ async fn client_secret_post_and_json_bodies() {
         (ClientAuthMethod::ClientSecretPost, "application/x-www-form-urlencoded"),
         (ClientAuthMethod::JsonBody, "application/json"),
     ] {
-        let source = ClientCredentials::builder(idp.token_url(), AWKWARD_ID, ClientSecret::new(AWKWARD_SECRET))
-            .auth_method(method)
-            .scopes(["system/Patient.rs", "system/Observation.rs"])
-            .audience("https://fhir.example/r4")
-            .resource("https://fhir.example/r4")
-            .param("tenant", "t-1")
-            .build()
-            .unwrap();
+        let source =
+            ClientCredentials::builder(idp.token_url(), AWKWARD_ID, ClientSecret::new(AWKWARD_SECRET))
+                .auth_method(method)
+                .scopes(["system/Patient.rs", "system/Observation.rs"])
+                .audience("https://fhir.example/r4")
+                .resource("https://fhir.example/r4")
+                .param("tenant", "t-1")
+                .build()
+                .unwrap();
         source.fetch().await.unwrap_or_else(|e| panic!("{method:?}: {e}"));
         let seen = idp.requests().pop().unwrap();
         assert_eq!(seen.content_type.as_deref(), Some(content_type));
@@ -112,7 +110,10 @@ async fn the_response_body_is_capped() {
         content_type: "application/json".into(),
         body: format!(r#"{{"access_token":"{}"}}"#, "a".repeat(200)),
     });
-    assert_eq!(small.fetch().await.unwrap_err().response_problem(), Some(&ResponseProblem::TooLarge { limit: 100 }));
+    assert_eq!(
+        small.fetch().await.unwrap_err().response_problem(),
+        Some(&ResponseProblem::TooLarge { limit: 100 })
+    );
 }
 
 #[tokio::test]

@@ -45,10 +45,12 @@ async fn a_failure_is_shared_too_and_remembered_briefly() {
     idp.set_behavior(TokenBehavior::OAuthError { status: 401, code: "invalid_client".into() });
     let manager = TokenManager::new(source(&idp, SystemClock));
 
-    let calls: Vec<_> = (0..CALLERS).map(|_| {
-        let m = manager.clone();
-        tokio::spawn(async move { m.token().await })
-    }).collect();
+    let calls: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let m = manager.clone();
+            tokio::spawn(async move { m.token().await })
+        })
+        .collect();
     for call in calls {
         let error = call.await.unwrap().expect_err("the provider refuses");
         assert_eq!(error.kind(), ErrorKind::OAuth);
@@ -72,10 +74,12 @@ async fn managers_sharing_a_store_share_one_fetch() {
     let managers: Vec<_> = (0..4)
         .map(|_| TokenManager::builder(source(&idp, SystemClock)).store(store.clone()).build())
         .collect();
-    let calls: Vec<_> = (0..400).map(|i| {
-        let m = managers[i % 4].clone();
-        tokio::spawn(async move { m.token().await.map(|t| t.access_token().expose_secret().to_owned()) })
-    }).collect();
+    let calls: Vec<_> = (0..400)
+        .map(|i| {
+            let m = managers[i % 4].clone();
+            tokio::spawn(async move { m.token().await.map(|t| t.access_token().expose_secret().to_owned()) })
+        })
+        .collect();
     let mut values = std::collections::HashSet::new();
     for call in calls {
         values.insert(call.await.unwrap().unwrap());

@@ -26,19 +26,74 @@ async fn lenient_parsing_table() {
     let jwt = fake_jwt(&json!({"sub": "x", "exp": exp_in(900)}));
 
     let cases: Vec<(&str, String, Want)> = vec![
-        ("null refresh_token", r#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":null}"#.into(), Want::Lifetime(3600, ExpirySource::ExpiresIn)),
-        ("string expires_in", r#"{"access_token":"a","token_type":"Bearer","expires_in":"1800"}"#.into(), Want::Lifetime(1800, ExpirySource::ExpiresIn)),
-        ("lowercase bearer", r#"{"access_token":"a","token_type":"bearer","expires_in":60}"#.into(), Want::Lifetime(60, ExpirySource::ExpiresIn)),
-        ("capitalised Bearer", r#"{"access_token":"a","token_type":"Bearer","expires_in":60}"#.into(), Want::Lifetime(60, ExpirySource::ExpiresIn)),
-        ("no expires_in, JWT exp", format!(r#"{{"access_token":"{jwt}","token_type":"Bearer"}}"#), Want::Lifetime(900, ExpirySource::AccessTokenExp)),
-        ("JWT exp earlier than expires_in", format!(r#"{{"access_token":"{jwt}","expires_in":3600}}"#), Want::Lifetime(900, ExpirySource::AccessTokenExp)),
-        ("nothing at all", r#"{"access_token":"a","token_type":"Bearer"}"#.into(), Want::Lifetime(300, ExpirySource::Default)),
-        ("every optional null", r#"{"access_token":"a","token_type":null,"expires_in":null,"scope":null,"id_token":null}"#.into(), Want::Lifetime(300, ExpirySource::Default)),
-        ("extra fields", r#"{"access_token":"a","expires_in":60,"consented_on":1610000000,"patient":"123"}"#.into(), Want::Lifetime(60, ExpirySource::ExpiresIn)),
-        ("missing access_token", r#"{"token_type":"Bearer","expires_in":3600}"#.into(), Want::Problem(ResponseProblem::MissingAccessToken)),
-        ("empty access_token", r#"{"access_token":"","token_type":"Bearer"}"#.into(), Want::Problem(ResponseProblem::EmptyAccessToken)),
-        ("mac token_type", r#"{"access_token":"a","token_type":"mac"}"#.into(), Want::Problem(ResponseProblem::UnsupportedTokenType { token_type: "mac".into() })),
-        ("HTML page", HTML.into(), Want::Problem(ResponseProblem::NotJson { content_type: Some("text/html".into()), len: HTML.len() })),
+        (
+            "null refresh_token",
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":null}"#.into(),
+            Want::Lifetime(3600, ExpirySource::ExpiresIn),
+        ),
+        (
+            "string expires_in",
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":"1800"}"#.into(),
+            Want::Lifetime(1800, ExpirySource::ExpiresIn),
+        ),
+        (
+            "lowercase bearer",
+            r#"{"access_token":"a","token_type":"bearer","expires_in":60}"#.into(),
+            Want::Lifetime(60, ExpirySource::ExpiresIn),
+        ),
+        (
+            "capitalised Bearer",
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":60}"#.into(),
+            Want::Lifetime(60, ExpirySource::ExpiresIn),
+        ),
+        (
+            "no expires_in, JWT exp",
+            format!(r#"{{"access_token":"{jwt}","token_type":"Bearer"}}"#),
+            Want::Lifetime(900, ExpirySource::AccessTokenExp),
+        ),
+        (
+            "JWT exp earlier than expires_in",
+            format!(r#"{{"access_token":"{jwt}","expires_in":3600}}"#),
+            Want::Lifetime(900, ExpirySource::AccessTokenExp),
+        ),
+        (
+            "nothing at all",
+            r#"{"access_token":"a","token_type":"Bearer"}"#.into(),
+            Want::Lifetime(300, ExpirySource::Default),
+        ),
+        (
+            "every optional null",
+            r#"{"access_token":"a","token_type":null,"expires_in":null,"scope":null,"id_token":null}"#.into(),
+            Want::Lifetime(300, ExpirySource::Default),
+        ),
+        (
+            "extra fields",
+            r#"{"access_token":"a","expires_in":60,"consented_on":1610000000,"patient":"123"}"#.into(),
+            Want::Lifetime(60, ExpirySource::ExpiresIn),
+        ),
+        (
+            "missing access_token",
+            r#"{"token_type":"Bearer","expires_in":3600}"#.into(),
+            Want::Problem(ResponseProblem::MissingAccessToken),
+        ),
+        (
+            "empty access_token",
+            r#"{"access_token":"","token_type":"Bearer"}"#.into(),
+            Want::Problem(ResponseProblem::EmptyAccessToken),
+        ),
+        (
+            "mac token_type",
+            r#"{"access_token":"a","token_type":"mac"}"#.into(),
+            Want::Problem(ResponseProblem::UnsupportedTokenType { token_type: "mac".into() }),
+        ),
+        (
+            "HTML page",
+            HTML.into(),
+            Want::Problem(ResponseProblem::NotJson {
+                content_type: Some("text/html".into()),
+                len: HTML.len(),
+            }),
+        ),
     ];
     for (name, body, want) in cases {
         let content_type = if body.starts_with('<') { "text/html" } else { "application/json" };
@@ -67,7 +122,8 @@ async fn vendor_fields_survive() {
     idp.set_behavior(TokenBehavior::Raw {
         status: 200,
         content_type: "application/json".into(),
-        body: r#"{"access_token":"a","token_type":"bearer","expires_in":1799984,"consented_on":1610000000}"#.into(),
+        body: r#"{"access_token":"a","token_type":"bearer","expires_in":1799984,"consented_on":1610000000}"#
+            .into(),
     });
     let ms = auth_core::ExpiryPolicy::default().with_unit(auth_core::ExpiresInUnit::Milliseconds);
     let source = ClientCredentials::builder(idp.token_url(), id, secret).expiry(ms).build().unwrap();

@@ -20,10 +20,12 @@ async fn callers<M>(manager: &M, n: usize) -> Vec<Result<Arc<Token>>>
 where
     M: Clone + Send + Sync + 'static + Caller,
 {
-    let calls: Vec<_> = (0..n).map(|_| {
-        let m = manager.clone();
-        tokio::spawn(async move { m.call().await })
-    }).collect();
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let m = manager.clone();
+            tokio::spawn(async move { m.call().await })
+        })
+        .collect();
     let mut out = Vec::with_capacity(n);
     for c in calls {
         out.push(c.await.unwrap());
@@ -64,7 +66,9 @@ async fn a_token_near_expiry_is_refreshed_in_the_background() {
     }
     assert!(eventually(Duration::from_secs(5), || idp.token_requests() == 2).await);
     // The provider counts a request on arrival, then takes 100 ms to answer.
-    assert!(eventually(Duration::from_secs(5), || manager.cached().is_some_and(|t| !t.same_value(&first))).await);
+    assert!(
+        eventually(Duration::from_secs(5), || manager.cached().is_some_and(|t| !t.same_value(&first))).await
+    );
     let second = manager.token().await.unwrap();
     assert!(!second.same_value(&first), "the refreshed token is served");
     assert_eq!(idp.token_requests(), 2, "exactly one refresh");
@@ -95,7 +99,12 @@ async fn many_rollovers_never_hand_out_an_expired_token_and_refresh_once_each() 
                 "refresh {expected_requests} did not happen"
             );
             // Let the refresh land so the next step sees the new token.
-            assert!(eventually(Duration::from_secs(5), || manager.cached().is_some_and(|t| t.issued_at() >= clock.now())).await);
+            assert!(
+                eventually(Duration::from_secs(5), || manager
+                    .cached()
+                    .is_some_and(|t| t.issued_at() >= clock.now()))
+                .await
+            );
         }
         assert_eq!(idp.token_requests(), expected_requests, "exactly one request per rollover");
     }

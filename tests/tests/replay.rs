@@ -103,10 +103,12 @@ async fn concurrent_rejections_fetch_one_new_token() {
     client.send(client.get(idp.api_url("x"))).await.unwrap();
     idp.revoke_all();
     idp.set_delay(Duration::from_millis(100));
-    let calls: Vec<_> = (0..50).map(|_| {
-        let (c, url) = (client.clone(), idp.api_url("x"));
-        tokio::spawn(async move { c.send(c.get(url)).await.map(|r| r.status().as_u16()) })
-    }).collect();
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let (c, url) = (client.clone(), idp.api_url("x"));
+            tokio::spawn(async move { c.send(c.get(url)).await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
     for call in calls {
         assert_eq!(call.await.unwrap().unwrap(), 200);
     }
@@ -118,10 +120,13 @@ async fn vendor_extras_go_on_every_request() {
     let idp = TestIdentityProvider::start().await.unwrap();
     let (id, secret) = idp.credentials();
     let extras = RequestExtras::new()
-        .header("x-partnerid", "partner-7").unwrap()
-        .secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new("sub-key")).unwrap()
+        .header("x-partnerid", "partner-7")
+        .unwrap()
+        .secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new("sub-key"))
+        .unwrap()
         .query("_format", "json");
-    let source = ClientCredentials::builder(idp.token_url(), id, secret).request_extras(extras).build().unwrap();
+    let source =
+        ClientCredentials::builder(idp.token_url(), id, secret).request_extras(extras).build().unwrap();
     let client = AuthClient::new(TokenManager::new(source)).unwrap();
     client.send(client.get(idp.api_url("Patient?name=x"))).await.unwrap();
     let seen = idp.api_log().pop().unwrap();
