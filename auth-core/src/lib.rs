@@ -46,6 +46,11 @@ pub mod token;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+// Compiles the README's examples as doctests, so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use error::{Error, ErrorKind, OAuthError, OAuthErrorCode, ResponseProblem, Result};
 pub use http::{AuthClient, Authenticator};
 pub use manager::{ManagerConfig, ManagerStats, RetryPolicy, TokenManager};
