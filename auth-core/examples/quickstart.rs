@@ -41,7 +41,6 @@ async fn run() -> auth_core::Result<()> {
     let (client_id, secret) = idp.credentials();
     let source = ClientCredentials::builder(idp.token_url(), client_id, secret)
         .scopes(["system/Patient.rs"])
-        .clock(clock.clone())
         .build()?;
     // One attempt per fetch (the default makes 3, 100 ms apart, in real time), so
     // the counts below are refreshes, not attempts.
@@ -77,7 +76,7 @@ async fn run() -> auth_core::Result<()> {
 
     step("2. 20 API calls reuse the cached token");
     for i in 0..20 {
-        let response = api.send(api.get(idp.api_url(&format!("Patient/{i}")))).await?;
+        let response = api.get(idp.api_url(&format!("Patient/{i}"))).send().await?;
         if !response.status().is_success() {
             println!("   unexpected status {}", response.status());
         }
@@ -86,7 +85,7 @@ async fn run() -> auth_core::Result<()> {
 
     step("3. the server revokes every token; the next call is replayed once with a new one");
     idp.revoke_all();
-    let response = api.send(api.get(idp.api_url("Patient/42"))).await?;
+    let response = api.get(idp.api_url("Patient/42")).send().await?;
     println!(
         "   status {} after {} rejection; token requests now {}",
         response.status().as_u16(),

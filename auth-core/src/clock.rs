@@ -1,18 +1,22 @@
 //! Where the token manager gets the time from.
 //!
-//! Expiry is wall-clock time (JWT `exp` is seconds since the epoch), so the clock
-//! yields [`SystemTime`]. Tests swap in a [`ManualClock`] and move time by hand:
-//! the manager never sleeps on the clock, it only compares against it, so virtual
-//! time needs no cooperation from the async runtime.
+//! Two readings: wall-clock time for expiry (JWT `exp` is seconds since the epoch),
+//! and a monotonic reading for backoff deadlines, so an NTP step or a resumed VM
+//! cannot stretch a 1 s backoff into an hour. Tests swap in a [`ManualClock`] and
+//! move time by hand: the manager never sleeps on the clock, it only compares
+//! against it, so virtual time needs no cooperation from the async runtime.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
-    /// The current time.
+    /// The current wall-clock time.
     fn now(&self) -> SystemTime;
+
+    /// Time elapsed since an arbitrary fixed origin; never goes backwards.
+    fn monotonic(&self) -> Duration;
 }
 
 /// The operating system's wall clock.
@@ -22,6 +26,11 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    fn monotonic(&self) -> Duration {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
     }
 }
 
@@ -38,7 +47,13 @@ impl Clock for SystemClock {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ManualClock {
-    now: Arc<Mutex<SystemTime>>,
+    now: Arc<Mutex<Readings>>,
+}
+
+#[derive(Debug)]
+struct Readings {
+    wall: SystemTime,
+    monotonic: Duration,
 }
 
 impl ManualClock {
@@ -49,18 +64,24 @@ impl ManualClock {
 
     /// A clock stopped at `start`.
     pub fn starting_at(start: SystemTime) -> Self {
-        Self { now: Arc::new(Mutex::new(start)) }
+        Self { now: Arc::new(Mutex::new(Readings { wall: start, monotonic: Duration::ZERO })) }
     }
 
-    /// Moves the clock forward.
+    fn readings(&self) -> std::sync::MutexGuard<'_, Readings> {
+        self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves both readings forward.
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
-        *now += by;
+        let mut r = self.readings();
+        r.wall = r.wall.checked_add(by).unwrap_or(r.wall);
+        r.monotonic = r.monotonic.saturating_add(by);
     }
 
-    /// Sets the clock to `to` (which may be in the past).
+    /// Steps the wall clock to `to` (which may be in the past), as NTP might; the
+    /// monotonic reading does not move.
     pub fn set(&self, to: SystemTime) {
-        *self.now.lock().unwrap_or_else(PoisonError::into_inner) = to;
+        self.readings().wall = to;
     }
 }
 
@@ -72,6 +93,30 @@ impl Default for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+        self.readings().wall
+    }
+
+    fn monotonic(&self) -> Duration {
+        self.readings().monotonic
+    }
+}
+
+/// `t + d`, saturating instead of panicking on overflow.
+pub(crate) fn later(t: SystemTime, d: Duration) -> SystemTime {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    t.checked_add(d).or_else(|| t.checked_add(CENTURY.min(d))).unwrap_or(t)
+}
+
+/// `t - d`, saturating at the epoch instead of panicking.
+pub(crate) fn earlier(t: SystemTime, d: Duration) -> SystemTime {
+    t.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Seconds as a `Duration`; negative, NaN and huge values become zero or the cap.
+pub(crate) fn secs(x: f64, cap: Duration) -> Duration {
+    if x.is_nan() || x <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::try_from_secs_f64(x).unwrap_or(cap).min(cap)
     }
 }

@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -15,9 +14,9 @@ use serde_json::Value;
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, OAuthError, OAuthErrorCode, ResponseProblem, Result};
 use crate::secret::scrub;
+use crate::source::FetchContext;
 use crate::token::{ParseOptions, Token, parse_token_response};
 
 /// Default timeout of a token request.
@@ -42,8 +41,6 @@ pub struct EndpointConfig {
     pub identity: Option<Identity>,
     /// How responses are parsed.
     pub parse: ParseOptions,
-    /// Clock used to stamp when a response arrived.
-    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for EndpointConfig {
@@ -55,7 +52,6 @@ impl Default for EndpointConfig {
             root_certificates: Vec::new(),
             identity: None,
             parse: ParseOptions::default(),
-            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -69,7 +65,6 @@ impl fmt::Debug for EndpointConfig {
             .field("root_certificates", &self.root_certificates.len())
             .field("identity", &self.identity.as_ref().map(|_| "[redacted]"))
             .field("parse", &self.parse)
-            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -92,12 +87,23 @@ impl fmt::Debug for TokenEndpoint {
 }
 
 /// A request body for the token endpoint. Its bytes are wiped when sent and dropped.
-#[derive(Debug)]
 pub enum TokenRequestBody {
     /// `application/x-www-form-urlencoded` pairs.
     Form(Vec<(String, Zeroizing<String>)>),
     /// A JSON object (for servers that take JSON, such as Aidbox).
     Json(Zeroizing<String>),
+}
+
+impl fmt::Debug for TokenRequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values hold client secrets, assertions and refresh tokens: names only.
+        match self {
+            Self::Form(pairs) => {
+                f.debug_tuple("Form").field(&pairs.iter().map(|(k, _)| k).collect::<Vec<_>>()).finish()
+            }
+            Self::Json(_) => f.write_str("Json([redacted])"),
+        }
+    }
 }
 
 impl TokenEndpoint {
@@ -134,24 +140,20 @@ impl TokenEndpoint {
         &self.config
     }
 
-    /// The clock that stamps responses.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.config.clock
-    }
-
     /// POSTs a token request and parses the answer into a [`Token`].
     ///
     /// `headers` are added as given (mark secrets sensitive); any of `secrets` that a
     /// misbehaving server echoes into its `error_description` is redacted.
     pub async fn request_token(
         &self,
+        ctx: &FetchContext,
         headers: HeaderMap,
         body: TokenRequestBody,
         secrets: &[&str],
     ) -> Result<Token> {
         let response = self.post(&self.url, headers, body).await?;
         let status = response.status();
-        let received_at = self.config.clock.now();
+        let received_at = ctx.now();
         let content_type = content_type(response.headers());
         let retry_after = retry_after(response.headers());
         let body = read_capped(response, self.config.max_body, "token request").await?;
@@ -232,8 +234,13 @@ impl AsRef<[u8]> for ZeroizingBody {
 
 /// Accepts `https://`, and `http://` only to loopback unless `allow_insecure_http`.
 pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<Url> {
-    let parsed =
-        Url::parse(url).map_err(|e| Error::configuration(format!("`{url}` is not a valid URL: {e}")))?;
+    // The text is not echoed: a mistyped URL can hold a password.
+    let parsed = Url::parse(url).map_err(|e| Error::configuration(format!("not a valid URL: {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(Error::configuration(
+            "the URL contains credentials (user:password@); pass them as the client id and secret",
+        ));
+    }
     match parsed.scheme() {
         "https" => Ok(parsed),
         "http" if allow_insecure_http || is_loopback(&parsed) => Ok(parsed),
@@ -349,6 +356,8 @@ mod tests {
         assert!(check_url("http://idp.example/token", true).is_ok());
         assert!(check_url("ftp://idp.example/token", true).is_err());
         assert!(check_url("not a url", false).is_err());
+        let e = check_url("https://user:hunter2@idp.example/token", false).err();
+        assert!(e.is_some_and(|e| !e.to_string().contains("hunter2")));
         // A hostname that merely starts with a loopback address is not loopback.
         assert!(check_url("http://127.0.0.1.evil.example/token", false).is_err());
     }

@@ -49,12 +49,21 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
 
 /// An HTTP client that authenticates every request.
 ///
+/// Requests are started with [`AuthClient::get`] and friends and sent with
+/// [`AuthRequest::send`], which always goes through authentication: there is no
+/// way to send one of its requests without a token by accident.
+///
 /// ```no_run
 /// # use auth_core::{AuthClient, TokenManager, oauth2::ClientCredentials, ClientSecret};
 /// # async fn demo() -> auth_core::Result<()> {
 /// # let source = ClientCredentials::builder("https://idp/token", "c", ClientSecret::new("s")).build()?;
 /// let client = AuthClient::new(TokenManager::new(source))?;
-/// let response = client.send(client.get("https://fhir.example/r4/Patient/123")).await?;
+/// let response = client
+///     .get("https://fhir.example/r4/Patient")
+///     .query(&[("name", "Chalmers")])
+///     .header("Accept", "application/fhir+json")
+///     .send()
+///     .await?;
 /// # let _ = response; Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -69,17 +78,36 @@ impl fmt::Debug for AuthClient {
     }
 }
 
+/// Follows redirects within one origin only. reqwest drops `Authorization` on a
+/// cross-host hop but not a vendor's secret headers (an API-gateway key), so a
+/// cross-origin redirect is handed back to the caller instead of followed.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(|u| u.origin());
+        if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else if first.is_some_and(|origin| origin != attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 impl AuthClient {
-    /// A client with a default HTTP client (30 s timeout).
+    /// A client with a default HTTP client: 30 s timeout, same-origin redirects only.
     pub fn new(auth: impl Authenticator) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self::with_http_client(http, auth))
     }
 
-    /// A client on top of your own `reqwest::Client` (for proxies, TLS settings, pools).
+    /// A client on top of your own `reqwest::Client` (proxies, TLS settings, pools).
+    /// Give it [`same_origin_redirects`] (or no redirects) if the source adds secret
+    /// headers: reqwest's default policy would carry them to other hosts.
     pub fn with_http_client(http: reqwest::Client, auth: impl Authenticator) -> Self {
         Self { http, auth: Arc::new(auth) }
     }
@@ -94,32 +122,34 @@ impl AuthClient {
         &self.auth
     }
 
-    /// The underlying HTTP client.
+    /// The underlying HTTP client (requests sent on it directly carry no token).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
 
-    /// Starts a request; finish it with [`AuthClient::send`].
-    pub fn request(&self, method: Method, url: impl reqwest::IntoUrl) -> RequestBuilder {
-        self.http.request(method, url)
+    /// Starts a request.
+    pub fn request(&self, method: Method, url: impl reqwest::IntoUrl) -> AuthRequest {
+        AuthRequest { client: self.clone(), builder: self.http.request(method, url) }
     }
 
     /// Starts a GET.
-    pub fn get(&self, url: impl reqwest::IntoUrl) -> RequestBuilder {
-        self.http.get(url)
+    pub fn get(&self, url: impl reqwest::IntoUrl) -> AuthRequest {
+        self.request(Method::GET, url)
     }
 
     /// Starts a POST.
-    pub fn post(&self, url: impl reqwest::IntoUrl) -> RequestBuilder {
-        self.http.post(url)
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> AuthRequest {
+        self.request(Method::POST, url)
     }
 
-    /// Builds and sends a request made with this client's builders.
-    pub async fn send(&self, builder: RequestBuilder) -> Result<Response> {
-        let request = builder
-            .build()
-            .map_err(|e| Error::configuration(format!("cannot build the request: {}", e.without_url())))?;
-        self.execute(request).await
+    /// Starts a PUT.
+    pub fn put(&self, url: impl reqwest::IntoUrl) -> AuthRequest {
+        self.request(Method::PUT, url)
+    }
+
+    /// Starts a DELETE.
+    pub fn delete(&self, url: impl reqwest::IntoUrl) -> AuthRequest {
+        self.request(Method::DELETE, url)
     }
 
     /// Sends a request with a bearer token, replaying it once if the token is rejected.
@@ -169,6 +199,62 @@ impl AuthClient {
             }
         }
         self.http.execute(request).await.map_err(|e| Error::transport("API request", e))
+    }
+}
+
+/// A request being built; [`AuthRequest::send`] authenticates and sends it.
+#[derive(Debug)]
+#[must_use = "a request does nothing until sent"]
+pub struct AuthRequest {
+    client: AuthClient,
+    builder: RequestBuilder,
+}
+
+impl AuthRequest {
+    /// Adds a header.
+    pub fn header<K, V>(self, name: K, value: V) -> Self
+    where
+        reqwest::header::HeaderName: TryFrom<K>,
+        <reqwest::header::HeaderName as TryFrom<K>>::Error: Into<::http::Error>,
+        reqwest::header::HeaderValue: TryFrom<V>,
+        <reqwest::header::HeaderValue as TryFrom<V>>::Error: Into<::http::Error>,
+    {
+        self.with(|b| b.header(name, value))
+    }
+
+    /// Adds query parameters.
+    pub fn query<Q: serde::Serialize + ?Sized>(self, query: &Q) -> Self {
+        self.with(|b| b.query(query))
+    }
+
+    /// Sets a JSON body.
+    pub fn json<B: serde::Serialize + ?Sized>(self, body: &B) -> Self {
+        self.with(|b| b.json(body))
+    }
+
+    /// Sets the body.
+    pub fn body(self, body: impl Into<reqwest::Body>) -> Self {
+        self.with(|b| b.body(body))
+    }
+
+    /// Sets a timeout for this request.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with(|b| b.timeout(timeout))
+    }
+
+    /// Anything else reqwest's builder can do.
+    pub fn with(mut self, f: impl FnOnce(RequestBuilder) -> RequestBuilder) -> Self {
+        self.builder = f(self.builder);
+        self
+    }
+
+    /// Authenticates and sends the request (see [`AuthClient::execute`]).
+    pub async fn send(self) -> Result<Response> {
+        let request = self
+            .builder
+            .build()
+            .map_err(|e| Error::configuration(format!("cannot build the request: {}", e.without_url())))?;
+        self.client.execute(request).await
     }
 }
 

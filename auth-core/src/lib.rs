@@ -27,7 +27,7 @@
 //!     .scopes(["system/Patient.rs"])
 //!     .build()?;
 //! let client = AuthClient::new(TokenManager::new(source))?;
-//! let patient = client.send(client.get("https://fhir.example/r4/Patient/123")).await?;
+//! let patient = client.get("https://fhir.example/r4/Patient/123").send().await?;
 //! # let _ = patient; Ok(()) }
 //! ```
 

@@ -26,14 +26,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, earlier, secs};
 use crate::error::{Error, Result};
-use crate::source::{CacheKey, CredentialSource};
+use crate::source::{CacheKey, CredentialSource, FetchContext};
 use crate::store::{MemoryStore, TokenStore};
-use crate::token::Token;
+use crate::token::{MAX_LIFETIME, Token};
 
 /// When to refresh, how to retry, how long to wait.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +72,32 @@ impl Default for ManagerConfig {
             wait_timeout: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(30),
         }
+    }
+}
+
+impl ManagerConfig {
+    /// The same settings with every value forced into a workable range, so a typo
+    /// in a configuration file cannot make arithmetic overflow or a ratio go negative.
+    pub fn sanitized(mut self) -> Self {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        let fraction = |x: f64, max: f64| if x.is_finite() { x.clamp(0.0, max) } else { 0.0 };
+        self.refresh_ratio =
+            if self.refresh_ratio.is_finite() { self.refresh_ratio.clamp(0.0, 1.0) } else { 0.8 };
+        self.refresh_jitter = fraction(self.refresh_jitter, 0.5);
+        self.refresh_before = self.refresh_before.min(DAY);
+        self.expiry_margin = self.expiry_margin.min(DAY);
+        self.min_refresh_interval = self.min_refresh_interval.min(DAY);
+        self.wait_timeout = self.wait_timeout.clamp(Duration::from_millis(1), DAY);
+        self.lease_ttl = self.lease_ttl.clamp(Duration::from_millis(100), DAY);
+        let r = &mut self.retry;
+        r.attempts = r.attempts.clamp(1, 10);
+        r.attempt_delay = r.attempt_delay.min(DAY);
+        r.max_attempt_delay = r.max_attempt_delay.min(DAY);
+        r.backoff_max = r.backoff_max.min(DAY);
+        r.backoff_base = r.backoff_base.min(r.backoff_max);
+        r.retry_after_cap = r.retry_after_cap.min(DAY);
+        r.non_retryable_ttl = r.non_retryable_ttl.min(DAY);
+        self
     }
 }
 
@@ -123,7 +150,7 @@ impl RetryPolicy {
         let exp = self.backoff_base.saturating_mul(1u32 << consecutive.saturating_sub(1).min(20));
         let exp = exp.min(self.backoff_max);
         // "Equal jitter": at least half the backoff, so the bound is predictable.
-        let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
+        let jittered = secs(exp.as_secs_f64() * (0.5 + fastrand::f64() * 0.5), exp);
         let asked = error.retry_after().unwrap_or_default().min(self.retry_after_cap);
         jittered.max(asked)
     }
@@ -205,9 +232,13 @@ struct Shared<S, T> {
     source: S,
     store: T,
     clock: Arc<dyn Clock>,
+    ctx: FetchContext,
     config: ManagerConfig,
     current: ArcSwapOption<Cached>,
     state: Mutex<State>,
+    /// Monotonic nanoseconds before which no background refresh may start: lets the
+    /// hot path skip the state lock while a refresh runs or a backoff holds.
+    refresh_gate: AtomicU64,
     counters: Counters,
 }
 
@@ -219,17 +250,27 @@ struct Cached {
 
 type Outcome = Option<Result<Arc<Token>>>;
 
+/// Deadlines here are monotonic readings of the clock: a wall-clock step must not
+/// stretch a backoff.
 #[derive(Default)]
 struct State {
     inflight: Option<watch::Receiver<Outcome>>,
     failure: Option<Failure>,
-    refresh_not_before: Option<SystemTime>,
+    refresh_not_before: Option<Duration>,
+    /// Hashes of the last tokens a server rejected: never adopted again from a store.
+    rejected: Vec<[u8; 32]>,
 }
 
 struct Failure {
     error: Error,
-    retry_at: SystemTime,
+    retry_at: Duration,
     consecutive: u32,
+}
+
+const REMEMBERED_REJECTIONS: usize = 8;
+
+fn fingerprint(token: &Token) -> [u8; 32] {
+    Sha256::digest(token.access_token().expose_secret().as_bytes()).into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,7 +319,8 @@ impl<S: CredentialSource, T: TokenStore> ManagerBuilder<S, T> {
         self
     }
 
-    /// Replaces all settings.
+    /// Replaces all settings (call it before [`ManagerBuilder::retry`] and
+    /// [`ManagerBuilder::refresh_ahead`], which change single settings).
     pub fn config(mut self, config: ManagerConfig) -> Self {
         self.config = config;
         self
@@ -297,16 +339,19 @@ impl<S: CredentialSource, T: TokenStore> ManagerBuilder<S, T> {
         self
     }
 
-    /// Finishes the manager.
+    /// Finishes the manager. Out-of-range settings are brought into range
+    /// (see [`ManagerConfig::sanitized`]).
     pub fn build(self) -> TokenManager<S, T> {
         TokenManager {
             shared: Arc::new(Shared {
                 source: self.source,
                 store: self.store,
+                ctx: FetchContext::new(self.clock.clone()),
                 clock: self.clock,
-                config: self.config,
+                config: self.config.sanitized(),
                 current: ArcSwapOption::empty(),
                 state: Mutex::new(State::default()),
+                refresh_gate: AtomicU64::new(0),
                 counters: Counters::default(),
             }),
         }
@@ -326,7 +371,7 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
                 return Ok(cached.token.clone());
             }
             if now < cached.usable_until {
-                self.shared.start_refresh(now);
+                self.shared.start_refresh();
                 return Ok(cached.token.clone());
             }
         }
@@ -345,6 +390,24 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
     /// rejected value is dropped, here and in the store. Returns whether the cached
     /// token was dropped.
     pub async fn invalidate(&self, token: &Token) -> bool {
+        let key = self.shared.source.cache_key();
+        {
+            // Remembered first, so a fetch that starts meanwhile cannot adopt it
+            // from the store.
+            let mut state = self.shared.lock();
+            let hash = fingerprint(token);
+            if !state.rejected.contains(&hash) {
+                if state.rejected.len() == REMEMBERED_REJECTIONS {
+                    state.rejected.remove(0);
+                }
+                state.rejected.push(hash);
+            }
+        }
+        // The store before memory: once memory forgets the token, callers fetch,
+        // and that fetch must not find the rejected token still in the store.
+        if let Err(e) = self.shared.store.remove(key, token).await {
+            tracing::warn!(key = %key, error = %e, "could not remove rejected token from store");
+        }
         let dropped = {
             let _state = self.shared.lock();
             let current = self.shared.current.load_full();
@@ -357,10 +420,7 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
         };
         if dropped {
             bump(&self.shared.counters.invalidations);
-            tracing::info!(key = %self.shared.source.cache_key(), "token rejected by server; dropped");
-        }
-        if let Err(e) = self.shared.store.remove(self.shared.source.cache_key(), token).await {
-            tracing::warn!(key = %self.shared.source.cache_key(), error = %e, "could not remove rejected token from store");
+            tracing::info!(key = %key, "token rejected by server; dropped");
         }
         dropped
     }
@@ -418,17 +478,25 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         let ahead = (ahead + fastrand::f64() * cfg.refresh_jitter * life).min(life * 0.5);
         let margin = cfg.expiry_margin.as_secs_f64().min(life * 0.1);
         let expires = token.expires_at();
-        let usable_until = expires - Duration::from_secs_f64(margin);
-        let refresh_at = (expires - Duration::from_secs_f64(ahead)).min(usable_until);
+        let usable_until = earlier(expires, secs(margin, MAX_LIFETIME));
+        let refresh_at = earlier(expires, secs(ahead, MAX_LIFETIME)).min(usable_until);
         Cached { token, refresh_at, usable_until }
     }
 
+    fn mono(&self) -> Duration {
+        self.clock.monotonic()
+    }
+
     /// Starts one background refresh unless one is running or backoff forbids it.
-    fn start_refresh(self: &Arc<Self>, now: SystemTime) {
+    fn start_refresh(self: &Arc<Self>) {
+        let mono = self.mono();
+        if nanos(mono) < self.refresh_gate.load(Ordering::Acquire) {
+            return;
+        }
         let mut state = self.lock();
         if state.inflight.is_some()
-            || state.failure.as_ref().is_some_and(|f| f.retry_at > now)
-            || state.refresh_not_before.is_some_and(|t| t > now)
+            || state.failure.as_ref().is_some_and(|f| f.retry_at > mono)
+            || state.refresh_not_before.is_some_and(|t| t > mono)
         {
             return;
         }
@@ -438,12 +506,15 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
     fn spawn_fetch(self: &Arc<Self>, state: &mut State, reason: Reason) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
         state.inflight = Some(rx.clone());
-        let shared = self.clone();
+        self.refresh_gate.store(u64::MAX, Ordering::Release);
+        let mut guard = FetchGuard { shared: self.clone(), tx: Some(tx) };
         // A task of its own: the fetch completes (and is shared) even if the caller
         // that started it is cancelled.
         tokio::spawn(async move {
-            let result = shared.run_fetch(reason).await;
-            shared.finish(result, tx);
+            let result = guard.shared.run_fetch(reason).await;
+            if let Some(tx) = guard.tx.take() {
+                guard.shared.finish(result, tx);
+            }
         });
         rx
     }
@@ -455,7 +526,8 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
             if let Some(cached) = self.current.load_full().filter(|c| now < c.usable_until) {
                 return Ok(cached.token.clone());
             }
-            if let Some(failure) = state.failure.as_ref().filter(|f| f.retry_at > now) {
+            let mono = self.mono();
+            if let Some(failure) = state.failure.as_ref().filter(|f| f.retry_at > mono) {
                 return Err(failure.error.clone());
             }
             match &state.inflight {
@@ -474,25 +546,29 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         }
     }
 
+    /// Publishes a fetch's result: to the cache, the failure memory and every waiter.
     fn finish(&self, result: Result<Arc<Token>>, tx: watch::Sender<Outcome>) {
-        let now = self.clock.now();
+        let mono = self.mono();
         {
             let mut state = self.lock();
-            match &result {
+            let gate = match &result {
                 Ok(token) => {
                     self.current.store(Some(Arc::new(self.schedule(token.clone()))));
                     state.failure = None;
-                    state.refresh_not_before = Some(now + self.config.min_refresh_interval);
+                    let not_before = mono.saturating_add(self.config.min_refresh_interval);
+                    state.refresh_not_before = Some(not_before);
+                    not_before
                 }
                 Err(error) => {
                     bump(&self.counters.failures);
-                    let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive + 1);
-                    let delay = self.config.retry.backoff(error, consecutive);
-                    state.failure =
-                        Some(Failure { error: error.clone(), retry_at: now + delay, consecutive });
+                    let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive.saturating_add(1));
+                    let retry_at = mono.saturating_add(self.config.retry.backoff(error, consecutive));
+                    state.failure = Some(Failure { error: error.clone(), retry_at, consecutive });
+                    retry_at
                 }
-            }
+            };
             state.inflight = None;
+            self.refresh_gate.store(nanos(gate), Ordering::Release);
         }
         tx.send_replace(Some(result));
     }
@@ -583,7 +659,8 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         };
         let current = self.current.load_full();
         let same_as_current = current.is_some_and(|c| c.token.same_value(&scheduled.token));
-        if fresh && !same_as_current {
+        let rejected = self.lock().rejected.contains(&fingerprint(&scheduled.token));
+        if fresh && !same_as_current && !rejected {
             bump(&self.counters.from_store);
             Some(scheduled.token)
         } else {
@@ -607,7 +684,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
             && let Some(refresh_token) = current.token.refresh_token()
         {
             bump(&self.counters.refreshes);
-            match self.source.refresh(refresh_token).await {
+            match self.source.refresh(&self.ctx, refresh_token).await {
                 // RFC 6749 §6: without a new refresh token, the old one stays valid.
                 Ok(Some(token)) if token.refresh_token().is_none() => {
                     return Ok(token.with_refresh_token(refresh_token.clone()));
@@ -621,7 +698,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         let mut attempt = 1;
         loop {
             bump(&self.counters.fetches);
-            let error = match self.source.fetch().await {
+            let error = match self.source.fetch(&self.ctx).await {
                 Ok(token) => return Ok(token),
                 Err(error) => error,
             };
@@ -634,6 +711,27 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
             tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying token request");
             tokio::time::sleep(delay).await;
             attempt += 1;
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Publishes an error if the fetch task ends without a result: a panicking source
+/// or store, or a runtime shutting down. Without it the manager would wait forever
+/// on a fetch that no longer exists.
+struct FetchGuard<S: CredentialSource, T: TokenStore> {
+    shared: Arc<Shared<S, T>>,
+    tx: Option<watch::Sender<Outcome>>,
+}
+
+impl<S: CredentialSource, T: TokenStore> Drop for FetchGuard<S, T> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            tracing::error!(key = %self.shared.source.cache_key(), "token fetch ended without a result (panic or shutdown)");
+            self.shared.finish(Err(Error::internal("the token fetch ended without a result")), tx);
         }
     }
 }

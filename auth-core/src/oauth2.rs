@@ -20,7 +20,7 @@
 //! # let _ = token; Ok(()) }
 //! ```
 
-use std::sync::Arc;
+use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,11 +31,10 @@ use reqwest::{Certificate, Identity};
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::clock::Clock;
 use crate::endpoint::{EndpointConfig, TokenEndpoint, TokenRequestBody, sensitive_header};
 use crate::error::{Error, Result};
 use crate::secret::{ClientSecret, RefreshToken};
-use crate::source::{CacheKey, CredentialSource, RequestExtras};
+use crate::source::{CacheKey, CredentialSource, FetchContext, RequestExtras};
 use crate::token::{ExpiryPolicy, Token};
 
 /// How the client proves who it is to the token endpoint.
@@ -62,18 +61,204 @@ pub enum BasicEncoding {
     Raw,
 }
 
-/// Gets tokens with the client credentials grant.
-#[derive(Debug, Clone)]
-pub struct ClientCredentials {
-    endpoint: TokenEndpoint,
-    client_id: String,
-    secret: ClientSecret,
-    auth: ClientAuthMethod,
-    basic: BasicEncoding,
+/// What a token request asks for: scopes, audience, resource indicators and extra
+/// parameters. Everything here changes which token is issued, so all of it goes
+/// into the cache key.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct GrantParams {
     scopes: Vec<String>,
     audience: Option<String>,
     resources: Vec<String>,
     params: Vec<(String, String)>,
+}
+
+impl fmt::Debug for GrantParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantParams")
+            .field("scopes", &self.scopes)
+            .field("audience", &self.audience)
+            .field("resources", &self.resources)
+            // Extra parameters can carry secrets (an API key, an assertion): names only.
+            .field("params", &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl GrantParams {
+    /// Adds scopes.
+    pub fn add_scopes<I, T>(&mut self, scopes: I)
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.scopes.extend(scopes.into_iter().map(Into::into));
+    }
+
+    /// Sets the `audience` parameter.
+    pub fn set_audience(&mut self, audience: impl Into<String>) {
+        self.audience = Some(audience.into());
+    }
+
+    /// Adds a `resource` indicator (RFC 8707).
+    pub fn add_resource(&mut self, resource: impl Into<String>) {
+        self.resources.push(resource.into());
+    }
+
+    /// Adds another parameter.
+    pub fn add_param(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.params.push((name.into(), value.into()));
+    }
+
+    /// The scopes, in the order given.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// The scopes joined by spaces, as the `scope` parameter wants them.
+    pub fn scope(&self) -> Option<String> {
+        (!self.scopes.is_empty()).then(|| self.scopes.join(" "))
+    }
+
+    /// Appends these parameters to a token request form.
+    pub fn append_to(&self, form: &mut Vec<(String, Zeroizing<String>)>) {
+        if let Some(scope) = self.scope() {
+            form.push(("scope".into(), Zeroizing::new(scope)));
+        }
+        if let Some(aud) = &self.audience {
+            form.push(("audience".into(), Zeroizing::new(aud.clone())));
+        }
+        for r in &self.resources {
+            form.push(("resource".into(), Zeroizing::new(r.clone())));
+        }
+        for (k, v) in &self.params {
+            form.push((k.clone(), Zeroizing::new(v.clone())));
+        }
+    }
+
+    /// The cache key of a request with these parameters.
+    pub fn cache_key(&self, provider: &str, token_url: &str, client_id: &str) -> CacheKey {
+        let mut key = CacheKey::builder(provider, token_url, client_id).scopes(self.scopes.iter().cloned());
+        if let Some(aud) = &self.audience {
+            key = key.audience(aud.clone());
+        }
+        // Keyed as the form field they become, so equal requests get equal keys.
+        for r in &self.resources {
+            key = key.param("resource", r.clone());
+        }
+        for (k, v) in &self.params {
+            key = key.param(k.clone(), v.clone());
+        }
+        key.build()
+    }
+
+    /// Parameter values, for scrubbing from echoed errors (they may carry secrets).
+    fn values(&self) -> impl Iterator<Item = &str> {
+        self.params.iter().map(|(_, v)| v.as_str())
+    }
+}
+
+/// A client id and secret, and how they are presented.
+#[derive(Clone)]
+pub struct ClientAuth {
+    id: String,
+    secret: ClientSecret,
+    method: ClientAuthMethod,
+    basic: BasicEncoding,
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("id", &self.id)
+            .field("secret", &self.secret)
+            .field("method", &self.method)
+            .field("basic", &self.basic)
+            .finish()
+    }
+}
+
+impl ClientAuth {
+    /// `id` and `secret`, presented with `method`.
+    pub fn new(id: impl Into<String>, secret: ClientSecret, method: ClientAuthMethod) -> Self {
+        Self { id: id.into(), secret, method, basic: BasicEncoding::default() }
+    }
+
+    /// Sets how Basic credentials are encoded.
+    pub fn with_basic_encoding(mut self, basic: BasicEncoding) -> Self {
+        self.basic = basic;
+        self
+    }
+
+    /// The client id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &ClientSecret {
+        &self.secret
+    }
+
+    /// The presentation method.
+    pub fn method(&self) -> ClientAuthMethod {
+        self.method
+    }
+
+    /// Refuses combinations that cannot be sent.
+    pub fn check(&self) -> Result<()> {
+        if self.id.is_empty() {
+            return Err(Error::configuration("the client id is empty"));
+        }
+        if self.method == ClientAuthMethod::ClientSecretBasic
+            && self.basic == BasicEncoding::Raw
+            && self.id.contains(':')
+        {
+            return Err(Error::configuration(
+                "the client id contains `:`, which raw HTTP Basic cannot carry; \
+                 use form-url-encoded Basic or client_secret_post",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Authenticates a request: returns the headers to send and adds form fields.
+    pub fn apply(&self, form: &mut Vec<(String, Zeroizing<String>)>) -> Result<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        match self.method {
+            ClientAuthMethod::ClientSecretBasic => {
+                let credentials = basic_credentials(&self.id, &self.secret, self.basic);
+                let value = Zeroizing::new(format!("Basic {}", STANDARD.encode(credentials.as_bytes())));
+                headers.insert(AUTHORIZATION, sensitive_header(&value)?);
+            }
+            ClientAuthMethod::ClientSecretPost | ClientAuthMethod::JsonBody => {
+                form.push(("client_id".into(), Zeroizing::new(self.id.clone())));
+                form.push(("client_secret".into(), Zeroizing::new(self.secret.expose_secret().to_owned())));
+            }
+        }
+        Ok(headers)
+    }
+
+    /// The body in this method's format.
+    pub fn body(&self, form: Vec<(String, Zeroizing<String>)>) -> TokenRequestBody {
+        if self.method == ClientAuthMethod::JsonBody { json_body(form) } else { TokenRequestBody::Form(form) }
+    }
+}
+
+/// A form as a JSON object of strings.
+pub fn json_body(form: Vec<(String, Zeroizing<String>)>) -> TokenRequestBody {
+    let mut object = serde_json::Map::new();
+    for (k, v) in form {
+        object.insert(k, serde_json::Value::String(v.to_string()));
+    }
+    TokenRequestBody::Json(Zeroizing::new(serde_json::Value::Object(object).to_string()))
+}
+
+/// Gets tokens with the client credentials grant.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    endpoint: TokenEndpoint,
+    client: ClientAuth,
+    grant: GrantParams,
     revocation_url: Option<Url>,
     extras: Option<RequestExtras>,
     key: CacheKey,
@@ -83,15 +268,9 @@ pub struct ClientCredentials {
 #[derive(Debug)]
 pub struct ClientCredentialsBuilder {
     token_url: String,
-    client_id: String,
-    secret: ClientSecret,
     provider: String,
-    auth: ClientAuthMethod,
-    basic: BasicEncoding,
-    scopes: Vec<String>,
-    audience: Option<String>,
-    resources: Vec<String>,
-    params: Vec<(String, String)>,
+    client: ClientAuth,
+    grant: GrantParams,
     revocation_url: Option<String>,
     extras: Option<RequestExtras>,
     endpoint: EndpointConfig,
@@ -106,15 +285,9 @@ impl ClientCredentials {
     ) -> ClientCredentialsBuilder {
         ClientCredentialsBuilder {
             token_url: token_url.into(),
-            client_id: client_id.into(),
-            secret,
             provider: "oauth2".into(),
-            auth: ClientAuthMethod::default(),
-            basic: BasicEncoding::default(),
-            scopes: Vec::new(),
-            audience: None,
-            resources: Vec::new(),
-            params: Vec::new(),
+            client: ClientAuth::new(client_id, secret, ClientAuthMethod::default()),
+            grant: GrantParams::default(),
             revocation_url: None,
             extras: None,
             endpoint: EndpointConfig::default(),
@@ -123,7 +296,7 @@ impl ClientCredentials {
 
     /// The client id.
     pub fn client_id(&self) -> &str {
-        &self.client_id
+        self.client.id()
     }
 
     /// The token endpoint.
@@ -131,55 +304,23 @@ impl ClientCredentials {
         &self.endpoint
     }
 
-    /// Headers and form fields that authenticate the client, per the configured method.
-    fn authenticate(&self, form: &mut Vec<(String, Zeroizing<String>)>) -> Result<HeaderMap> {
-        let mut headers = HeaderMap::new();
-        match self.auth {
-            ClientAuthMethod::ClientSecretBasic => {
-                let credentials = basic_credentials(&self.client_id, &self.secret, self.basic);
-                let value = Zeroizing::new(format!("Basic {}", STANDARD.encode(credentials.as_bytes())));
-                headers.insert(AUTHORIZATION, sensitive_header(&value)?);
-            }
-            ClientAuthMethod::ClientSecretPost | ClientAuthMethod::JsonBody => {
-                form.push(("client_id".into(), Zeroizing::new(self.client_id.clone())));
-                form.push(("client_secret".into(), Zeroizing::new(self.secret.expose_secret().to_owned())));
-            }
-        }
-        Ok(headers)
+    async fn send(
+        &self,
+        ctx: &FetchContext,
+        mut form: Vec<(String, Zeroizing<String>)>,
+        sent_secret: Option<&str>,
+    ) -> Result<Token> {
+        let headers = self.client.apply(&mut form)?;
+        let secrets = self.secrets(sent_secret);
+        self.endpoint.request_token(ctx, headers, self.client.body(form), &secrets).await
     }
 
-    fn body(&self, form: Vec<(String, Zeroizing<String>)>) -> TokenRequestBody {
-        if self.auth != ClientAuthMethod::JsonBody {
-            return TokenRequestBody::Form(form);
-        }
-        let mut object = serde_json::Map::new();
-        for (k, v) in form {
-            object.insert(k, serde_json::Value::String(v.to_string()));
-        }
-        TokenRequestBody::Json(Zeroizing::new(serde_json::Value::Object(object).to_string()))
-    }
-
-    fn grant_form(&self, grant_type: &str) -> Vec<(String, Zeroizing<String>)> {
-        let mut form = vec![("grant_type".to_owned(), Zeroizing::new(grant_type.to_owned()))];
-        if !self.scopes.is_empty() {
-            form.push(("scope".into(), Zeroizing::new(self.scopes.join(" "))));
-        }
-        if let Some(aud) = &self.audience {
-            form.push(("audience".into(), Zeroizing::new(aud.clone())));
-        }
-        for r in &self.resources {
-            form.push(("resource".into(), Zeroizing::new(r.clone())));
-        }
-        for (k, v) in &self.params {
-            form.push((k.clone(), Zeroizing::new(v.clone())));
-        }
-        form
-    }
-
-    async fn send(&self, mut form: Vec<(String, Zeroizing<String>)>) -> Result<Token> {
-        let headers = self.authenticate(&mut form)?;
-        let body = self.body(form);
-        self.endpoint.request_token(headers, body, &[self.secret.expose_secret()]).await
+    /// Everything secret this request sent, for scrubbing from echoed errors.
+    fn secrets<'a>(&'a self, sent: Option<&'a str>) -> Vec<&'a str> {
+        let mut all = vec![self.client.secret().expose_secret()];
+        all.extend(sent);
+        all.extend(self.grant.values());
+        all
     }
 }
 
@@ -200,34 +341,37 @@ impl CredentialSource for ClientCredentials {
         &self.key
     }
 
-    async fn fetch(&self) -> Result<Token> {
-        self.send(self.grant_form("client_credentials")).await
+    async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
+        let mut form = vec![("grant_type".to_owned(), Zeroizing::new("client_credentials".to_owned()))];
+        self.grant.append_to(&mut form);
+        self.send(ctx, form, None).await
     }
 
     fn supports_refresh(&self) -> bool {
         true
     }
 
-    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<Option<Token>> {
+    async fn refresh(&self, ctx: &FetchContext, refresh_token: &RefreshToken) -> Result<Option<Token>> {
         let mut form = vec![
             ("grant_type".to_owned(), Zeroizing::new("refresh_token".to_owned())),
             ("refresh_token".to_owned(), Zeroizing::new(refresh_token.expose_secret().to_owned())),
         ];
-        if !self.scopes.is_empty() {
-            form.push(("scope".into(), Zeroizing::new(self.scopes.join(" "))));
+        if let Some(scope) = self.grant.scope() {
+            form.push(("scope".into(), Zeroizing::new(scope)));
         }
-        self.send(form).await.map(Some)
+        self.send(ctx, form, Some(refresh_token.expose_secret())).await.map(Some)
     }
 
     async fn revoke(&self, token: &Token) -> Result<bool> {
         let Some(url) = &self.revocation_url else { return Ok(false) };
+        let value = token.access_token().expose_secret();
         let mut form = vec![
-            ("token".to_owned(), Zeroizing::new(token.access_token().expose_secret().to_owned())),
+            ("token".to_owned(), Zeroizing::new(value.to_owned())),
             ("token_type_hint".to_owned(), Zeroizing::new("access_token".to_owned())),
         ];
-        let headers = self.authenticate(&mut form)?;
-        let body = self.body(form);
-        self.endpoint.post_status(url, headers, body, &[self.secret.expose_secret()]).await?;
+        let headers = self.client.apply(&mut form)?;
+        let secrets = self.secrets(Some(value));
+        self.endpoint.post_status(url, headers, self.client.body(form), &secrets).await?;
         Ok(true)
     }
 
@@ -239,13 +383,13 @@ impl CredentialSource for ClientCredentials {
 impl ClientCredentialsBuilder {
     /// How the client authenticates (default `client_secret_basic`).
     pub fn auth_method(mut self, method: ClientAuthMethod) -> Self {
-        self.auth = method;
+        self.client.method = method;
         self
     }
 
     /// How Basic credentials are encoded (default form-url-encoded, per RFC 6749).
     pub fn basic_encoding(mut self, encoding: BasicEncoding) -> Self {
-        self.basic = encoding;
+        self.client.basic = encoding;
         self
     }
 
@@ -261,25 +405,26 @@ impl ClientCredentialsBuilder {
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        self.scopes.extend(scopes.into_iter().map(Into::into));
+        self.grant.add_scopes(scopes);
         self
     }
 
     /// Sets the `audience` parameter.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
+        self.grant.set_audience(audience);
         self
     }
 
     /// Adds a `resource` indicator (RFC 8707).
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.resources.push(resource.into());
+        self.grant.add_resource(resource);
         self
     }
 
-    /// Adds another token-request parameter (part of the cache key).
+    /// Adds another token-request parameter (part of the cache key; its value is
+    /// treated as secret in error messages).
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
+        self.grant.add_param(name, value);
         self
     }
 
@@ -337,52 +482,19 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// Stamps responses with this clock (share it with the token manager in tests).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.endpoint.clock = Arc::new(clock);
-        self
-    }
-
     /// Checks the configuration and builds the source.
     pub fn build(self) -> Result<ClientCredentials> {
-        if self.client_id.is_empty() {
-            return Err(Error::configuration("the client id is empty"));
-        }
-        if self.auth == ClientAuthMethod::ClientSecretBasic
-            && self.basic == BasicEncoding::Raw
-            && self.client_id.contains(':')
-        {
-            return Err(Error::configuration(
-                "the client id contains `:`, which raw HTTP Basic cannot carry; \
-                 use form-url-encoded Basic or client_secret_post",
-            ));
-        }
+        self.client.check()?;
         let endpoint = TokenEndpoint::new(&self.token_url, self.endpoint)?;
         let revocation_url = self.revocation_url.as_deref().map(|u| endpoint.check_url(u)).transpose()?;
-        let mut key = CacheKey::builder(self.provider, endpoint.url().as_str(), self.client_id.clone())
-            .scopes(self.scopes.iter().cloned());
-        if let Some(aud) = &self.audience {
-            key = key.audience(aud.clone());
-        }
-        for r in &self.resources {
-            key = key.audience(format!("resource={r}"));
-        }
-        for (k, v) in &self.params {
-            key = key.param(k.clone(), v.clone());
-        }
+        let key = self.grant.cache_key(&self.provider, endpoint.url().as_str(), self.client.id());
         Ok(ClientCredentials {
             endpoint,
-            client_id: self.client_id,
-            secret: self.secret,
-            auth: self.auth,
-            basic: self.basic,
-            scopes: self.scopes,
-            audience: self.audience,
-            resources: self.resources,
-            params: self.params,
+            client: self.client,
+            grant: self.grant,
             revocation_url,
             extras: self.extras,
-            key: key.build(),
+            key,
         })
     }
 }

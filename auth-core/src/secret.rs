@@ -125,8 +125,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        if out.contains(secret) {
-            out = out.replace(secret, "[redacted]");
+        // Also as it travelled in a form body, in case the server echoes it encoded.
+        let encoded: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        for form in [*secret, encoded.as_str()] {
+            if out.contains(form) {
+                out = out.replace(form, "[redacted]");
+            }
         }
     }
     out
@@ -155,6 +159,7 @@ mod tests {
     #[test]
     fn scrub_removes_echoed_secrets() {
         assert_eq!(scrub("bad secret s3cr3t-value given", &["s3cr3t-value"]), "bad secret [redacted] given");
+        assert_eq!(scrub("got p%3As+x", &["p:s x"]), "got [redacted]");
         // Very short values would redact ordinary words; they are left alone.
         assert_eq!(scrub("a b c", &["a"]), "a b c");
     }

@@ -7,11 +7,14 @@
 //! single flight, refresh ahead and stale-while-error without writing any of it.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::secret::{RefreshToken, SecretValue};
 use crate::token::Token;
@@ -23,8 +26,9 @@ pub trait CredentialSource: Send + Sync + fmt::Debug + 'static {
     /// interchangeable, so their tokens may be shared. Never contains a secret.
     fn cache_key(&self) -> &CacheKey;
 
-    /// Asks the identity provider for a new token.
-    async fn fetch(&self) -> Result<Token>;
+    /// Asks the identity provider for a new token. Stamp the response with
+    /// [`FetchContext::now`], so expiry is judged on the manager's clock.
+    async fn fetch(&self, ctx: &FetchContext) -> Result<Token>;
 
     /// Whether [`CredentialSource::refresh`] is worth calling.
     fn supports_refresh(&self) -> bool {
@@ -33,8 +37,8 @@ pub trait CredentialSource: Send + Sync + fmt::Debug + 'static {
 
     /// Trades a refresh token for a new token. `Ok(None)` means this source does not
     /// refresh, and the manager falls back to [`CredentialSource::fetch`].
-    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<Option<Token>> {
-        let _ = refresh_token;
+    async fn refresh(&self, ctx: &FetchContext, refresh_token: &RefreshToken) -> Result<Option<Token>> {
+        let _ = (ctx, refresh_token);
         Ok(None)
     }
 
@@ -57,20 +61,53 @@ impl<S: CredentialSource + ?Sized> CredentialSource for Box<S> {
     fn cache_key(&self) -> &CacheKey {
         (**self).cache_key()
     }
-    async fn fetch(&self) -> Result<Token> {
-        (**self).fetch().await
+    async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
+        (**self).fetch(ctx).await
     }
     fn supports_refresh(&self) -> bool {
         (**self).supports_refresh()
     }
-    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<Option<Token>> {
-        (**self).refresh(refresh_token).await
+    async fn refresh(&self, ctx: &FetchContext, refresh_token: &RefreshToken) -> Result<Option<Token>> {
+        (**self).refresh(ctx, refresh_token).await
     }
     async fn revoke(&self, token: &Token) -> Result<bool> {
         (**self).revoke(token).await
     }
     fn request_extras(&self) -> Option<&RequestExtras> {
         (**self).request_extras()
+    }
+}
+
+/// What a source is told when asked for a token: the clock of the manager asking.
+///
+/// Responses must be stamped with [`FetchContext::now`]; a source with a clock of
+/// its own could disagree with the manager and see every token as expired.
+#[derive(Debug, Clone)]
+pub struct FetchContext {
+    clock: Arc<dyn Clock>,
+}
+
+impl FetchContext {
+    /// A context on `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { clock }
+    }
+
+    /// The current wall-clock time on the manager's clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    /// The manager's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+}
+
+impl Default for FetchContext {
+    /// The system clock: for calling a source directly, without a manager.
+    fn default() -> Self {
+        Self::new(Arc::new(SystemClock))
     }
 }
 

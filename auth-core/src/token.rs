@@ -15,6 +15,7 @@ use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use crate::clock::{later, secs};
 use crate::error::ResponseProblem;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
@@ -27,6 +28,9 @@ pub enum ExpiresInUnit {
     /// Milliseconds, as SanteDB 2.x sends.
     Milliseconds,
 }
+
+/// No token is trusted for longer than this, whatever the policy says.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// How a token's expiry is worked out from a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +74,10 @@ impl ExpiryPolicy {
         self
     }
 
-    /// Sets the bounds lifetimes are clamped into.
+    /// Sets the bounds lifetimes are clamped into (the upper bound is at most 10 years).
     pub fn with_bounds(mut self, min: Duration, max: Duration) -> Self {
-        self.min_lifetime = min;
-        self.max_lifetime = max.max(min);
+        self.min_lifetime = min.min(MAX_LIFETIME);
+        self.max_lifetime = max.clamp(self.min_lifetime, MAX_LIFETIME);
         self
     }
 
@@ -156,7 +160,7 @@ impl Token {
             bearer,
             token_type: "Bearer".to_owned(),
             issued_at,
-            expires_at: expires_at.max(issued_at),
+            expires_at: expires_at.clamp(issued_at, later(issued_at, MAX_LIFETIME)),
             expiry_source: ExpirySource::Explicit,
             scope: None,
             refresh_token: None,
@@ -424,25 +428,26 @@ fn resolve_expiry(
             candidates.push((exp - since_epoch, ExpirySource::IdTokenExp));
         }
     }
-    let (secs, source) = candidates
+    let (lifetime, source) = candidates
         .into_iter()
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .unwrap_or((policy.default_lifetime.as_secs_f64(), ExpirySource::Default));
 
-    let min = policy.min_lifetime.as_secs_f64();
-    let max = policy.max_lifetime.as_secs_f64();
-    let clamped = if secs < min {
-        tracing::warn!(lifetime_secs = secs, clamped_to = min, source = ?source,
+    // The policy's fields are public: re-establish min <= max <= MAX_LIFETIME here.
+    let min = policy.min_lifetime.min(MAX_LIFETIME).as_secs_f64();
+    let max = policy.max_lifetime.min(MAX_LIFETIME).as_secs_f64().max(min);
+    let clamped = if lifetime < min {
+        tracing::warn!(lifetime_secs = lifetime, clamped_to = min, source = ?source,
             "token lifetime is zero, negative or too short; clamped");
         min
-    } else if secs > max {
-        tracing::warn!(lifetime_secs = secs, clamped_to = max, source = ?source,
+    } else if lifetime > max {
+        tracing::warn!(lifetime_secs = lifetime, clamped_to = max, source = ?source,
             "token lifetime is absurdly long; clamped");
         max
     } else {
-        secs
+        lifetime
     };
-    (received_at + Duration::from_secs_f64(clamped), source)
+    (later(received_at, secs(clamped, MAX_LIFETIME)), source)
 }
 
 #[cfg(test)]
@@ -558,6 +563,21 @@ mod tests {
     fn exp_in_the_past_is_clamped_not_trusted_blindly() {
         let token = jwt(&format!(r#"{{"exp":{}}}"#, 1_700_000_000 - 50));
         assert_eq!(lifetime(&format!(r#"{{"access_token":"{token}","expires_in":3600}}"#)), 10);
+    }
+
+    #[test]
+    fn huge_values_cannot_overflow() {
+        let unbounded = ParseOptions::default()
+            .with_expiry(ExpiryPolicy::default().with_bounds(Duration::ZERO, Duration::MAX));
+        for body in [
+            r#"{"access_token":"a","expires_in":1e19}"#.to_owned(),
+            r#"{"access_token":"a","expires_in":1.7e308}"#.to_owned(),
+            format!(r#"{{"access_token":"{}"}}"#, jwt(r#"{"exp":1e300}"#)),
+            format!(r#"{{"access_token":"{}"}}"#, jwt(r#"{"exp":-1e300}"#)),
+        ] {
+            let t = parse_token_response(body.as_bytes(), t0(), &unbounded);
+            assert!(t.is_ok_and(|t| t.lifetime() <= MAX_LIFETIME), "{body}");
+        }
     }
 
     #[test]

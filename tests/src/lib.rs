@@ -3,18 +3,17 @@
 
 use std::time::Duration;
 
-use auth_core::clock::{Clock, ManualClock};
+use auth_core::clock::ManualClock;
 use auth_core::manager::{ManagerConfig, RetryPolicy};
 use auth_core::oauth2::ClientCredentials;
 use auth_core::testkit::TestIdentityProvider;
 use auth_core::{MemoryStore, TokenManager};
 
 /// A client credentials source for the provider's default client.
-pub fn source(idp: &TestIdentityProvider, clock: impl Clock) -> ClientCredentials {
+pub fn source(idp: &TestIdentityProvider) -> ClientCredentials {
     let (id, secret) = idp.credentials();
     ClientCredentials::builder(idp.token_url(), id, secret)
         .scopes(["system/Patient.rs"])
-        .clock(clock)
         .build()
         .expect("valid test configuration")
 }
@@ -35,8 +34,7 @@ pub async fn on_virtual_time(
 ) -> (TestIdentityProvider, TokenManager<ClientCredentials, MemoryStore>, ManualClock) {
     let clock = ManualClock::new();
     let idp = TestIdentityProvider::start_with_clock(clock.clone()).await.expect("provider starts");
-    let manager =
-        TokenManager::builder(source(&idp, clock.clone())).clock(clock.clone()).config(config).build();
+    let manager = TokenManager::builder(source(&idp)).clock(clock.clone()).config(config).build();
     (idp, manager, clock)
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use auth_core::manager::{ManagerConfig, RetryPolicy};
 use auth_core::oauth2::{ClientAuthMethod, ClientCredentials};
+use auth_core::source::FetchContext;
 use auth_core::testkit::{TestIdentityProvider, TokenBehavior};
 use auth_core::{
     AccessToken, AuthClient, ClientSecret, CredentialSource, DeviceSecret, IdToken, PrivateKeyPem,
@@ -84,7 +85,7 @@ async fn no_secret_appears_in_logs_errors_debug_or_display() {
         // replay, fail: every path that logs.
         let token = manager.token().await.unwrap();
         assert_eq!(token.access_token().expose_secret(), ACCESS, "the flow really used the canaries");
-        let rejected = client.send(client.get(idp.api_url("Patient/1"))).await.unwrap_err();
+        let rejected = client.get(idp.api_url("Patient/1")).send().await.unwrap_err();
         outputs.push(("rejection Display".into(), rejected.to_string()));
         outputs.push(("rejection Debug".into(), format!("{rejected:?}")));
         outputs.push(("token Debug".into(), format!("{token:?}")));
@@ -105,7 +106,7 @@ async fn no_secret_appears_in_logs_errors_debug_or_display() {
                 ),
             },
         );
-        let echoed = source.fetch().await.unwrap_err();
+        let echoed = source.fetch(&FetchContext::default()).await.unwrap_err();
         outputs.push(("echoed error Display".into(), echoed.to_string()));
         outputs.push(("echoed error Debug".into(), format!("{echoed:?}")));
         // A 200 whose body is not a token response: the body is never quoted.
@@ -117,10 +118,10 @@ async fn no_secret_appears_in_logs_errors_debug_or_display() {
                 body: format!("access_token={ACCESS}&refresh_token={REFRESH}"),
             },
         );
-        let garbled = source.fetch().await.unwrap_err();
+        let garbled = source.fetch(&FetchContext::default()).await.unwrap_err();
         outputs.push(("garbled error".into(), format!("{garbled} {garbled:?}")));
         // And a refresh grant.
-        let refreshed = source.refresh(&RefreshToken::new(REFRESH)).await;
+        let refreshed = source.refresh(&FetchContext::default(), &RefreshToken::new(REFRESH)).await;
         assert!(refreshed.as_ref().is_ok_and(|t| t.is_some()), "the refresh grant ran");
         outputs.push(("refresh result".into(), format!("{refreshed:?}")));
     }

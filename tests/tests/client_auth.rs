@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use auth_core::oauth2::{BasicEncoding, ClientAuthMethod, ClientCredentials};
+use auth_core::source::FetchContext;
 use auth_core::testkit::{TestIdentityProvider, TokenBehavior};
 use auth_core::{ClientSecret, CredentialSource, ErrorKind, OAuthErrorCode, ResponseProblem};
 
@@ -17,7 +18,7 @@ async fn client_secret_basic_is_encoded_per_rfc_6749_section_2_3_1() {
     let source = ClientCredentials::builder(idp.token_url(), AWKWARD_ID, ClientSecret::new(AWKWARD_SECRET))
         .build()
         .unwrap();
-    source.fetch().await.expect("the provider decodes and accepts the credentials");
+    source.fetch(&FetchContext::default()).await.expect("the provider decodes and accepts the credentials");
     let seen = idp.requests().pop().unwrap();
     // On the wire: each part form-url-encoded, then joined and base64-encoded.
     assert_eq!(seen.basic_raw, Some(("id%3A+%25%2B%2F%3D+x".to_owned(), "p%3A+%25%2B%2F%3D+s".to_owned())));
@@ -34,7 +35,8 @@ async fn raw_basic_sends_the_credentials_as_they_are() {
         .basic_encoding(BasicEncoding::Raw)
         .build()
         .unwrap();
-    let error = source.fetch().await.expect_err("an RFC-decoding server cannot read raw `%`");
+    let error =
+        source.fetch(&FetchContext::default()).await.expect_err("an RFC-decoding server cannot read raw `%`");
     assert_eq!(error.oauth_error().map(|e| e.code.clone()), Some(OAuthErrorCode::InvalidClient));
     let seen = idp.requests().pop().unwrap();
     assert_eq!(seen.basic_raw, Some(("raw-id".to_owned(), AWKWARD_SECRET.to_owned())));
@@ -57,7 +59,7 @@ async fn client_secret_post_and_json_bodies() {
                 .param("tenant", "t-1")
                 .build()
                 .unwrap();
-        source.fetch().await.unwrap_or_else(|e| panic!("{method:?}: {e}"));
+        source.fetch(&FetchContext::default()).await.unwrap_or_else(|e| panic!("{method:?}: {e}"));
         let seen = idp.requests().pop().unwrap();
         assert_eq!(seen.content_type.as_deref(), Some(content_type));
         assert_eq!(seen.authorization, None, "{method:?}: no Basic header as well");
@@ -89,7 +91,7 @@ async fn token_requests_do_not_follow_redirects() {
 
     let (id, secret) = elsewhere.credentials();
     let source = ClientCredentials::builder(format!("http://{addr}/token"), id, secret).build().unwrap();
-    let error = source.fetch().await.expect_err("a redirect is not a token");
+    let error = source.fetch(&FetchContext::default()).await.expect_err("a redirect is not a token");
     assert_eq!(error.status(), Some(307));
     assert_eq!(elsewhere.token_requests(), 0, "the secret never reached the redirect target");
 }
@@ -101,7 +103,7 @@ async fn the_response_body_is_capped() {
     let big = format!(r#"{{"access_token":"a","padding":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
     idp.set_behavior(TokenBehavior::Raw { status: 200, content_type: "application/json".into(), body: big });
     let source = ClientCredentials::builder(idp.token_url(), id.clone(), secret.clone()).build().unwrap();
-    let error = source.fetch().await.unwrap_err();
+    let error = source.fetch(&FetchContext::default()).await.unwrap_err();
     assert_eq!(error.response_problem(), Some(&ResponseProblem::TooLarge { limit: 1024 * 1024 }));
 
     let small = ClientCredentials::builder(idp.token_url(), id, secret).max_body(100).build().unwrap();
@@ -111,7 +113,7 @@ async fn the_response_body_is_capped() {
         body: format!(r#"{{"access_token":"{}"}}"#, "a".repeat(200)),
     });
     assert_eq!(
-        small.fetch().await.unwrap_err().response_problem(),
+        small.fetch(&FetchContext::default()).await.unwrap_err().response_problem(),
         Some(&ResponseProblem::TooLarge { limit: 100 })
     );
 }
@@ -126,7 +128,7 @@ async fn token_requests_time_out() {
         .build()
         .unwrap();
     let started = std::time::Instant::now();
-    let error = source.fetch().await.unwrap_err();
+    let error = source.fetch(&FetchContext::default()).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Timeout);
     assert!(error.is_retryable());
     assert!(started.elapsed() < Duration::from_secs(2));

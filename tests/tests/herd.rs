@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_core::clock::SystemClock;
 use auth_core::testkit::{TestIdentityProvider, TokenBehavior};
 use auth_core::{ErrorKind, MemoryStore, OAuthErrorCode, TokenManager};
 use integration_tests::source;
@@ -16,7 +15,7 @@ async fn a_thousand_concurrent_first_callers_make_one_token_request() {
     let idp = TestIdentityProvider::start().await.unwrap();
     // A slow provider widens the window in which callers pile up.
     idp.set_delay(Duration::from_millis(200));
-    let manager = TokenManager::new(source(&idp, SystemClock));
+    let manager = TokenManager::new(source(&idp));
 
     let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS));
     let calls: Vec<_> = (0..CALLERS)
@@ -43,7 +42,7 @@ async fn a_failure_is_shared_too_and_remembered_briefly() {
     let idp = TestIdentityProvider::start().await.unwrap();
     idp.set_delay(Duration::from_millis(100));
     idp.set_behavior(TokenBehavior::OAuthError { status: 401, code: "invalid_client".into() });
-    let manager = TokenManager::new(source(&idp, SystemClock));
+    let manager = TokenManager::new(source(&idp));
 
     let calls: Vec<_> = (0..CALLERS)
         .map(|_| {
@@ -71,9 +70,8 @@ async fn managers_sharing_a_store_share_one_fetch() {
     idp.set_delay(Duration::from_millis(300));
     let store = Arc::new(MemoryStore::new());
     // Four managers, as four components of one service would have, with equal keys.
-    let managers: Vec<_> = (0..4)
-        .map(|_| TokenManager::builder(source(&idp, SystemClock)).store(store.clone()).build())
-        .collect();
+    let managers: Vec<_> =
+        (0..4).map(|_| TokenManager::builder(source(&idp)).store(store.clone()).build()).collect();
     let calls: Vec<_> = (0..400)
         .map(|i| {
             let m = managers[i % 4].clone();

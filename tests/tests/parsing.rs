@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::oauth2::ClientCredentials;
+use auth_core::source::FetchContext;
 use auth_core::testkit::{TestIdentityProvider, TokenBehavior, fake_jwt};
 use auth_core::token::ExpirySource;
 use auth_core::{CredentialSource, ErrorKind, ResponseProblem};
@@ -98,7 +99,7 @@ async fn lenient_parsing_table() {
     for (name, body, want) in cases {
         let content_type = if body.starts_with('<') { "text/html" } else { "application/json" };
         idp.set_behavior(TokenBehavior::Raw { status: 200, content_type: content_type.into(), body });
-        match (source.fetch().await, want) {
+        match (source.fetch(&FetchContext::default()).await, want) {
             (Ok(token), Want::Lifetime(secs, from)) => {
                 let got = token.lifetime().as_secs();
                 assert!(got.abs_diff(secs) <= 2, "{name}: lifetime {got}, want {secs}");
@@ -127,7 +128,7 @@ async fn vendor_fields_survive() {
     });
     let ms = auth_core::ExpiryPolicy::default().with_unit(auth_core::ExpiresInUnit::Milliseconds);
     let source = ClientCredentials::builder(idp.token_url(), id, secret).expiry(ms).build().unwrap();
-    let token = source.fetch().await.unwrap();
+    let token = source.fetch(&FetchContext::default()).await.unwrap();
     assert_eq!(token.extra().get("consented_on"), Some(&json!(1610000000)));
     // SanteDB 2.x: 1 799 984 ms is 30 minutes, not 20 days.
     assert!(token.lifetime().abs_diff(Duration::from_secs(1799)) <= Duration::from_secs(2));

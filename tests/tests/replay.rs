@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use auth_core::clock::SystemClock;
 use auth_core::oauth2::ClientCredentials;
 use auth_core::testkit::{ApiBehavior, TestIdentityProvider};
 use auth_core::{AuthClient, ErrorKind, RequestExtras, SecretValue, TokenManager};
@@ -11,7 +10,7 @@ use integration_tests::source;
 
 async fn setup() -> (TestIdentityProvider, TokenManager<ClientCredentials>, AuthClient) {
     let idp = TestIdentityProvider::start().await.unwrap();
-    let manager = TokenManager::new(source(&idp, SystemClock));
+    let manager = TokenManager::new(source(&idp));
     let client = AuthClient::new(manager.clone()).unwrap();
     (idp, manager, client)
 }
@@ -19,7 +18,7 @@ async fn setup() -> (TestIdentityProvider, TokenManager<ClientCredentials>, Auth
 #[tokio::test]
 async fn a_rejected_token_is_replaced_and_the_request_replayed_once() {
     let (idp, _manager, client) = setup().await;
-    let ok = client.send(client.get(idp.api_url("Patient/1"))).await.unwrap();
+    let ok = client.get(idp.api_url("Patient/1")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!((idp.token_requests(), idp.api_requests()), (1, 1));
 
@@ -27,7 +26,7 @@ async fn a_rejected_token_is_replaced_and_the_request_replayed_once() {
     // rejected once, a new token is fetched, the call is replayed and succeeds.
     idp.revoke_all();
     let body = r#"{"resourceType":"Patient"}"#;
-    let ok = client.send(client.post(idp.api_url("Patient")).body(body)).await.unwrap();
+    let ok = client.post(idp.api_url("Patient")).body(body).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(idp.token_requests(), 2);
     assert_eq!(idp.api_requests(), 3, "one rejected attempt and one replay");
@@ -38,7 +37,7 @@ async fn a_rejected_token_is_replaced_and_the_request_replayed_once() {
 async fn a_server_that_always_rejects_gets_exactly_one_replay_then_a_typed_error() {
     let (idp, _manager, client) = setup().await;
     idp.set_api_behavior(ApiBehavior::RejectAll);
-    let error = client.send(client.get(idp.api_url("Patient/1"))).await.unwrap_err();
+    let error = client.get(idp.api_url("Patient/1")).send().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Unauthorized);
     assert_eq!(error.status(), Some(401));
     assert!(error.challenge().is_some_and(|c| c.is_invalid_token()));
@@ -49,10 +48,10 @@ async fn a_server_that_always_rejects_gets_exactly_one_replay_then_a_typed_error
 #[tokio::test]
 async fn santedb_style_403_invalid_token_triggers_the_replay() {
     let (idp, _manager, client) = setup().await;
-    client.send(client.get(idp.api_url("Patient/1"))).await.unwrap();
+    client.get(idp.api_url("Patient/1")).send().await.unwrap();
     idp.set_api_behavior(ApiBehavior::SanteDbStyle);
     idp.revoke_all();
-    let ok = client.send(client.get(idp.api_url("Patient/1"))).await.unwrap();
+    let ok = client.get(idp.api_url("Patient/1")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(idp.api_rejections(), 1);
     assert_eq!(idp.token_requests(), 2);
@@ -62,7 +61,7 @@ async fn santedb_style_403_invalid_token_triggers_the_replay() {
 async fn insufficient_scope_is_final() {
     let (idp, _manager, client) = setup().await;
     idp.set_api_behavior(ApiBehavior::InsufficientScope);
-    let error = client.send(client.get(idp.api_url("Patient/1"))).await.unwrap_err();
+    let error = client.get(idp.api_url("Patient/1")).send().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InsufficientScope);
     assert_eq!(error.challenge().and_then(|c| c.scope()), Some("system/*.rs"));
     assert_eq!(idp.api_requests(), 1, "no replay: a new token would not have more scope");
@@ -72,15 +71,15 @@ async fn insufficient_scope_is_final() {
 #[tokio::test]
 async fn a_streaming_body_is_not_replayed() {
     let (idp, _manager, client) = setup().await;
-    client.send(client.get(idp.api_url("x"))).await.unwrap();
+    client.get(idp.api_url("x")).send().await.unwrap();
     idp.revoke_all();
     let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![Ok(b"{}")];
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let error = client.send(client.post(idp.api_url("Patient")).body(body)).await.unwrap_err();
+    let error = client.post(idp.api_url("Patient")).body(body).send().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Unauthorized);
     assert_eq!(idp.api_requests(), 2, "the first call and the rejected one; no replay");
     // The rejected token was still dropped: the next call gets a fresh one.
-    client.send(client.get(idp.api_url("x"))).await.unwrap();
+    client.get(idp.api_url("x")).send().await.unwrap();
     assert_eq!(idp.token_requests(), 2);
 }
 
@@ -100,13 +99,13 @@ async fn invalidating_an_old_token_keeps_the_newer_one() {
 #[tokio::test]
 async fn concurrent_rejections_fetch_one_new_token() {
     let (idp, _manager, client) = setup().await;
-    client.send(client.get(idp.api_url("x"))).await.unwrap();
+    client.get(idp.api_url("x")).send().await.unwrap();
     idp.revoke_all();
     idp.set_delay(Duration::from_millis(100));
     let calls: Vec<_> = (0..50)
         .map(|_| {
             let (c, url) = (client.clone(), idp.api_url("x"));
-            tokio::spawn(async move { c.send(c.get(url)).await.map(|r| r.status().as_u16()) })
+            tokio::spawn(async move { c.get(url).send().await.map(|r| r.status().as_u16()) })
         })
         .collect();
     for call in calls {
@@ -128,7 +127,7 @@ async fn vendor_extras_go_on_every_request() {
     let source =
         ClientCredentials::builder(idp.token_url(), id, secret).request_extras(extras).build().unwrap();
     let client = AuthClient::new(TokenManager::new(source)).unwrap();
-    client.send(client.get(idp.api_url("Patient?name=x"))).await.unwrap();
+    client.get(idp.api_url("Patient?name=x")).send().await.unwrap();
     let seen = idp.api_log().pop().unwrap();
     assert_eq!(seen.header("x-partnerid"), Some("partner-7"));
     assert_eq!(seen.header("ocp-apim-subscription-key"), Some("sub-key"));
