@@ -33,7 +33,7 @@ use tracing::Instrument;
 use crate::clock::{Clock, SystemClock, earlier, secs};
 use crate::error::{Error, Result};
 use crate::source::{CacheKey, CredentialSource, FetchContext};
-use crate::store::{MemoryStore, TokenStore};
+use crate::store::{Lease, MemoryStore, TokenStore};
 use crate::token::{MAX_LIFETIME, Token};
 
 /// When to refresh, how to retry, how long to wait.
@@ -616,12 +616,15 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
             }
             match self.store.try_lease(key, self.config.lease_ttl).await {
                 Ok(Some(lease)) => {
+                    let mut held = HeldLease { shared: self.clone(), lease: Some(lease) };
                     // The previous holder may have stored its token just before releasing.
                     let result = match self.fresh_from_store(reason).await {
                         Some(token) => Ok(token),
                         None => self.fetch_and_store(reason).await,
                     };
-                    if let Err(e) = self.store.release(&lease).await {
+                    if let Some(lease) = held.lease.take()
+                        && let Err(e) = self.store.release(&lease).await
+                    {
                         tracing::warn!(key = %key, error = %e, "could not release fetch lease; it will lapse");
                     }
                     return result;
@@ -732,6 +735,25 @@ impl<S: CredentialSource, T: TokenStore> Drop for FetchGuard<S, T> {
         if let Some(tx) = self.tx.take() {
             tracing::error!(key = %self.shared.source.cache_key(), "token fetch ended without a result (panic or shutdown)");
             self.shared.finish(Err(Error::internal("the token fetch ended without a result")), tx);
+        }
+    }
+}
+
+/// Gives a fetch lease back if the fetch holding it panics or is dropped, so other
+/// managers do not wait out the lease's full lifetime for a holder that is gone.
+struct HeldLease<S: CredentialSource, T: TokenStore> {
+    shared: Arc<Shared<S, T>>,
+    lease: Option<Lease>,
+}
+
+impl<S: CredentialSource, T: TokenStore> Drop for HeldLease<S, T> {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            runtime.spawn(async move {
+                let _ = shared.store.release(&lease).await;
+            });
         }
     }
 }

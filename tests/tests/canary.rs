@@ -121,6 +121,40 @@ async fn no_secret_appears_in_logs_errors_debug_or_display() {
         let garbled = source.fetch(&FetchContext::default()).await.unwrap_err();
         outputs.push(("garbled error".into(), format!("{garbled} {garbled:?}")));
         // And a refresh grant.
+        // Servers that echo the refresh token or the revoked access token back.
+        idp.fail_next(
+            1,
+            TokenBehavior::Raw {
+                status: 400,
+                content_type: "application/json".into(),
+                body: format!(
+                    r#"{{"error":"invalid_grant","error_description":"refresh token {REFRESH} expired"}}"#
+                ),
+            },
+        );
+        let echoed = source.refresh(&FetchContext::default(), &RefreshToken::new(REFRESH)).await.unwrap_err();
+        assert_eq!(echoed.oauth_error().map(|e| e.code.as_str().to_owned()), Some("invalid_grant".into()));
+        outputs.push(("echoed refresh error".into(), format!("{echoed} {echoed:?}")));
+        idp.fail_next(
+            1,
+            TokenBehavior::Raw {
+                status: 400,
+                content_type: "application/json".into(),
+                body: format!(
+                    r#"{{"error":"invalid_request","error_description":"cannot revoke {ACCESS}"}}"#
+                ),
+            },
+        );
+        let revoking = ClientCredentials::builder(
+            idp.token_url(),
+            "leak-check-client",
+            ClientSecret::new(CLIENT_SECRET),
+        )
+        .revocation_url(idp.token_url())
+        .build()
+        .unwrap();
+        let echoed = revoking.revoke(&token).await.unwrap_err();
+        outputs.push(("echoed revoke error".into(), format!("{echoed} {echoed:?}")));
         let refreshed = source.refresh(&FetchContext::default(), &RefreshToken::new(REFRESH)).await;
         assert!(refreshed.as_ref().is_ok_and(|t| t.is_some()), "the refresh grant ran");
         outputs.push(("refresh result".into(), format!("{refreshed:?}")));

@@ -142,3 +142,24 @@ async fn plain_http_to_a_remote_host_is_refused_before_anything_is_sent() {
     assert_eq!(error.kind(), ErrorKind::Configuration);
     assert!(error.to_string().contains("refusing plain http://"), "{error}");
 }
+
+#[tokio::test]
+async fn a_streamed_body_without_length_is_capped_too() {
+    // No Content-Length: the cap must hold while reading, not just on the header.
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(|| async {
+            let chunk = vec![b' '; 64 * 1024];
+            let chunks = (0..32).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let source = ClientCredentials::builder(format!("http://{addr}/token"), "c", ClientSecret::new("s"))
+        .build()
+        .unwrap();
+    let error = source.fetch(&FetchContext::default()).await.unwrap_err();
+    assert_eq!(error.response_problem(), Some(&ResponseProblem::TooLarge { limit: 1024 * 1024 }));
+}

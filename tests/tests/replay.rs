@@ -133,3 +133,54 @@ async fn vendor_extras_go_on_every_request() {
     assert_eq!(seen.header("ocp-apim-subscription-key"), Some("sub-key"));
     assert_eq!(seen.query.as_deref(), Some("name=x&_format=json"));
 }
+
+#[tokio::test]
+async fn redirects_are_followed_within_the_origin_only() {
+    use axum::http::{StatusCode, header};
+    let idp = TestIdentityProvider::start().await.unwrap();
+    let elsewhere = TestIdentityProvider::start().await.unwrap();
+    let other = elsewhere.api_url("Patient/1");
+    // A front API: /moved redirects within its own origin to /final, which answers
+    // 200 only if the bearer and the vendor key came along; /gone redirects away.
+    let app = axum::Router::new()
+        .route(
+            "/moved",
+            axum::routing::get(|| async { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, "/final")]) }),
+        )
+        .route(
+            "/final",
+            axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                let bearer =
+                    headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"Bearer "));
+                let key = headers.get("ocp-apim-subscription-key").is_some_and(|v| v == "sub-key");
+                if bearer && key { StatusCode::OK } else { StatusCode::BAD_REQUEST }
+            }),
+        )
+        .route(
+            "/gone",
+            axum::routing::get(move || {
+                let to = other.clone();
+                async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (id, secret) = idp.credentials();
+    let extras = RequestExtras::new()
+        .secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new("sub-key"))
+        .unwrap();
+    let source =
+        ClientCredentials::builder(idp.token_url(), id, secret).request_extras(extras).build().unwrap();
+    let client = AuthClient::new(TokenManager::new(source)).unwrap();
+
+    // Cross-origin: handed back, not followed; the other host sees nothing.
+    let response = client.get(format!("http://{front}/gone")).send().await.unwrap();
+    assert_eq!(response.status(), 307);
+    assert_eq!(elsewhere.api_requests(), 0, "credentials never travel to another origin");
+
+    // Same origin: followed, with the credentials.
+    let response = client.get(format!("http://{front}/moved")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
