@@ -49,3 +49,11 @@ pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> boo
     }
     cond()
 }
+
+/// Serves `app` on a free loopback port until the test ends; returns its address.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free loopback port");
+    let addr = listener.local_addr().expect("bound address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}

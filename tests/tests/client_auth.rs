@@ -7,6 +7,7 @@ use auth_core::oauth2::{BasicEncoding, ClientAuthMethod, ClientCredentials};
 use auth_core::source::FetchContext;
 use auth_core::testkit::{TestIdentityProvider, TokenBehavior};
 use auth_core::{ClientSecret, CredentialSource, ErrorKind, OAuthErrorCode, ResponseProblem};
+use integration_tests::serve;
 
 const AWKWARD_ID: &str = "id: %+/= x";
 const AWKWARD_SECRET: &str = "p: %+/= s";
@@ -85,9 +86,7 @@ async fn token_requests_do_not_follow_redirects() {
             async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, target)]) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve(app).await;
 
     let (id, secret) = elsewhere.credentials();
     let source = ClientCredentials::builder(format!("http://{addr}/token"), id, secret).build().unwrap();
@@ -154,9 +153,7 @@ async fn a_streamed_body_without_length_is_capped_too() {
             axum::body::Body::from_stream(futures_util::stream::iter(chunks))
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve(app).await;
     let source = ClientCredentials::builder(format!("http://{addr}/token"), "c", ClientSecret::new("s"))
         .build()
         .unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use auth_core::oauth2::ClientCredentials;
 use auth_core::testkit::{ApiBehavior, TestIdentityProvider};
 use auth_core::{AuthClient, ErrorKind, RequestExtras, SecretValue, TokenManager};
-use integration_tests::source;
+use integration_tests::{serve, source};
 
 async fn setup() -> (TestIdentityProvider, TokenManager<ClientCredentials>, AuthClient) {
     let idp = TestIdentityProvider::start().await.unwrap();
@@ -163,9 +163,7 @@ async fn redirects_are_followed_within_the_origin_only() {
                 async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]) }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let front = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let front = serve(app).await;
 
     let (id, secret) = idp.credentials();
     let extras = RequestExtras::new()
