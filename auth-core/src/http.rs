@@ -18,7 +18,7 @@ use reqwest::{Method, Request, RequestBuilder, Response, StatusCode};
 use crate::challenge::{Challenge, bearer_challenge};
 use crate::error::{Error, Result};
 use crate::manager::TokenManager;
-use crate::source::{CredentialSource, RequestExtras};
+use crate::source::{CredentialSource, Rejection, RejectionVerdict, RequestExtras};
 use crate::store::TokenStore;
 use crate::token::Token;
 
@@ -32,6 +32,16 @@ pub trait Authenticator: Send + Sync + fmt::Debug + 'static {
     async fn invalidate(&self, token: &Token) -> bool;
     /// Headers and query parameters to add to every request.
     fn request_extras(&self) -> Option<&RequestExtras>;
+    /// Whether [`Authenticator::judge_rejection`] needs the response body.
+    fn wants_rejection_body(&self) -> bool {
+        false
+    }
+    /// Judges an answer that looks like a rejected token (see
+    /// [`CredentialSource::judge_rejection`]).
+    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
+        let _ = rejection;
+        RejectionVerdict::TokenRejected
+    }
 }
 
 #[async_trait]
@@ -44,6 +54,12 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
     }
     fn request_extras(&self) -> Option<&RequestExtras> {
         self.source().request_extras()
+    }
+    fn wants_rejection_body(&self) -> bool {
+        self.source().wants_rejection_body()
+    }
+    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
+        self.source().judge_rejection(rejection)
     }
 }
 
@@ -166,9 +182,25 @@ impl AuthClient {
             Verdict::InsufficientScope(challenge) => return Err(Error::insufficient_scope(challenge)),
             Verdict::Rejected(challenge) => challenge,
         };
-        self.auth.invalidate(&token).await;
         let status = response.status().as_u16();
-        drop(response);
+        if self.auth.wants_rejection_body() {
+            let (parts, body) = read_for_judging(response).await?;
+            match self.auth.judge_rejection(&Rejection::new(status, challenge.as_ref(), &body)) {
+                RejectionVerdict::TokenRejected => {}
+                RejectionVerdict::NotTokenRelated => {
+                    return Ok(Response::from(::http::Response::from_parts(parts, body)));
+                }
+                RejectionVerdict::Configuration(message) => return Err(Error::configuration(message)),
+            }
+        } else {
+            match self.auth.judge_rejection(&Rejection::new(status, challenge.as_ref(), &[])) {
+                RejectionVerdict::TokenRejected => {}
+                RejectionVerdict::NotTokenRelated => return Ok(response),
+                RejectionVerdict::Configuration(message) => return Err(Error::configuration(message)),
+            }
+            drop(response);
+        }
+        self.auth.invalidate(&token).await;
         let Some(replay) = replay else {
             tracing::debug!(status, "token rejected; request body cannot be replayed");
             return Err(Error::unauthorized(status, challenge));
@@ -256,6 +288,18 @@ impl AuthRequest {
             .map_err(|e| Error::configuration(format!("cannot build the request: {}", e.without_url())))?;
         self.client.execute(request).await
     }
+}
+
+/// Cap on a rejection body read for judging: it is an error document, not data.
+const REJECTION_BODY_CAP: usize = 64 * 1024;
+
+async fn read_for_judging(response: Response) -> Result<(::http::response::Parts, Vec<u8>)> {
+    let mut parts = ::http::Response::new(()).into_parts().0;
+    parts.status = response.status();
+    parts.version = response.version();
+    parts.headers = response.headers().clone();
+    let body = crate::endpoint::read_capped(response, REJECTION_BODY_CAP, "API request").await?;
+    Ok((parts, body.to_vec()))
 }
 
 enum Verdict {

@@ -57,6 +57,6 @@ pub use manager::{ManagerConfig, ManagerStats, RetryPolicy, TokenManager};
 pub use secret::{
     AccessToken, ClientSecret, DeviceSecret, IdToken, PrivateKeyPem, RefreshToken, SecretValue,
 };
-pub use source::{CacheKey, CredentialSource, RequestExtras};
+pub use source::{CacheKey, CredentialSource, FetchContext, Rejection, RejectionVerdict, RequestExtras};
 pub use store::{MemoryStore, TokenStore};
 pub use token::{ExpiresInUnit, ExpiryPolicy, Token};

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
+use crate::challenge::Challenge;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::secret::{RefreshToken, SecretValue};
@@ -54,6 +55,52 @@ pub trait CredentialSource: Send + Sync + fmt::Debug + 'static {
     fn request_extras(&self) -> Option<&RequestExtras> {
         None
     }
+
+    /// Whether [`CredentialSource::judge_rejection`] needs the response body.
+    fn wants_rejection_body(&self) -> bool {
+        false
+    }
+
+    /// Judges an API answer that looks like a rejected token (a 401, or any status
+    /// with `WWW-Authenticate: … error="invalid_token"`). The default trusts it. A
+    /// vendor whose 401 can mean something else (MSK answers a wrong partner id with
+    /// 401) says so here, and no token is burnt replaying the request.
+    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
+        let _ = rejection;
+        RejectionVerdict::TokenRejected
+    }
+}
+
+/// An API answer that looks like a rejected token.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Rejection<'a> {
+    /// The HTTP status.
+    pub status: u16,
+    /// The bearer challenge, if the server sent one.
+    pub challenge: Option<&'a Challenge>,
+    /// The body (capped), if the source asked for it; else empty.
+    pub body: &'a [u8],
+}
+
+impl<'a> Rejection<'a> {
+    /// A rejection with the given parts.
+    pub fn new(status: u16, challenge: Option<&'a Challenge>, body: &'a [u8]) -> Self {
+        Self { status, challenge, body }
+    }
+}
+
+/// What a source makes of a [`Rejection`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectionVerdict {
+    /// The token is bad: drop it and replay once with a new one.
+    TokenRejected,
+    /// Not about the token: hand the response to the caller as it is.
+    NotTokenRelated,
+    /// A configuration mistake (a wrong partner id, say): fail with a configuration
+    /// error; a new token would not help.
+    Configuration(String),
 }
 
 #[async_trait]
@@ -75,6 +122,12 @@ impl<S: CredentialSource + ?Sized> CredentialSource for Box<S> {
     }
     fn request_extras(&self) -> Option<&RequestExtras> {
         (**self).request_extras()
+    }
+    fn wants_rejection_body(&self) -> bool {
+        (**self).wants_rejection_body()
+    }
+    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
+        (**self).judge_rejection(rejection)
     }
 }
 

@@ -182,3 +182,57 @@ async fn redirects_are_followed_within_the_origin_only() {
     let response = client.get(format!("http://{front}/moved")).send().await.unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// A source that, like MSK, knows some 401s are not about the token.
+#[derive(Debug)]
+struct Judging(ClientCredentials);
+
+#[async_trait::async_trait]
+impl auth_core::CredentialSource for Judging {
+    fn cache_key(&self) -> &auth_core::CacheKey {
+        self.0.cache_key()
+    }
+    async fn fetch(&self, ctx: &auth_core::FetchContext) -> auth_core::Result<auth_core::Token> {
+        self.0.fetch(ctx).await
+    }
+    fn wants_rejection_body(&self) -> bool {
+        true
+    }
+    fn judge_rejection(&self, r: &auth_core::Rejection<'_>) -> auth_core::RejectionVerdict {
+        let body = String::from_utf8_lossy(r.body);
+        if body.contains("Partnerid") {
+            auth_core::RejectionVerdict::Configuration("the partner id is wrong".into())
+        } else if body.contains("maintenance") {
+            auth_core::RejectionVerdict::NotTokenRelated
+        } else {
+            auth_core::RejectionVerdict::TokenRejected
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_source_can_say_a_rejection_is_not_about_the_token() {
+    use axum::http::StatusCode;
+    let idp = TestIdentityProvider::start().await.unwrap();
+    let app = axum::Router::new()
+        .route("/partner", axum::routing::get(|| async { (StatusCode::UNAUTHORIZED, r#"{"resourceType":"OperationOutcome","issue":[{"diagnostics":"Incorrect Partnerid name"}]}"#) }))
+        .route("/maintenance", axum::routing::get(|| async { (StatusCode::UNAUTHORIZED, "down for maintenance") }));
+    let front = serve(app).await;
+    let manager = TokenManager::new(Judging(source(&idp)));
+    let client = AuthClient::new(manager.clone()).unwrap();
+
+    let error = client.get(format!("http://{front}/partner")).send().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Configuration);
+    assert!(error.to_string().contains("partner id"));
+
+    let response = client.get(format!("http://{front}/maintenance")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "down for maintenance",
+        "the judged body reaches the caller intact"
+    );
+
+    assert_eq!(idp.token_requests(), 1, "no token was burnt on either answer");
+    assert_eq!(manager.stats().invalidations, 0);
+}
