@@ -1,0 +1,1 @@
+//! Placeholder: the aidbox provider is being written.

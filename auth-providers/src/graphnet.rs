@@ -1,0 +1,1 @@
+//! Placeholder: the graphnet provider is being written.

@@ -1,0 +1,23 @@
+//! # auth-providers
+//!
+//! Credential sources for the vendors this project was specified from, each a
+//! [`CredentialSource`](auth_core::CredentialSource) with a typed builder, and
+//! (feature `sandbox`) an emulator of each vendor to test against offline.
+//!
+//! | module | vendor |
+//! |---|---|
+//! | [`santedb`] | SanteDB 2.x and 3.x (device authentication, mutual TLS, id_token claims, sign-out) |
+//! | [`aidbox`] | Aidbox (Basic or JSON client authentication, session revocation) |
+//! | [`msk`] | MSK Blaze FHIR API behind IBM API Connect (partner id, research study) |
+//! | [`graphnet`] | Graphnet CareCentric behind Azure API Management (JWT expiry, subscription key) |
+//!
+//! The generic OAuth 2.0 client credentials source, for every other server, is
+//! [`auth_core::oauth2::ClientCredentials`].
+
+pub mod aidbox;
+pub mod graphnet;
+pub mod msk;
+pub mod santedb;
+
+#[cfg(feature = "sandbox")]
+pub mod sandbox;

@@ -1,0 +1,1 @@
+//! Placeholder: the msk provider is being written.

@@ -1,0 +1,1 @@
+//! TLS for the emulators that need it (placeholder, being written).

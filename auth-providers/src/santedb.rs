@@ -1,0 +1,1 @@
+//! Placeholder: the santedb provider is being written.
