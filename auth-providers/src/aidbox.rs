@@ -1,1 +1,535 @@
-//! Placeholder: the aidbox provider is being written.
+//! Aidbox (Health Samurai): the client credentials grant at `POST {base}/auth/token`,
+//! with the client authenticated by HTTP Basic and a form body (the default), by a
+//! JSON body, or by `client_id`/`client_secret` in a form body; tokens that are
+//! opaque or JWTs; a rotating refresh token when the Client is configured for one;
+//! and revocation by closing the token's Session (`DELETE {base}/Session`, or
+//! `DELETE {base}/fhir/Session` on newer versions).
+//!
+//! Aidbox's answers are lenient about RFC 6749: an opaque token comes without
+//! `expires_in`, some versions send `"refresh_token": null`. Expiry is therefore
+//! `expires_in` when sent, else the JWT `exp`, else the default lifetime (5 minutes,
+//! see [`AidboxCredentialsBuilder::default_lifetime`]); when both `expires_in` and
+//! `exp` are present the earlier wins (on Aidbox they agree).
+//!
+//! ```no_run
+//! use auth_core::{AuthClient, ClientSecret, TokenManager};
+//! use auth_providers::aidbox::{AidboxAuthStyle, AidboxCredentials, SessionEndpoint};
+//!
+//! # async fn demo() -> auth_core::Result<()> {
+//! let source = AidboxCredentials::builder(
+//!     "https://box.example.org",
+//!     "api-client",
+//!     ClientSecret::new(std::env::var("AIDBOX_CLIENT_SECRET").unwrap_or_default()),
+//! )
+//! .auth_style(AidboxAuthStyle::Json)
+//! .audience("https://box.example.org/fhir")
+//! .session_endpoint(SessionEndpoint::Fhir)
+//! .build()?;
+//! let fhir_base = source.fhir_base();
+//! let tokens = TokenManager::new(source);
+//! let client = AuthClient::new(tokens.clone())?;
+//! let patients = client.get(format!("{fhir_base}/Patient")).send().await?;
+//! # let _ = patients;
+//! tokens.revoke().await?; // closes the Aidbox Session
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auth_core::endpoint::{
+    EndpointConfig, TokenEndpoint, TokenRequestBody, check_url, content_type, error_response, read_capped,
+    retry_after,
+};
+use auth_core::oauth2::{BasicEncoding, ClientAuth, ClientAuthMethod, GrantParams, json_body};
+use auth_core::token::ExpiryPolicy;
+use auth_core::{
+    CacheKey, ClientSecret, CredentialSource, Error, FetchContext, RefreshToken, ResponseProblem, Result,
+    Token,
+};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap};
+use reqwest::{Certificate, StatusCode};
+use url::Url;
+use zeroize::Zeroizing;
+
+/// The provider kind in cache keys.
+pub const PROVIDER: &str = "aidbox";
+
+/// How the client id and secret travel to `POST {base}/auth/token`. Aidbox documents
+/// the first two; its SMART configuration also advertises `client_secret_post`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AidboxAuthStyle {
+    /// `Authorization: Basic base64(id:secret)` and a form body
+    /// `grant_type=client_credentials` (RFC 6749 §4.4.2).
+    #[default]
+    BasicForm,
+    /// A JSON body `{"grant_type", "client_id", "client_secret"}`, no `Authorization`.
+    Json,
+    /// A form body with `client_id` and `client_secret` (`client_secret_post`).
+    FormPost,
+}
+
+impl AidboxAuthStyle {
+    fn method(self) -> ClientAuthMethod {
+        match self {
+            Self::BasicForm => ClientAuthMethod::ClientSecretBasic,
+            Self::Json => ClientAuthMethod::JsonBody,
+            Self::FormPost => ClientAuthMethod::ClientSecretPost,
+        }
+    }
+}
+
+/// Where [`CredentialSource::revoke`] closes the token's Session.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SessionEndpoint {
+    /// `DELETE {base}/Session`, as most of Aidbox's pages show.
+    #[default]
+    Root,
+    /// `DELETE {base}/fhir/Session`, as the current client-credentials page shows.
+    Fhir,
+    /// `DELETE` on this URL.
+    Url(String),
+    /// Do not close Sessions: `revoke` only drops the token locally.
+    Disabled,
+}
+
+/// How a refresh-token request authenticates the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefreshAuth {
+    /// Exactly as the client credentials request does (RFC 6749 §6: a confidential
+    /// client authenticates when refreshing).
+    #[default]
+    Client,
+    /// Only `client_id` in the body, no secret, as Aidbox's refresh example shows.
+    ClientIdOnly,
+}
+
+/// Gets Aidbox tokens with the client credentials grant, refreshes them with the
+/// refresh token when Aidbox issues one, and revokes them by closing their Session.
+pub struct AidboxCredentials {
+    base: String,
+    endpoint: TokenEndpoint,
+    client: ClientAuth,
+    style: AidboxAuthStyle,
+    grant: GrantParams,
+    session_url: Option<Url>,
+    refresh: bool,
+    refresh_auth: RefreshAuth,
+    session_http: reqwest::Client,
+    key: CacheKey,
+}
+
+impl fmt::Debug for AidboxCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Spelled out so no future field can print the secret by accident.
+        f.debug_struct("AidboxCredentials")
+            .field("base", &self.base)
+            .field("endpoint", &self.endpoint)
+            .field("client", &self.client)
+            .field("style", &self.style)
+            .field("grant", &self.grant)
+            .field("session_url", &self.session_url.as_ref().map(Url::as_str))
+            .field("refresh", &self.refresh)
+            .field("refresh_auth", &self.refresh_auth)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds [`AidboxCredentials`].
+pub struct AidboxCredentialsBuilder {
+    base: String,
+    token_url: Option<String>,
+    client_id: String,
+    secret: ClientSecret,
+    style: AidboxAuthStyle,
+    basic: BasicEncoding,
+    grant: GrantParams,
+    session: SessionEndpoint,
+    refresh: bool,
+    refresh_auth: RefreshAuth,
+    endpoint: EndpointConfig,
+}
+
+impl fmt::Debug for AidboxCredentialsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AidboxCredentialsBuilder")
+            .field("base", &self.base)
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("secret", &self.secret)
+            .field("style", &self.style)
+            .field("basic", &self.basic)
+            .field("grant", &self.grant)
+            .field("session", &self.session)
+            .field("refresh", &self.refresh)
+            .field("refresh_auth", &self.refresh_auth)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl AidboxCredentials {
+    /// Starts a source for `client_id` of the Aidbox at `base_url` (the URL the box
+    /// is served at, without `/fhir`: `https://box.example.org`).
+    pub fn builder(
+        base_url: impl Into<String>,
+        client_id: impl Into<String>,
+        secret: ClientSecret,
+    ) -> AidboxCredentialsBuilder {
+        AidboxCredentialsBuilder {
+            base: base_url.into(),
+            token_url: None,
+            client_id: client_id.into(),
+            secret,
+            style: AidboxAuthStyle::default(),
+            // Aidbox documents the header as `base64(Client.id + ':' + Client.secret)`:
+            // nothing is url-encoded first, so neither is anything here.
+            basic: BasicEncoding::Raw,
+            grant: GrantParams::default(),
+            session: SessionEndpoint::default(),
+            refresh: true,
+            refresh_auth: RefreshAuth::default(),
+            endpoint: EndpointConfig::default(),
+        }
+    }
+
+    /// The box's base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The FHIR API base: `{base}/fhir`.
+    pub fn fhir_base(&self) -> String {
+        format!("{}/fhir", self.base)
+    }
+
+    /// The token URL (`{base}/auth/token` unless overridden).
+    pub fn token_url(&self) -> &Url {
+        self.endpoint.url()
+    }
+
+    /// Where Sessions are closed, if revocation is enabled.
+    pub fn session_url(&self) -> Option<&Url> {
+        self.session_url.as_ref()
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        self.client.id()
+    }
+
+    /// How the client authenticates.
+    pub fn auth_style(&self) -> AidboxAuthStyle {
+        self.style
+    }
+
+    /// Everything secret a request may carry, for scrubbing from echoed errors.
+    fn secrets<'a>(&'a self, sent: Option<&'a str>) -> Vec<&'a str> {
+        let mut all = vec![self.client.secret().expose_secret()];
+        all.extend(sent);
+        all
+    }
+
+    async fn send(
+        &self,
+        ctx: &FetchContext,
+        mut form: Vec<(String, Zeroizing<String>)>,
+        sent_secret: Option<&str>,
+    ) -> Result<Token> {
+        let headers = self.client.apply(&mut form)?;
+        let secrets = self.secrets(sent_secret);
+        self.endpoint.request_token(ctx, headers, self.client.body(form), &secrets).await
+    }
+}
+
+fn pair(name: &str, value: &str) -> (String, Zeroizing<String>) {
+    (name.to_owned(), Zeroizing::new(value.to_owned()))
+}
+
+#[async_trait]
+impl CredentialSource for AidboxCredentials {
+    fn cache_key(&self) -> &CacheKey {
+        &self.key
+    }
+
+    async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
+        let mut form = vec![pair("grant_type", "client_credentials")];
+        self.grant.append_to(&mut form);
+        self.send(ctx, form, None).await
+    }
+
+    fn supports_refresh(&self) -> bool {
+        self.refresh
+    }
+
+    async fn refresh(&self, ctx: &FetchContext, refresh_token: &RefreshToken) -> Result<Option<Token>> {
+        if !self.refresh {
+            return Ok(None);
+        }
+        let value = refresh_token.expose_secret();
+        let mut form = vec![pair("grant_type", "refresh_token")];
+        if self.refresh_auth == RefreshAuth::ClientIdOnly {
+            form.push(pair("client_id", self.client.id()));
+        }
+        form.push(pair("refresh_token", value));
+        if let Some(scope) = self.grant.scope() {
+            form.push(("scope".into(), Zeroizing::new(scope)));
+        }
+        match self.refresh_auth {
+            RefreshAuth::Client => self.send(ctx, form, Some(value)).await.map(Some),
+            RefreshAuth::ClientIdOnly => {
+                let body = match self.style {
+                    AidboxAuthStyle::Json => json_body(form),
+                    AidboxAuthStyle::BasicForm | AidboxAuthStyle::FormPost => TokenRequestBody::Form(form),
+                };
+                let secrets = self.secrets(Some(value));
+                self.endpoint.request_token(ctx, HeaderMap::new(), body, &secrets).await.map(Some)
+            }
+        }
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<bool> {
+        let Some(url) = &self.session_url else { return Ok(false) };
+        const WHAT: &str = "session close";
+        let response = self
+            .session_http
+            .delete(url.clone())
+            .header(AUTHORIZATION, token.bearer_header())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| Error::transport(WHAT, e))?;
+        let status = response.status();
+        let content_type = content_type(response.headers());
+        let retry_after = retry_after(response.headers());
+        let body = read_capped(response, self.endpoint.config().max_body, WHAT).await?;
+        if status.is_success() {
+            return Ok(true);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // The Session is already closed or expired: what revoking wanted is true.
+            tracing::debug!(status = status.as_u16(), "aidbox session was no longer active");
+            return Ok(true);
+        }
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Error::unavailable(WHAT, status.as_u16(), retry_after));
+        }
+        let looks_oauth = serde_json::from_slice::<serde_json::Value>(&body)
+            .is_ok_and(|v| v.get("error").is_some_and(serde_json::Value::is_string));
+        if looks_oauth {
+            let secrets = self.secrets(Some(token.access_token().expose_secret()));
+            return Err(error_response(status, content_type, retry_after, &body, &secrets));
+        }
+        let problem = if body.is_empty() {
+            ResponseProblem::Empty
+        } else {
+            ResponseProblem::UnexpectedStatus { content_type, len: body.len() }
+        };
+        Err(Error::invalid_response(WHAT, status.as_u16(), problem))
+    }
+}
+
+impl AidboxCredentialsBuilder {
+    /// How the client authenticates (default HTTP Basic with a form body).
+    pub fn auth_style(mut self, style: AidboxAuthStyle) -> Self {
+        self.style = style;
+        self
+    }
+
+    /// How the id and secret are put into the Basic header. Default
+    /// [`BasicEncoding::Raw`], as Aidbox documents it; choose
+    /// [`BasicEncoding::FormUrlEncoded`] for a proxy that follows RFC 6749 §2.3.1.
+    pub fn basic_encoding(mut self, encoding: BasicEncoding) -> Self {
+        self.basic = encoding;
+        self
+    }
+
+    /// Adds scopes to request (Aidbox SMART clients need `system/…` scopes).
+    pub fn scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.grant.add_scopes(scopes);
+        self
+    }
+
+    /// Sets the `audience` parameter: Aidbox puts it into the JWT `aud` claim.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.grant.set_audience(audience);
+        self
+    }
+
+    /// Uses this token URL instead of `{base}/auth/token`.
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.token_url = Some(url.into());
+        self
+    }
+
+    /// Where revocation closes the Session (default `DELETE {base}/Session`).
+    pub fn session_endpoint(mut self, session: SessionEndpoint) -> Self {
+        self.session = session;
+        self
+    }
+
+    /// Uses refresh tokens when Aidbox issues them (default on); off, every new token
+    /// comes from a new client credentials request.
+    pub fn refresh(mut self, on: bool) -> Self {
+        self.refresh = on;
+        self
+    }
+
+    /// How refresh requests authenticate (default: as the token request does).
+    pub fn refresh_auth(mut self, auth: RefreshAuth) -> Self {
+        self.refresh_auth = auth;
+        self
+    }
+
+    /// Lifetime assumed when Aidbox says nothing (an opaque token without
+    /// `expires_in`); default 5 minutes. An Aidbox opaque token may live much longer:
+    /// a longer value here means fewer token requests, a rejected token is replaced
+    /// either way.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.endpoint.parse.expiry = self.endpoint.parse.expiry.clone().with_default_lifetime(lifetime);
+        self
+    }
+
+    /// The whole expiry policy (unit, default lifetime, bounds, JWT `exp`).
+    pub fn expiry(mut self, policy: ExpiryPolicy) -> Self {
+        self.endpoint.parse.expiry = policy;
+        self
+    }
+
+    /// Timeout of each request to Aidbox's auth endpoints (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.endpoint.timeout = timeout;
+        self
+    }
+
+    /// Cap on response bodies (default 1 MiB).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.endpoint.max_body = bytes;
+        self
+    }
+
+    /// Allows `http://` to non-loopback hosts. Only for closed test networks.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.endpoint.allow_insecure_http = allow;
+        self
+    }
+
+    /// Trusts an extra root certificate (a box behind a private CA).
+    pub fn add_root_certificate(mut self, cert: Certificate) -> Self {
+        self.endpoint.root_certificates.push(cert);
+        self
+    }
+
+    /// Checks the configuration and builds the source.
+    pub fn build(self) -> Result<AidboxCredentials> {
+        let allow_http = self.endpoint.allow_insecure_http;
+        let base = check_url(self.base.trim(), allow_http)?;
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(Error::configuration(
+                "the Aidbox base URL must not have a query or fragment; give the URL the box is served at",
+            ));
+        }
+        let base = base.as_str().trim_end_matches('/').to_owned();
+        let token_url = self.token_url.unwrap_or_else(|| format!("{base}/auth/token"));
+        let client =
+            ClientAuth::new(self.client_id, self.secret, self.style.method()).with_basic_encoding(self.basic);
+        client.check()?;
+        let session_http = session_client(&self.endpoint)?;
+        let endpoint = TokenEndpoint::new(&token_url, self.endpoint)?;
+        let session_url = match self.session {
+            SessionEndpoint::Root => Some(format!("{base}/Session")),
+            SessionEndpoint::Fhir => Some(format!("{base}/fhir/Session")),
+            SessionEndpoint::Url(url) => Some(url),
+            SessionEndpoint::Disabled => None,
+        };
+        let session_url = session_url.as_deref().map(|u| endpoint.check_url(u)).transpose()?;
+        let key = self.grant.cache_key(PROVIDER, endpoint.url().as_str(), client.id());
+        Ok(AidboxCredentials {
+            base,
+            endpoint,
+            client,
+            style: self.style,
+            grant: self.grant,
+            session_url,
+            refresh: self.refresh,
+            refresh_auth: self.refresh_auth,
+            session_http,
+            key,
+        })
+    }
+}
+
+/// The client for `DELETE /Session`: the token endpoint's rules (no redirects, its
+/// timeout, its trust roots), because the request carries the bearer token.
+fn session_client(config: &EndpointConfig) -> Result<reqwest::Client> {
+    if config.timeout.is_zero() {
+        return Err(Error::configuration("the token request timeout must be above zero"));
+    }
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout);
+    for cert in &config.root_certificates {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    if let Some(identity) = &config.identity {
+        builder = builder.identity(identity.clone());
+    }
+    builder.build().map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(base: &str) -> AidboxCredentialsBuilder {
+        AidboxCredentials::builder(base, "api-client", ClientSecret::new("verysecret-canary"))
+    }
+
+    #[test]
+    fn urls_follow_the_base() {
+        let src = builder("https://box.example.org/").build().unwrap();
+        assert_eq!(src.token_url().as_str(), "https://box.example.org/auth/token");
+        assert_eq!(src.fhir_base(), "https://box.example.org/fhir");
+        assert_eq!(src.session_url().map(Url::as_str), Some("https://box.example.org/Session"));
+        let src = builder("https://host/box").session_endpoint(SessionEndpoint::Fhir).build().unwrap();
+        assert_eq!(src.token_url().as_str(), "https://host/box/auth/token");
+        assert_eq!(src.session_url().map(Url::as_str), Some("https://host/box/fhir/Session"));
+        let src = builder("https://host").session_endpoint(SessionEndpoint::Disabled).build().unwrap();
+        assert!(src.session_url().is_none());
+    }
+
+    #[test]
+    fn build_refuses_what_cannot_work() {
+        assert!(builder("http://box.example.org").build().is_err());
+        assert!(builder("https://box.example.org?x=1").build().is_err());
+        assert!(builder("not a url").build().is_err());
+        assert!(
+            builder("https://h")
+                .session_endpoint(SessionEndpoint::Url("http://evil".into()))
+                .build()
+                .is_err()
+        );
+        assert!(builder("https://h").timeout(Duration::ZERO).build().is_err());
+        let colon = AidboxCredentials::builder("https://h", "a:b", ClientSecret::new("s"));
+        assert!(colon.build().is_err(), "raw Basic cannot carry a colon in the id");
+        let colon = AidboxCredentials::builder("https://h", "a:b", ClientSecret::new("s"));
+        assert!(colon.auth_style(AidboxAuthStyle::Json).build().is_ok());
+    }
+
+    #[test]
+    fn nothing_prints_the_secret() {
+        let b = builder("https://box.example.org").audience("https://aud");
+        assert!(!format!("{b:?}").contains("canary"));
+        let src = b.build().unwrap();
+        assert!(!format!("{src:?}").contains("canary"));
+        assert_eq!(src.cache_key().provider(), PROVIDER);
+        assert!(!format!("{:?}", src.cache_key()).contains("canary"));
+    }
+}

@@ -1,1 +1,519 @@
-//! Placeholder: the graphnet provider is being written.
+//! Graphnet CareCentric (shared care record) behind Azure API Management.
+//!
+//! What Graphnet documents, and what this source does about it:
+//!
+//! | Graphnet | here |
+//! |---|---|
+//! | `POST {token_url}` (deployment specific, e.g. `…/vlive/hpca/oauth/token`), form `grant_type=client_credentials&client_id=…&client_secret=…` | exactly that body, in that order; no Basic header |
+//! | response `{"token_type":"Bearer","access_token":"eyJ…","refresh_token":null}`, no `expires_in` | `null` tolerated; expiry from the JWT `exp` claim |
+//! | "the JWT token will contain claims listing specific APIs that have been authorised" | [`Graphnet::claims`] → [`GraphnetClaims::require_api`], so a caller can check before calling |
+//! | Azure APIM wants `Ocp-Apim-Subscription-Key` on API calls | added to every request made through [`auth_core::AuthClient`], as a sensitive header |
+//!
+//! Assumptions, because Graphnet does not publish them, each configurable:
+//!
+//! * The claim listing authorised APIs is named [`DEFAULT_API_CLAIM`]
+//!   (`authorised_apis`); change it with [`GraphnetBuilder::api_claim`]. Its value
+//!   may be an array of strings or one string of names separated by spaces or commas.
+//! * The token endpoint does not need the subscription key (its host differs from
+//!   the APIM host); send it anyway with [`GraphnetBuilder::subscription_key_on_token_request`].
+//! * A token that is not a JWT with `exp` has no known lifetime: fetching fails with
+//!   [`ErrorKind::InvalidResponse`](auth_core::ErrorKind) unless a lifetime is
+//!   configured with [`GraphnetBuilder::default_lifetime`].
+//!
+//! An APIM `401` about the subscription key (missing or invalid) is not a token
+//! problem: it fails with [`ErrorKind::Configuration`](auth_core::ErrorKind) and
+//! the cached token is kept, instead of being dropped and a new one fetched.
+//!
+//! ```no_run
+//! use auth_core::{AuthClient, ClientSecret, SecretValue, TokenManager};
+//! use auth_providers::graphnet::Graphnet;
+//!
+//! # async fn demo() -> auth_core::Result<()> {
+//! let source = Graphnet::builder(
+//!     "https://coret1.syhapp.com/vlive/hpca/oauth/token",
+//!     "my-client",
+//!     ClientSecret::new(std::env::var("GRAPHNET_SECRET").unwrap_or_default()),
+//!     SecretValue::new(std::env::var("GRAPHNET_SUBSCRIPTION_KEY").unwrap_or_default()),
+//! )
+//! .build()?;
+//! let tokens = TokenManager::new(source);
+//! let token = tokens.token().await?;
+//! tokens.source().claims(&token)?.require_api("Patient")?;
+//! let client = AuthClient::new(tokens)?;
+//! let patient = client.get("https://api.example/fhir/Patient/123").send().await?;
+//! # let _ = patient; Ok(()) }
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use auth_core::endpoint::{EndpointConfig, TokenEndpoint};
+use auth_core::error::ResponseProblem;
+use auth_core::oauth2::{ClientAuth, ClientAuthMethod};
+use auth_core::source::{Rejection, RejectionVerdict};
+use auth_core::token::ExpirySource;
+use auth_core::{
+    AccessToken, CacheKey, ClientSecret, CredentialSource, Error, FetchContext, RequestExtras, Result,
+    SecretValue, Token,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::header::HeaderMap;
+use reqwest::{Certificate, Identity};
+use serde_json::{Map, Value};
+use url::Url;
+use zeroize::Zeroizing;
+
+/// The provider kind in cache keys.
+pub const PROVIDER: &str = "graphnet";
+
+/// The Azure API Management header carrying the subscription key.
+pub const SUBSCRIPTION_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
+
+/// The JWT claim assumed to list the authorised APIs. Graphnet documents that such
+/// claims exist but not their names; see [`GraphnetBuilder::api_claim`].
+pub const DEFAULT_API_CLAIM: &str = "authorised_apis";
+
+/// Gets Graphnet tokens with the client credentials grant and adds the APIM
+/// subscription key to every API request.
+#[derive(Clone)]
+pub struct Graphnet {
+    endpoint: TokenEndpoint,
+    client: ClientAuth,
+    subscription_key: SecretValue,
+    key_on_token_request: bool,
+    default_lifetime: Option<Duration>,
+    api_claim: String,
+    extras: RequestExtras,
+    key: CacheKey,
+}
+
+impl fmt::Debug for Graphnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Graphnet")
+            .field("endpoint", &self.endpoint)
+            .field("client", &self.client)
+            .field("subscription_key", &self.subscription_key)
+            .field("key_on_token_request", &self.key_on_token_request)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("api_claim", &self.api_claim)
+            // Header names only: the values are the subscription key.
+            .field("extra_headers", &self.extras.headers().keys().collect::<Vec<_>>())
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+/// Builds [`Graphnet`].
+pub struct GraphnetBuilder {
+    token_url: String,
+    client: ClientAuth,
+    subscription_key: SecretValue,
+    key_on_token_request: bool,
+    default_lifetime: Option<Duration>,
+    api_claim: String,
+    endpoint: EndpointConfig,
+}
+
+impl fmt::Debug for GraphnetBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphnetBuilder")
+            .field("token_url", &self.token_url)
+            .field("client", &self.client)
+            .field("subscription_key", &self.subscription_key)
+            .field("key_on_token_request", &self.key_on_token_request)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("api_claim", &self.api_claim)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl Graphnet {
+    /// Starts a source for `client_id` at the deployment's `token_url`, with the
+    /// APIM `subscription_key` for API calls.
+    pub fn builder(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: ClientSecret,
+        subscription_key: SecretValue,
+    ) -> GraphnetBuilder {
+        GraphnetBuilder {
+            token_url: token_url.into(),
+            // Graphnet documents the credentials in the form body only.
+            client: ClientAuth::new(client_id, client_secret, ClientAuthMethod::ClientSecretPost),
+            subscription_key,
+            key_on_token_request: false,
+            default_lifetime: None,
+            api_claim: DEFAULT_API_CLAIM.to_owned(),
+            endpoint: EndpointConfig::default(),
+        }
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        self.client.id()
+    }
+
+    /// The token URL.
+    pub fn token_url(&self) -> &Url {
+        self.endpoint.url()
+    }
+
+    /// The token endpoint.
+    pub fn endpoint(&self) -> &TokenEndpoint {
+        &self.endpoint
+    }
+
+    /// The name of the claim read as the list of authorised APIs.
+    pub fn api_claim(&self) -> &str {
+        &self.api_claim
+    }
+
+    /// The subscription-key header, marked sensitive, for requests not sent through
+    /// an [`auth_core::AuthClient`] (which adds it by itself).
+    pub fn subscription_key_headers(&self) -> HeaderMap {
+        self.extras.headers().clone()
+    }
+
+    /// Whether the subscription key is also sent to the token endpoint.
+    pub fn sends_key_on_token_request(&self) -> bool {
+        self.key_on_token_request
+    }
+
+    /// The claims of a token from this source, including the authorised APIs.
+    ///
+    /// The signature is not checked: the claims only tell the caller what the token
+    /// says it allows, so it can fail early instead of calling an API it may not use.
+    pub fn claims(&self, token: &Token) -> Result<GraphnetClaims> {
+        GraphnetClaims::decode(token.access_token(), &self.api_claim)
+    }
+
+    /// Why a token with no usable expiry is refused, or `None` if it is fine.
+    fn missing_expiry(&self, token: &Token) -> Option<Error> {
+        if token.expiry_source() != ExpirySource::Default || self.default_lifetime.is_some() {
+            return None;
+        }
+        let what = match jwt_payload(token.access_token().expose_secret()) {
+            Some(_) => "the access token is a JWT without an `exp` claim",
+            None => "the access token is not a JWT",
+        };
+        Some(Error::invalid_response(
+            "Graphnet token request",
+            200,
+            ResponseProblem::Other(format!(
+                "{what} and the response has no `expires_in`, so its lifetime is unknown; \
+                 if this deployment issues such tokens, configure one with \
+                 `GraphnetBuilder::default_lifetime`"
+            )),
+        ))
+    }
+}
+
+#[async_trait]
+impl CredentialSource for Graphnet {
+    fn cache_key(&self) -> &CacheKey {
+        &self.key
+    }
+
+    async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
+        let mut form = vec![("grant_type".to_owned(), Zeroizing::new("client_credentials".to_owned()))];
+        let mut headers = self.client.apply(&mut form)?;
+        let mut secrets = vec![self.client.secret().expose_secret()];
+        if self.key_on_token_request {
+            // The same sensitive header API calls carry.
+            headers.extend(self.extras.headers().clone());
+            secrets.push(self.subscription_key.expose_secret());
+        }
+        let token = self.endpoint.request_token(ctx, headers, self.client.body(form), &secrets).await?;
+        match self.missing_expiry(&token) {
+            Some(error) => Err(error),
+            None => Ok(token),
+        }
+    }
+
+    fn request_extras(&self) -> Option<&RequestExtras> {
+        Some(&self.extras)
+    }
+
+    fn wants_rejection_body(&self) -> bool {
+        true
+    }
+
+    /// APIM answers a missing or wrong subscription key with a 401 that has no
+    /// bearer challenge: the key, not the token, is wrong, so no token is dropped.
+    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
+        if rejection.challenge.is_some_and(|c| c.is_invalid_token()) {
+            return RejectionVerdict::TokenRejected;
+        }
+        match apim_key_problem(rejection.body) {
+            // The server's text is not echoed: ours says the same and cannot carry anything else.
+            Some(KeyProblem::Missing) => RejectionVerdict::Configuration(format!(
+                "Azure API Management refused the request: the subscription key is missing \
+                 (HTTP {}); the `{SUBSCRIPTION_KEY_HEADER}` header did not arrive, so check that \
+                 the request does not blank it and nothing on the way strips it",
+                rejection.status
+            )),
+            Some(KeyProblem::Invalid) => RejectionVerdict::Configuration(format!(
+                "Azure API Management refused the request: the subscription key is invalid \
+                 or its subscription is not active (HTTP {}); check the `{SUBSCRIPTION_KEY_HEADER}` \
+                 key of the Graphnet source",
+                rejection.status
+            )),
+            None => RejectionVerdict::TokenRejected,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyProblem {
+    Missing,
+    Invalid,
+}
+
+/// Recognises APIM's `{"statusCode":401,"message":"Access denied due to … subscription key…"}`.
+fn apim_key_problem(body: &[u8]) -> Option<KeyProblem> {
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else { return None };
+    let message = fields.get("message").and_then(Value::as_str)?.to_ascii_lowercase();
+    if fields.get("statusCode").is_none() || !message.contains("subscription key") {
+        return None;
+    }
+    Some(if message.contains("missing") { KeyProblem::Missing } else { KeyProblem::Invalid })
+}
+
+impl GraphnetBuilder {
+    /// Also sends the subscription key to the token endpoint (default off: Graphnet
+    /// does not say the token endpoint needs it).
+    pub fn subscription_key_on_token_request(mut self, on: bool) -> Self {
+        self.key_on_token_request = on;
+        self
+    }
+
+    /// Lifetime assumed for a token that is not a JWT with `exp` and comes without
+    /// `expires_in`. Without it, such a token is an error.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Names the JWT claim that lists the authorised APIs (default [`DEFAULT_API_CLAIM`]).
+    pub fn api_claim(mut self, name: impl Into<String>) -> Self {
+        self.api_claim = name.into();
+        self
+    }
+
+    /// Timeout of each token request (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.endpoint.timeout = timeout;
+        self
+    }
+
+    /// Cap on the token response body (default 1 MiB).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.endpoint.max_body = bytes;
+        self
+    }
+
+    /// Allows `http://` to non-loopback hosts. Only for closed test networks.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.endpoint.allow_insecure_http = allow;
+        self
+    }
+
+    /// Trusts an extra root certificate.
+    pub fn add_root_certificate(mut self, cert: Certificate) -> Self {
+        self.endpoint.root_certificates.push(cert);
+        self
+    }
+
+    /// Presents a client certificate (mutual TLS).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.endpoint.identity = Some(identity);
+        self
+    }
+
+    /// Checks the configuration and builds the source.
+    pub fn build(mut self) -> Result<Graphnet> {
+        self.client.check()?;
+        if self.subscription_key.is_empty() {
+            return Err(Error::configuration(
+                "the Graphnet subscription key is empty; Azure API Management refuses API calls without one",
+            ));
+        }
+        if self.api_claim.is_empty() {
+            return Err(Error::configuration("the name of the authorised-APIs claim is empty"));
+        }
+        if let Some(lifetime) = self.default_lifetime {
+            if lifetime.is_zero() {
+                return Err(Error::configuration("the default token lifetime must be above zero"));
+            }
+            self.endpoint.parse.expiry = self.endpoint.parse.expiry.clone().with_default_lifetime(lifetime);
+        }
+        // Fails on a key HTTP cannot carry, without echoing it.
+        let extras = RequestExtras::new().secret_header(SUBSCRIPTION_KEY_HEADER, &self.subscription_key)?;
+        let endpoint = TokenEndpoint::new(&self.token_url, self.endpoint)?;
+        let key = CacheKey::builder(PROVIDER, endpoint.url().as_str(), self.client.id()).build();
+        Ok(Graphnet {
+            endpoint,
+            client: self.client,
+            subscription_key: self.subscription_key,
+            key_on_token_request: self.key_on_token_request,
+            default_lifetime: self.default_lifetime,
+            api_claim: self.api_claim,
+            extras,
+            key,
+        })
+    }
+}
+
+/// The APIs a token authorises, as listed in its claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorisedApis(BTreeSet<String>);
+
+impl AuthorisedApis {
+    /// Whether `api` is listed (exact match).
+    pub fn contains(&self, api: &str) -> bool {
+        self.0.contains(api)
+    }
+
+    /// The names, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// How many APIs are listed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is listed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for AuthorisedApis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.iter().map(String::as_str).collect::<Vec<_>>().join(", "))
+    }
+}
+
+/// What a Graphnet access token says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphnetClaims {
+    claim: String,
+    apis: Option<AuthorisedApis>,
+    expires_at: Option<SystemTime>,
+    issuer: Option<String>,
+    subject: Option<String>,
+}
+
+impl GraphnetClaims {
+    /// Reads the claims of `token`, taking the authorised APIs from `api_claim`.
+    ///
+    /// Fails if the token is not a JWT, or the claim is neither a string nor an
+    /// array of strings.
+    pub fn decode(token: &AccessToken, api_claim: &str) -> Result<Self> {
+        let claims = jwt_payload(token.expose_secret()).ok_or_else(|| {
+            problem("the access token is not a JWT, so it lists no authorised APIs".to_owned())
+        })?;
+        let apis = match claims.get(api_claim) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(split_names(s).collect()),
+            Some(Value::Array(items)) => {
+                let mut names = BTreeSet::new();
+                for item in items {
+                    let name = item.as_str().ok_or_else(|| {
+                        problem(format!("the `{api_claim}` claim holds something other than strings"))
+                    })?;
+                    names.extend(split_names(name));
+                }
+                Some(names)
+            }
+            Some(_) => return Err(problem(format!("the `{api_claim}` claim is not a string or an array"))),
+        };
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let expires_at = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .and_then(|d| UNIX_EPOCH.checked_add(d));
+        Ok(Self {
+            claim: api_claim.to_owned(),
+            apis: apis.map(AuthorisedApis),
+            expires_at,
+            issuer: text("iss"),
+            subject: text("sub"),
+        })
+    }
+
+    /// The authorised APIs, or `None` if the token has no such claim.
+    pub fn authorised_apis(&self) -> Option<&AuthorisedApis> {
+        self.apis.as_ref()
+    }
+
+    /// Whether the token lists `api` as authorised.
+    pub fn allows(&self, api: &str) -> bool {
+        self.apis.as_ref().is_some_and(|a| a.contains(api))
+    }
+
+    /// Succeeds if the token lists `api`; otherwise a configuration error naming
+    /// what it does list, since only Graphnet's on-boarding can change that.
+    pub fn require_api(&self, api: &str) -> Result<()> {
+        match &self.apis {
+            Some(apis) if apis.contains(api) => Ok(()),
+            Some(apis) => Err(Error::configuration(format!(
+                "the Graphnet token does not authorise the `{api}` API (it authorises: {}); \
+                 access to APIs is agreed during on-boarding with Graphnet",
+                if apis.is_empty() { "none".to_owned() } else { apis.to_string() }
+            ))),
+            None => Err(Error::configuration(format!(
+                "the Graphnet token has no `{}` claim listing authorised APIs, so `{api}` cannot be \
+                 confirmed; if this deployment names the claim differently, set \
+                 `GraphnetBuilder::api_claim`",
+                self.claim
+            ))),
+        }
+    }
+
+    /// The `exp` claim.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// The `iss` claim.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The `sub` claim.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+}
+
+fn problem(message: String) -> Error {
+    Error::invalid_response("Graphnet access token", 200, ResponseProblem::Other(message))
+}
+
+fn split_names(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split(|c: char| c.is_whitespace() || c == ',').filter(|n| !n.is_empty()).map(str::to_owned)
+}
+
+/// The payload of a JWT, decoded without checking the signature.
+fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
+    let mut parts = token.split('.');
+    let (Some(_header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let bytes = Zeroizing::new(URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?);
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(claims) => Some(claims),
+        _ => None,
+    }
+}

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions may unwrap too
 //! The sandbox's FHIR Patient server, spoken to directly (no authentication):
 //! the behaviour every vendor emulator builds on.
 
