@@ -223,9 +223,14 @@ impl AuthClient {
                     request.headers_mut().insert(name.clone(), value.clone());
                 }
             }
-            if !extras.query_params().is_empty() {
+            // A server's paging links often carry the vendor's parameters already
+            // (MSK's next links hold `researchstudy`): add only what is missing.
+            let present: Vec<String> = request.url().query_pairs().map(|(k, _)| k.into_owned()).collect();
+            let missing: Vec<&(String, String)> =
+                extras.query_params().iter().filter(|(k, _)| !present.contains(k)).collect();
+            if !missing.is_empty() {
                 let mut pairs = request.url_mut().query_pairs_mut();
-                for (k, v) in extras.query_params() {
+                for (k, v) in missing {
                     pairs.append_pair(k, v);
                 }
             }

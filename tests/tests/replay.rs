@@ -132,6 +132,11 @@ async fn vendor_extras_go_on_every_request() {
     assert_eq!(seen.header("x-partnerid"), Some("partner-7"));
     assert_eq!(seen.header("ocp-apim-subscription-key"), Some("sub-key"));
     assert_eq!(seen.query.as_deref(), Some("name=x&_format=json"));
+
+    // A URL that already carries the parameter (a server's next link) keeps its own.
+    client.get(idp.api_url("Patient?name=x&_format=json&page=2")).send().await.unwrap();
+    let seen = idp.api_log().pop().unwrap();
+    assert_eq!(seen.query.as_deref(), Some("name=x&_format=json&page=2"), "not repeated");
 }
 
 #[tokio::test]

@@ -36,10 +36,10 @@ use auth_core::clock::{Clock, SystemClock};
 use axum::Router;
 use tokio::task::JoinHandle;
 
-pub use aidbox::AidboxEmulator;
-pub use graphnet::GraphnetEmulator;
-pub use msk::MskEmulator;
-pub use santedb::SanteDbEmulator;
+pub use aidbox::{AidboxEmulator, AidboxSessionClose, AidboxTokenRequest};
+pub use graphnet::{GraphnetEmulator, RecordedApiRequest, RecordedTokenRequest};
+pub use msk::{MskEmulator, MskRequest};
+pub use santedb::{AuthRequestRecord, FhirRequestRecord, SanteDbEmulator};
 
 /// Settings shared by every emulator.
 #[derive(Debug, Clone)]
