@@ -43,6 +43,11 @@ impl SearchParams {
         self.0.push((name.into(), value.into()));
     }
 
+    /// Adds every parameter of `other`.
+    pub fn extend_from(&mut self, other: &SearchParams) {
+        self.0.extend(other.0.iter().cloned());
+    }
+
     /// The parameters.
     pub fn pairs(&self) -> &[(String, String)] {
         &self.0
@@ -76,6 +81,22 @@ pub struct Created<R> {
     pub created: bool,
     /// The resource as the server returned it, if it did.
     pub resource: Option<R>,
+}
+
+impl<R: Resource> Created<R> {
+    /// Reads a create's answer: id and version from `Location` and `ETag`, else the body.
+    pub fn from_response(response: &FhirResponse) -> Result<Self> {
+        let (location_id, location_version) = response.location_parts();
+        let resource: Option<R> = response.optional_resource()?;
+        let body_id = resource.as_ref().and_then(|r| r.id().map(str::to_owned));
+        let body_version = resource.as_ref().and_then(|r| r.version_id().map(str::to_owned));
+        Ok(Created {
+            id: location_id.or(body_id),
+            version_id: response.etag_version().or(location_version).or(body_version),
+            created: response.status() == StatusCode::CREATED,
+            resource,
+        })
+    }
 }
 
 /// A FHIR server reached through an [`AuthClient`].
@@ -242,16 +263,7 @@ impl FhirClient {
         let url = self.url(&[type_of::<R>()?])?;
         let body = to_body(resource)?;
         let response = self.send(Method::POST, url, headers, Some(body)).await?;
-        let (location_id, location_version) = response.location_parts();
-        let resource: Option<R> = response.optional_resource()?;
-        let body_id = resource.as_ref().and_then(|r| r.id().map(str::to_owned));
-        let body_version = resource.as_ref().and_then(|r| r.version_id().map(str::to_owned));
-        Ok(Created {
-            id: location_id.or(body_id),
-            version_id: response.etag_version().or(location_version).or(body_version),
-            created: response.status() == StatusCode::CREATED,
-            resource,
-        })
+        Created::from_response(&response)
     }
 
     /// `PUT [base]/[type]/[id]`; with `if_match` (a version id), only if the server

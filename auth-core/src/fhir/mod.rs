@@ -4,6 +4,10 @@
 pub mod client;
 pub mod model;
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
 pub use client::{Created, FhirClient, FhirResponse, SearchParams};
 pub use model::{
     Address, Bundle, BundleEntry, BundleLink, CodeableConcept, Coding, ContactPoint, EntryResource,

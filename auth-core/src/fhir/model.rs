@@ -20,6 +20,8 @@ pub trait ResourceType {
     /// `resourceType` as FHIR spells it (`"Patient"`); `"Resource"` for a resource of
     /// any type ([`JsonResource`]).
     const TYPE: &'static str;
+    /// The type of the resources it is about: itself, or for a [`Bundle`] its entries'.
+    const CONTENT: &'static str = Self::TYPE;
 }
 
 /// A FHIR resource this crate can read and write.
@@ -549,6 +551,7 @@ impl<R> Bundle<R> {
 
 impl<R: Resource> ResourceType for Bundle<R> {
     const TYPE: &'static str = "Bundle";
+    const CONTENT: &'static str = R::TYPE;
 }
 
 impl<R: Resource> Resource for Bundle<R> {
