@@ -4,7 +4,7 @@
 //! only the real mistakes.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ImplItem, ItemImpl, Type};
 
@@ -20,7 +20,10 @@ pub fn authenticated_api(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(item) => item,
         Err(e) => {
             let mut e = e;
-            e.combine(syn::Error::new(e.span(), "#[authenticated_api] goes on an `impl` block of a client struct"));
+            e.combine(syn::Error::new(
+                e.span(),
+                "#[authenticated_api] goes on an `impl` block of a client struct",
+            ));
             return e.to_compile_error();
         }
     };
@@ -32,7 +35,36 @@ pub fn authenticated_api(attr: TokenStream, item: TokenStream) -> TokenStream {
         return quote! { #errors #fallback };
     }
     let methods = api.endpoints.iter().map(|e| method(&api, e)).collect();
-    assemble(&api, methods)
+    let checks = api.endpoints.iter().filter_map(|e| type_check(&api, e));
+    let block = assemble(&api, methods);
+    quote! { #block #(#checks)* }
+}
+
+/// `const _: () = assert!(…)` beside the impl: a free constant is evaluated even by
+/// `cargo check`, unlike a `const {}` block inside a method body. Skipped when the
+/// type names the impl's generics or `Self`, which a free item cannot see.
+fn type_check(api: &Api, e: &Endpoint) -> Option<TokenStream> {
+    let segments = template::parse(&e.template.value()).ok()?;
+    let expected = template::resource_type(&segments)?;
+    let success = e.success.as_ref()?;
+    let generic_names: Vec<String> = api.item.generics.type_params().map(|t| t.ident.to_string()).collect();
+    let mentions = |ty: &Type| {
+        ty.to_token_stream().into_iter().any(|t| {
+            let text = t.to_string();
+            text == "Self" || generic_names.contains(&text)
+        })
+    };
+    if mentions(success) {
+        return None;
+    }
+    let p = quote!(::auth_core::fhir::__private);
+    let message = format!(
+        "the path `{}` is about {expected} resources, but the return type holds another resource type",
+        e.template.value().replace('{', "{{").replace('}', "}}")
+    );
+    Some(quote_spanned! {success.span()=>
+        const _: () = ::core::assert!(#p::returns::<#success>(#expected), #message);
+    })
 }
 
 fn assemble(api: &Api, methods: Vec<TokenStream>) -> TokenStream {
@@ -122,13 +154,6 @@ fn method(api: &Api, e: &Endpoint) -> TokenStream {
         Verb::Delete => quote!(#p::Method::DELETE),
     };
     let success = success.clone().unwrap_or_else(|| syn::parse_quote!(()));
-    let type_check = template::resource_type(&segments).map(|expected| {
-        let message = format!(
-            "the path `{}` is about {expected} resources, but the return type holds another resource type",
-            lit.value().replace('{', "{{").replace('}', "}}")
-        );
-        quote_spanned!(success.span()=> const { ::core::assert!(#p::returns::<#success>(#expected), #message) };)
-    });
 
     // `mut` only where something is added: generated code must not warn.
     let query_mut = (!query.is_empty()).then(|| quote!(mut));
@@ -136,7 +161,6 @@ fn method(api: &Api, e: &Endpoint) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis #sig {
-            #type_check
             let __fhir: &::auth_core::fhir::FhirClient = &self.#client;
             #(#prelude)*
             let mut __url = __fhir.url(&[#(#segment_exprs),*])?;

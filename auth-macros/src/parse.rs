@@ -123,7 +123,15 @@ pub fn api(cx: &Ctxt, options: ApiOptions, item: ItemImpl) -> Api {
     for impl_item in &item.items {
         match endpoint_of(cx, impl_item) {
             Some(endpoint) => endpoints.push(endpoint),
-            None => others.push(impl_item.clone()),
+            None => {
+                // A verb attribute left on a kept item (already reported) would add
+                // a second, confusing "cannot find attribute" error.
+                let mut kept = impl_item.clone();
+                if let ImplItem::Fn(f) = &mut kept {
+                    f.attrs.retain(|a| Verb::from_ident_path(a).is_none());
+                }
+                others.push(kept);
+            }
         }
     }
     Api { options, item, endpoints, others }
@@ -192,13 +200,14 @@ fn verb_attr(attrs: &[Attribute]) -> Option<(Verb, &Attribute)> {
 
 fn split_visibility(tokens: TokenStream) -> (Visibility, TokenStream) {
     // `pub async fn f(&self);` — syn's trait fns have no visibility; peel it off.
-    let parsed: syn::Result<(Vec<Attribute>, Visibility, TokenStream)> = (|input: syn::parse::ParseStream| {
-        let attrs = input.call(Attribute::parse_outer)?;
-        let vis: Visibility = input.parse()?;
-        let rest: TokenStream = input.parse()?;
-        Ok((attrs, vis, rest))
-    })
-    .parse2(tokens.clone());
+    let parsed: syn::Result<(Vec<Attribute>, Visibility, TokenStream)> =
+        (|input: syn::parse::ParseStream| {
+            let attrs = input.call(Attribute::parse_outer)?;
+            let vis: Visibility = input.parse()?;
+            let rest: TokenStream = input.parse()?;
+            Ok((attrs, vis, rest))
+        })
+        .parse2(tokens.clone());
     match parsed {
         Ok((attrs, vis, rest)) => {
             let mut out = TokenStream::new();
@@ -245,9 +254,12 @@ fn params(cx: &Ctxt, sig: &mut Signature) -> Vec<Param> {
             match parsed {
                 Ok(r) if role.is_some() => {
                     let _ = r;
-                    cx.push(syn::Error::new(attr.span(), "a parameter has one role: path, query, params, header or body"));
+                    cx.push(syn::Error::new(
+                        attr.span(),
+                        "a parameter has one role: path, query, params, header or body",
+                    ));
                 }
-                Ok(r) => role = Some((r, attr.span())),
+                Ok(r) => role = Some((r, attr.path().span())),
                 Err(e) => cx.push(e),
             }
         }
@@ -271,7 +283,10 @@ fn optional_name(attr: &Attribute) -> syn::Result<Option<String>> {
 fn no_args(attr: &Attribute) -> syn::Result<()> {
     match &attr.meta {
         syn::Meta::Path(_) => Ok(()),
-        other => Err(syn::Error::new(other.span(), format!("#[{}] takes no arguments", attr.path().to_token_stream()))),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("#[{}] takes no arguments", attr.path().to_token_stream()),
+        )),
     }
 }
 

@@ -10,7 +10,8 @@ fn check(name: &str, attr: proc_macro2::TokenStream, item: proc_macro2::TokenStr
     let expanded = crate::expand::authenticated_api(attr, item);
     let file: syn::File = syn::parse2(expanded).expect("the expansion is valid Rust");
     let pretty = prettyplease::unparse(&file);
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/expand").join(format!("{name}.expanded.rs"));
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/expand").join(format!("{name}.expanded.rs"));
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&path, &pretty).expect("snapshot written");
         return;

@@ -64,7 +64,17 @@ mod tests {
                 Segment::Placeholder("vid".into()),
             ])
         );
-        for bad in ["", "/Patient", "https://x/Patient", "Patient?x={y}", "Patient//x", "Patient/{}", "Patient/{a-b}", "a/../b", "Patient/x{id}"] {
+        for bad in [
+            "",
+            "/Patient",
+            "https://x/Patient",
+            "Patient?x={y}",
+            "Patient//x",
+            "Patient/{}",
+            "Patient/{a-b}",
+            "a/../b",
+            "Patient/x{id}",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert_eq!(resource_type(&parse("Patient/{id}").unwrap_or_default()), Some("Patient"));

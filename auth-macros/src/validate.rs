@@ -56,7 +56,10 @@ fn endpoint_rules(cx: &Ctxt, e: &Endpoint) {
         if let Role::Path(name) = &p.role {
             if !placeholders.contains(&name.as_str()) {
                 let message = if p.explicit {
-                    format!("#[path] names `{name}`, but the path `{}` has no `{{{name}}}`", e.template.value())
+                    format!(
+                        "#[path] names `{name}`, but the path `{}` has no `{{{name}}}`",
+                        e.template.value()
+                    )
                 } else {
                     format!(
                         "`{}` is not in the path `{}`: mark it #[query], #[params], #[header(\"…\")] or #[body]",
@@ -96,7 +99,9 @@ fn endpoint_rules(cx: &Ctxt, e: &Endpoint) {
                     name.span(),
                     "the Authorization header is set from the token manager; it cannot be a parameter",
                 );
-            } else if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)) {
+            } else if lower.is_empty()
+                || !lower.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+            {
                 cx.error(name.span(), format!("`{}` is not a valid header name", name.value()));
             }
         }

@@ -25,8 +25,9 @@ pub fn text(value: &impl Display) -> String {
 
 /// Adds a header, refusing values HTTP does not allow.
 pub fn header(headers: &mut HeaderMap, name: &'static str, value: &str) -> Result<()> {
-    let value = HeaderValue::from_str(value)
-        .map_err(|_| Error::configuration(format!("the value for header `{name}` has characters HTTP does not allow")))?;
+    let value = HeaderValue::from_str(value).map_err(|_| {
+        Error::configuration(format!("the value for header `{name}` has characters HTTP does not allow"))
+    })?;
     headers.insert(HeaderName::from_static_lowercase(name)?, value);
     Ok(())
 }

@@ -1,11 +1,5 @@
 impl Patients {
     pub async fn read(&self, id: &str) -> Result<Patient> {
-        const {
-            ::core::assert!(
-                ::auth_core::fhir::__private::returns:: < Patient > ("Patient"),
-                "the path `Patient/{{id}}` is about Patient resources, but the return type holds another resource type"
-            )
-        };
         let __fhir: &::auth_core::fhir::FhirClient = &self.fhir;
         let __segment_id = ::auth_core::fhir::__private::segment(&id);
         let mut __url = __fhir.url(&["Patient", &__segment_id])?;
@@ -31,13 +25,6 @@ impl Patients {
         name: &str,
         count: Option<u32>,
     ) -> Result<Bundle<Patient>> {
-        const {
-            ::core::assert!(
-                ::auth_core::fhir::__private::returns:: < Bundle < Patient > >
-                ("Patient"),
-                "the path `Patient` is about Patient resources, but the return type holds another resource type"
-            )
-        };
         let __fhir: &::auth_core::fhir::FhirClient = &self.fhir;
         let mut __url = __fhir.url(&["Patient"])?;
         let mut __query = ::auth_core::fhir::SearchParams::new();
@@ -62,3 +49,11 @@ impl Patients {
         )
     }
 }
+const _: () = ::core::assert!(
+    ::auth_core::fhir::__private::returns:: < Patient > ("Patient"),
+    "the path `Patient/{{id}}` is about Patient resources, but the return type holds another resource type"
+);
+const _: () = ::core::assert!(
+    ::auth_core::fhir::__private::returns:: < Bundle < Patient > > ("Patient"),
+    "the path `Patient` is about Patient resources, but the return type holds another resource type"
+);

@@ -7,13 +7,6 @@ impl Patients {
         patient: &Patient,
         condition: Option<&str>,
     ) -> Result<Created<Patient>> {
-        const {
-            ::core::assert!(
-                ::auth_core::fhir::__private::returns:: < Created < Patient > >
-                ("Patient"),
-                "the path `Patient` is about Patient resources, but the return type holds another resource type"
-            )
-        };
         let __fhir: &::auth_core::fhir::FhirClient = &self.api;
         let mut __url = __fhir.url(&["Patient"])?;
         let __query = ::auth_core::fhir::SearchParams::new();
@@ -48,12 +41,6 @@ impl Patients {
         patient: &Patient,
         version: &str,
     ) -> Result<Patient> {
-        const {
-            ::core::assert!(
-                ::auth_core::fhir::__private::returns:: < Patient > ("Patient"),
-                "the path `Patient/{{id}}` is about Patient resources, but the return type holds another resource type"
-            )
-        };
         let __fhir: &::auth_core::fhir::FhirClient = &self.api;
         let __segment_id = ::auth_core::fhir::__private::segment(&id);
         let mut __url = __fhir.url(&["Patient", &__segment_id])?;
@@ -82,12 +69,6 @@ impl Patients {
         )
     }
     pub async fn delete(&self, id: &str) -> Result<()> {
-        const {
-            ::core::assert!(
-                ::auth_core::fhir::__private::returns:: < () > ("Patient"),
-                "the path `Patient/{{id}}` is about Patient resources, but the return type holds another resource type"
-            )
-        };
         let __fhir: &::auth_core::fhir::FhirClient = &self.api;
         let __segment_id = ::auth_core::fhir::__private::segment(&id);
         let mut __url = __fhir.url(&["Patient", &__segment_id])?;
@@ -109,3 +90,15 @@ impl Patients {
         )
     }
 }
+const _: () = ::core::assert!(
+    ::auth_core::fhir::__private::returns:: < Created < Patient > > ("Patient"),
+    "the path `Patient` is about Patient resources, but the return type holds another resource type"
+);
+const _: () = ::core::assert!(
+    ::auth_core::fhir::__private::returns:: < Patient > ("Patient"),
+    "the path `Patient/{{id}}` is about Patient resources, but the return type holds another resource type"
+);
+const _: () = ::core::assert!(
+    ::auth_core::fhir::__private::returns:: < () > ("Patient"),
+    "the path `Patient/{{id}}` is about Patient resources, but the return type holds another resource type"
+);
