@@ -160,6 +160,8 @@ fn method(api: &Api, e: &Endpoint) -> TokenStream {
     let headers_mut = (!headers.is_empty()).then(|| quote!(mut));
     quote! {
         #(#attrs)*
+        // `Ok(…?)` converts into the user's error type, which may not be ours.
+        #[allow(clippy::needless_question_mark)]
         #vis #sig {
             let __fhir: &::auth_core::fhir::FhirClient = &self.#client;
             #(#prelude)*

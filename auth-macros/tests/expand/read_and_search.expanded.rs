@@ -1,4 +1,5 @@
 impl Patients {
+    #[allow(clippy::needless_question_mark)]
     pub async fn read(&self, id: &str) -> Result<Patient> {
         let __fhir: &::auth_core::fhir::FhirClient = &self.fhir;
         let __segment_id = ::auth_core::fhir::__private::segment(&id);
@@ -20,6 +21,7 @@ impl Patients {
             )?,
         )
     }
+    #[allow(clippy::needless_question_mark)]
     pub async fn search(
         &self,
         name: &str,

@@ -2,6 +2,7 @@ impl Patients {
     fn helper(&self) -> u32 {
         1
     }
+    #[allow(clippy::needless_question_mark)]
     pub async fn create(
         &self,
         patient: &Patient,
@@ -35,6 +36,7 @@ impl Patients {
             > as ::auth_core::fhir::__private::FromResponse>::from_response(__response)?,
         )
     }
+    #[allow(clippy::needless_question_mark)]
     pub async fn update(
         &self,
         id: &str,
@@ -68,6 +70,7 @@ impl Patients {
             )?,
         )
     }
+    #[allow(clippy::needless_question_mark)]
     pub async fn delete(&self, id: &str) -> Result<()> {
         let __fhir: &::auth_core::fhir::FhirClient = &self.api;
         let __segment_id = ::auth_core::fhir::__private::segment(&id);
