@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::challenge::Challenge;
+use crate::fhir::OperationOutcome;
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -53,6 +54,8 @@ pub enum ErrorKind {
     Store,
     /// A bug or a broken invariant in this library.
     Internal,
+    /// A FHIR server answered an error status (see [`Error::operation_outcome`]).
+    Fhir,
 }
 
 /// What was wrong with a response. Never contains the body itself.
@@ -250,6 +253,7 @@ enum Repr {
     InsufficientScope { challenge: Challenge },
     Store(String),
     Internal(String),
+    Fhir { status: u16, outcome: Option<Box<OperationOutcome>>, content_type: Option<String>, len: usize },
 }
 
 impl fmt::Display for Repr {
@@ -282,6 +286,21 @@ impl fmt::Display for Repr {
             }
             Self::Store(msg) => write!(f, "token store failed: {msg}"),
             Self::Internal(msg) => write!(f, "internal error: {msg}"),
+            Self::Fhir { status, outcome: Some(outcome), .. } => {
+                write!(f, "the FHIR server answered HTTP {status}")?;
+                for issue in &outcome.issue {
+                    write!(f, "; {} {}", issue.severity, issue.code)?;
+                    if let Some(d) = &issue.diagnostics {
+                        write!(f, ": {d}")?;
+                    }
+                }
+                Ok(())
+            }
+            Self::Fhir { status, outcome: None, content_type, len } => write!(
+                f,
+                "the FHIR server answered HTTP {status} without an OperationOutcome ({}, {len} bytes)",
+                content_type.as_deref().unwrap_or("no content type")
+            ),
         }
     }
 }
@@ -353,6 +372,25 @@ impl Error {
         Self::new(Repr::Store(message.into()), Some(Box::new(source)))
     }
 
+    /// A FHIR error status, with the server's OperationOutcome if it sent one. The
+    /// body itself is not kept: it may hold patient data.
+    pub fn fhir(
+        status: u16,
+        outcome: Option<OperationOutcome>,
+        content_type: Option<String>,
+        len: usize,
+    ) -> Self {
+        Self::new(Repr::Fhir { status, outcome: outcome.map(Box::new), content_type, len }, None)
+    }
+
+    /// The OperationOutcome of a FHIR error, when the server sent one.
+    pub fn operation_outcome(&self) -> Option<&OperationOutcome> {
+        match &self.inner.repr {
+            Repr::Fhir { outcome, .. } => outcome.as_deref(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(Repr::Internal(message.into()), None)
     }
@@ -370,6 +408,7 @@ impl Error {
             Repr::InsufficientScope { .. } => ErrorKind::InsufficientScope,
             Repr::Store(_) => ErrorKind::Store,
             Repr::Internal(_) => ErrorKind::Internal,
+            Repr::Fhir { .. } => ErrorKind::Fhir,
         }
     }
 
@@ -405,7 +444,8 @@ impl Error {
             Repr::OAuth(e) => Some(e.status),
             Repr::InvalidResponse { status, .. }
             | Repr::Unauthorized { status, .. }
-            | Repr::Unavailable { status, .. } => Some(*status),
+            | Repr::Unavailable { status, .. }
+            | Repr::Fhir { status, .. } => Some(*status),
             Repr::InsufficientScope { .. } => Some(403),
             _ => None,
         }
@@ -422,7 +462,9 @@ impl Error {
             | Repr::Unavailable { .. }
             | Repr::Store(_)
             | Repr::Internal(_) => true,
-            Repr::InvalidResponse { status, .. } => *status >= 500 || *status == 429,
+            Repr::InvalidResponse { status, .. } | Repr::Fhir { status, .. } => {
+                *status >= 500 || *status == 429
+            }
             Repr::Configuration(_) | Repr::Unauthorized { .. } | Repr::InsufficientScope { .. } => false,
         }
     }

@@ -35,6 +35,7 @@ pub mod challenge;
 pub mod clock;
 pub mod endpoint;
 pub mod error;
+pub mod fhir;
 pub mod http;
 pub mod manager;
 pub mod oauth2;

@@ -1,0 +1,74 @@
+//! Expansion snapshots: what the macro writes for representative inputs, pretty
+//! printed and compared with the files in `tests/expand/`. Set
+//! `UPDATE_SNAPSHOTS=1` to rewrite them after an intended change.
+
+use std::path::PathBuf;
+
+use quote::quote;
+
+fn check(name: &str, attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) {
+    let expanded = crate::expand::authenticated_api(attr, item);
+    let file: syn::File = syn::parse2(expanded).expect("the expansion is valid Rust");
+    let pretty = prettyplease::unparse(&file);
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/expand").join(format!("{name}.expanded.rs"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &pretty).expect("snapshot written");
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(pretty, want, "expansion of {name} changed; rerun with UPDATE_SNAPSHOTS=1 if intended");
+}
+
+#[test]
+fn read_and_search() {
+    check(
+        "read_and_search",
+        quote!(),
+        quote! {
+            impl Patients {
+                #[get("Patient/{id}")]
+                pub async fn read(&self, id: &str) -> Result<Patient>;
+
+                #[get("Patient")]
+                pub async fn search(&self, #[query] name: &str, #[query("_count")] count: Option<u32>) -> Result<Bundle<Patient>>;
+            }
+        },
+    );
+}
+
+#[test]
+fn writes_with_headers_and_bodies() {
+    check(
+        "writes",
+        quote!(client = api),
+        quote! {
+            impl Patients {
+                #[post("Patient")]
+                pub async fn create(&self, #[body] patient: &Patient, #[header("If-None-Exist")] condition: Option<&str>) -> Result<Created<Patient>>;
+
+                #[put("Patient/{id}")]
+                pub async fn update(&self, id: &str, #[body] patient: &Patient, #[header("If-Match")] version: &str) -> Result<Patient>;
+
+                #[delete("Patient/{id}")]
+                pub async fn delete(&self, id: &str) -> Result<()>;
+
+                fn helper(&self) -> u32 { 1 }
+            }
+        },
+    );
+}
+
+#[test]
+fn errors_come_with_a_fallback() {
+    check(
+        "errors",
+        quote!(),
+        quote! {
+            impl Patients {
+                #[get("Patient/{id}")]
+                pub async fn read(&self, pid: &str) -> Result<Patient>;
+            }
+        },
+    );
+}
