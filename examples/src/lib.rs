@@ -1,0 +1,1 @@
+//! Runnable examples; see `examples/` (`cargo run -p examples --example patient_client`).
