@@ -25,19 +25,13 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let sandbox = Sandbox::start(SandboxConfig::default()).await?;
     let aidbox = sandbox.aidbox();
     let (client_id, secret) = aidbox.credentials();
-    let source = AidboxCredentials::builder(aidbox.base_url(), client_id, secret).build()?;
-    let patients =
-        Patients { fhir: FhirClient::new(AuthClient::new(TokenManager::new(source))?, &aidbox.fhir_base())? };
-
+    let tokens = TokenManager::new(AidboxCredentials::builder(aidbox.base_url(), client_id, secret).build()?);
+    let patients = Patients { fhir: FhirClient::new(AuthClient::new(tokens)?, &aidbox.fhir_base())? };
     let created = patients.create(&Patient::new().with_name("Chalmers", ["Nora"])).await?;
     let id = created.id.unwrap_or_default();
     let read = patients.read(&id).await?;
     println!("created Patient/{id}: {:?} {:?}", read.name[0].given, read.name[0].family);
-    let found = patients.search("chalmers").await?;
-    println!(
-        "{} patients named Chalmers; token requests: {}",
-        found.matches().count(),
-        aidbox.token_requests()
-    );
+    let found = patients.search("chalmers").await?.matches().count();
+    println!("{found} patients named Chalmers; token requests: {}", aidbox.token_requests());
     Ok(())
 }
