@@ -47,6 +47,10 @@ pub struct ExpiryPolicy {
     pub max_lifetime: Duration,
     /// Read `exp` from the access token and id token when they are JWTs (default on).
     pub use_jwt_exp: bool,
+    /// When `expires_in` is present, use it alone and read JWT `exp` only when it is
+    /// absent (default off: the earliest of both). For servers whose `expires_in` is
+    /// reliable but whose clock may differ from ours (Aidbox).
+    pub prefer_expires_in: bool,
 }
 
 impl Default for ExpiryPolicy {
@@ -57,6 +61,7 @@ impl Default for ExpiryPolicy {
             min_lifetime: Duration::from_secs(10),
             max_lifetime: Duration::from_secs(24 * 3600),
             use_jwt_exp: true,
+            prefer_expires_in: false,
         }
     }
 }
@@ -78,6 +83,12 @@ impl ExpiryPolicy {
     pub fn with_bounds(mut self, min: Duration, max: Duration) -> Self {
         self.min_lifetime = min.min(MAX_LIFETIME);
         self.max_lifetime = max.clamp(self.min_lifetime, MAX_LIFETIME);
+        self
+    }
+
+    /// Uses `expires_in` alone when present (see [`ExpiryPolicy::prefer_expires_in`]).
+    pub fn with_expires_in_first(mut self, on: bool) -> Self {
+        self.prefer_expires_in = on;
         self
     }
 
@@ -419,7 +430,7 @@ fn resolve_expiry(
         };
         candidates.push((secs, ExpirySource::ExpiresIn));
     }
-    if policy.use_jwt_exp {
+    if policy.use_jwt_exp && !(policy.prefer_expires_in && expires_in.is_some()) {
         let since_epoch = received_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
         if let Some(exp) = jwt_exp(access_token.expose_secret()) {
             candidates.push((exp - since_epoch, ExpirySource::AccessTokenExp));
@@ -557,6 +568,22 @@ mod tests {
             .with_expiry(ExpiryPolicy::default().with_unit(ExpiresInUnit::Milliseconds).with_jwt_exp(false));
         let t = parse_token_response(body.as_bytes(), t0(), &ms).ok();
         assert_eq!(t.map(|t| t.lifetime().as_secs()), Some(1799));
+    }
+
+    #[test]
+    fn expires_in_can_take_precedence_over_a_skewed_exp() {
+        // The server's clock is 700 s behind ours: its JWT `exp` looks 100 s in the past.
+        let token = jwt(&format!(r#"{{"exp":{}}}"#, 1_700_000_000 - 100));
+        let body = format!(r#"{{"access_token":"{token}","expires_in":600}}"#);
+        let first = ParseOptions::default().with_expiry(ExpiryPolicy::default().with_expires_in_first(true));
+        let t = parse_token_response(body.as_bytes(), t0(), &first).ok();
+        assert_eq!(t.as_ref().map(|t| t.lifetime().as_secs()), Some(600));
+        assert_eq!(t.map(|t| t.expiry_source()), Some(ExpirySource::ExpiresIn));
+        // Without expires_in, exp is still used.
+        let body =
+            format!(r#"{{"access_token":"{}"}}"#, jwt(&format!(r#"{{"exp":{}}}"#, 1_700_000_000 + 900)));
+        let t = parse_token_response(body.as_bytes(), t0(), &first).ok();
+        assert_eq!(t.map(|t| t.lifetime().as_secs()), Some(900));
     }
 
     #[test]

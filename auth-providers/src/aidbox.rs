@@ -191,7 +191,13 @@ impl AidboxCredentials {
             session: SessionEndpoint::default(),
             refresh: true,
             refresh_auth: RefreshAuth::default(),
-            endpoint: EndpointConfig::default(),
+            // The spec's order is expires_in, then JWT exp, then the default: a box
+            // whose clock runs behind ours must not shrink every token.
+            endpoint: {
+                let mut config = EndpointConfig::default();
+                config.parse.expiry = config.parse.expiry.with_expires_in_first(true);
+                config
+            },
         }
     }
 

@@ -752,7 +752,7 @@ fn issue(
             "sub": client_id,
             "iat": now,
             "jti": session_id,
-            "exp": now + lifetime.as_secs(),
+            "exp": now.saturating_add(lifetime.as_secs()),
         });
         if let Some(aud) = &audience {
             claims["aud"] = json!(aud);

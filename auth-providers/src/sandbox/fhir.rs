@@ -265,9 +265,13 @@ async fn search(State(store): State<Arc<FhirStore>>, RawQuery(raw): RawQuery) ->
         q.append_pair(&store.page_param, &p.to_string());
         format!("{}/Patient?{}", store.base, q.finish())
     };
+    // Page numbers come from the request: no arithmetic on them may overflow.
+    let Some(seen) = page.checked_mul(count) else {
+        return outcome(StatusCode::BAD_REQUEST, "invalid", "the page number is out of range");
+    };
     let mut links = vec![json!({"relation": "self", "url": link(page)})];
-    if page * count < total {
-        links.push(json!({"relation": "next", "url": link(page + 1)}));
+    if seen < total {
+        links.push(json!({"relation": "next", "url": link(page.saturating_add(1))}));
     }
     if page > 1 {
         links.push(json!({"relation": "previous", "url": link(page - 1)}));

@@ -470,7 +470,7 @@ async fn token(
         hs256_jwt(&claims, &inner.signing_key)
     };
     // The gateway expires the token at its `exp`, to the second, as the client reads it.
-    let expires_at = UNIX_EPOCH + Duration::from_secs(exp);
+    let expires_at = UNIX_EPOCH.checked_add(Duration::from_secs(exp)).unwrap_or(UNIX_EPOCH);
     let lifetime = expires_at.duration_since(inner.registry.now()).unwrap_or_default();
     inner.registry.issue(&access_token, &client_id, lifetime, None);
     // Written out by hand: the documented example has this field order, which a

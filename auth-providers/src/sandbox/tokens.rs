@@ -12,6 +12,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
+/// The longest lifetime an emulator issues, whatever it is configured with.
+pub const MAX_SANDBOX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// A token an emulator issued.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -47,12 +50,25 @@ struct Books {
 }
 
 /// Clients, issued tokens and counters, on a clock tests can control.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenRegistry {
     clock: Arc<dyn Clock>,
     books: Arc<Mutex<Books>>,
     requests: Arc<AtomicU64>,
     serial: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for TokenRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The books hold client secrets and issued tokens (as map keys): counts only.
+        let books = self.books();
+        f.debug_struct("TokenRegistry")
+            .field("clients", &books.clients.len())
+            .field("issued", &books.issued.len())
+            .field("refresh_tokens", &books.refresh.len())
+            .field("requests", &self.requests())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenRegistry {
@@ -122,7 +138,11 @@ impl TokenRegistry {
     pub fn issue(&self, token: &str, client_id: &str, lifetime: Duration, scope: Option<String>) -> Issued {
         let issued = Issued {
             client_id: client_id.to_owned(),
-            expires_at: self.now() + lifetime,
+            // A lifetime from configuration may be absurd; saturate, never panic.
+            expires_at: self
+                .now()
+                .checked_add(lifetime.min(MAX_SANDBOX_LIFETIME))
+                .unwrap_or_else(|| self.now()),
             revoked: false,
             scope,
         };
