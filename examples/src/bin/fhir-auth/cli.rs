@@ -1,0 +1,170 @@
+//! The command line. Every connection option is global (accepted before or after
+//! the subcommand) and has an environment variable; the names are an interface
+//! other programs depend on, so they must stay stable.
+
+use std::path::PathBuf;
+
+use auth_core::{ClientSecret, DeviceSecret, SecretValue};
+use clap::{Args, Parser, Subcommand};
+
+// Secrets are parsed straight into auth-core's redacting types, so not even a
+// `{:?}` of the options can show one.
+fn client_secret(s: &str) -> Result<ClientSecret, std::convert::Infallible> {
+    Ok(ClientSecret::new(s))
+}
+fn device_secret(s: &str) -> Result<DeviceSecret, std::convert::Infallible> {
+    Ok(DeviceSecret::new(s))
+}
+fn secret_value(s: &str) -> Result<SecretValue, std::convert::Infallible> {
+    Ok(SecretValue::new(s))
+}
+
+pub const PROVIDERS: [&str; 6] = ["santedb", "aidbox", "msk", "graphnet", "smart", "oauth2"];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fhir-auth",
+    version,
+    about = "Get OAuth 2.0 client-credentials tokens and talk to FHIR servers.",
+    long_about = "Get OAuth 2.0 client-credentials tokens and talk to FHIR servers.\n\n\
+                  Without a subcommand, runs the offline demo against the embedded sandbox.\n\
+                  Options may also come from FHIR_AUTH_* environment variables or a profile\n\
+                  in a TOML config file; a flag beats its variable, which beats the profile.\n\n\
+                  Exit codes: 0 success, 2 usage or configuration, 3 authentication,\n\
+                  4 FHIR error, 5 network.",
+    after_long_help = "Config file (TOML), keys named like the long options:\n\n  \
+                       default-profile = \"box\"\n  \
+                       [profiles.box]\n  \
+                       provider = \"aidbox\"\n  \
+                       token-url = \"https://box.example/auth/token\"\n  \
+                       client-id = \"api-client\"\n\n\
+                       Keep secrets in FHIR_AUTH_CLIENT_SECRET (or the file, readable by you only): \
+                       flags are visible to other users in the process list."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub opts: Opts,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Walk every vendor of the embedded sandbox: token, create, read, search, page (the default).
+    Demo,
+    /// Serve the vendor emulators on loopback until Ctrl-C.
+    Sandbox {
+        /// Port of the plain-HTTP listener (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Fetch a token and describe it (never the token itself unless --reveal).
+    Token,
+    /// Read one resource: `read Patient/123`.
+    Read {
+        /// `<Type>/<id>`
+        reference: String,
+    },
+    /// Search a resource type: `search Patient name=chalmers _count=10 --all`.
+    Search {
+        /// The resource type.
+        resource_type: String,
+        /// Search parameters as `name=value`.
+        params: Vec<String>,
+        /// Follow every `next` link and merge the pages.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create a resource from a JSON file (`-` for standard input).
+    Create {
+        /// The resource type.
+        resource_type: String,
+        /// The resource as FHIR JSON.
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+/// Connection options. Everything is optional here: what is required depends on
+/// the provider and is checked once flags, variables and the profile are merged.
+#[derive(Debug, Default, Clone, Args)]
+pub struct Opts {
+    /// Vendor of the identity provider and FHIR server.
+    #[arg(long, global = true, env = "FHIR_AUTH_PROVIDER", value_parser = PROVIDERS)]
+    pub provider: Option<String>,
+    /// Token endpoint URL.
+    #[arg(long, global = true, env = "FHIR_AUTH_TOKEN_URL")]
+    pub token_url: Option<String>,
+    /// FHIR base URL (derived from the token URL where the vendor defines one).
+    #[arg(long, global = true, env = "FHIR_AUTH_FHIR_BASE")]
+    pub fhir_base: Option<String>,
+    /// OAuth 2.0 client id.
+    #[arg(long, global = true, env = "FHIR_AUTH_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// OAuth 2.0 client secret (prefer the variable: flags show up in `ps`).
+    #[arg(long, global = true, env = "FHIR_AUTH_CLIENT_SECRET", hide_env_values = true, value_parser = client_secret)]
+    pub client_secret: Option<ClientSecret>,
+    /// Space-separated scopes to ask for.
+    #[arg(long, global = true, env = "FHIR_AUTH_SCOPE")]
+    pub scope: Option<String>,
+    /// How the client authenticates at the token endpoint (aidbox, oauth2).
+    #[arg(long, global = true, env = "FHIR_AUTH_AUTH_METHOD", value_parser = ["basic", "post", "json"])]
+    pub auth_method: Option<String>,
+    /// SanteDB device (node) id.
+    #[arg(long, global = true, env = "FHIR_AUTH_DEVICE_ID")]
+    pub device_id: Option<String>,
+    /// SanteDB device (node) secret.
+    #[arg(long, global = true, env = "FHIR_AUTH_DEVICE_SECRET", hide_env_values = true, value_parser = device_secret)]
+    pub device_secret: Option<DeviceSecret>,
+    /// SanteDB server generation.
+    #[arg(long, global = true, env = "FHIR_AUTH_SANTEDB_VERSION", value_parser = ["2", "3"])]
+    pub santedb_version: Option<String>,
+    /// Client certificate for mutual TLS (PEM file).
+    #[arg(long, global = true, env = "FHIR_AUTH_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// Private key of the client certificate (PEM file).
+    #[arg(long, global = true, env = "FHIR_AUTH_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
+    /// Extra root certificate to trust (PEM file).
+    #[arg(long, global = true, env = "FHIR_AUTH_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// `audience` parameter of the token request (aidbox, oauth2).
+    #[arg(long, global = true, env = "FHIR_AUTH_AUDIENCE")]
+    pub audience: Option<String>,
+    /// MSK research study (`researchstudy`).
+    #[arg(long, global = true, env = "FHIR_AUTH_RESEARCH_STUDY")]
+    pub research_study: Option<String>,
+    /// MSK partner id (`x-partnerid`).
+    #[arg(long, global = true, env = "FHIR_AUTH_PARTNER_ID")]
+    pub partner_id: Option<String>,
+    /// Graphnet APIM subscription key.
+    #[arg(long, global = true, env = "FHIR_AUTH_SUBSCRIPTION_KEY", hide_env_values = true, value_parser = secret_value)]
+    pub subscription_key: Option<SecretValue>,
+    /// SMART backend services signing key (PEM file).
+    #[arg(long, global = true, env = "FHIR_AUTH_PRIVATE_KEY")]
+    pub private_key: Option<PathBuf>,
+    /// SMART backend services key id (`kid`).
+    #[arg(long, global = true, env = "FHIR_AUTH_KEY_ID")]
+    pub key_id: Option<String>,
+    /// SMART backend services signing algorithm.
+    #[arg(long, global = true, env = "FHIR_AUTH_ALG", value_parser = ["RS384", "ES384"])]
+    pub alg: Option<String>,
+    /// Where tokens are kept: `memory` (default).
+    #[arg(long, global = true, env = "FHIR_AUTH_STORE")]
+    pub store: Option<String>,
+    /// Key prefix in a shared store.
+    #[arg(long, global = true, env = "FHIR_AUTH_STORE_KEY")]
+    pub store_key: Option<String>,
+    /// Named profile in the config file.
+    #[arg(long, global = true, env = "FHIR_AUTH_PROFILE")]
+    pub profile: Option<String>,
+    /// Config file (default: $XDG_CONFIG_HOME/fhir-auth/config.toml or ~/.config/fhir-auth/config.toml).
+    #[arg(long, global = true, env = "FHIR_AUTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print the access token too (it is a credential: keep it out of logs).
+    #[arg(long, global = true)]
+    pub reveal: bool,
+}
