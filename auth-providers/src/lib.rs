@@ -21,3 +21,8 @@ pub mod santedb;
 
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+
+// Compiles the code in the guide for provider authors, so it cannot rot.
+#[doc = include_str!("../PROVIDERS.md")]
+#[cfg(doctest)]
+pub struct ProvidersGuideDoctests;
