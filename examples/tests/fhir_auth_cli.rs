@@ -198,9 +198,20 @@ async fn demo_walks_every_vendor_offline_with_or_without_the_subcommand() {
         for vendor in ["SanteDB", "Aidbox", "MSK", "Graphnet"] {
             assert!(r.stdout.contains(vendor), "{}", r.stdout);
         }
-        for step in ["token", "create", "read", "search", "page"] {
-            assert!(r.stdout.matches(step).count() >= 4, "step {step} missing:\n{}", r.stdout);
+        // Each step's success line, per vendor (MSK's API is read-only: no create).
+        for (step, vendors) in
+            [("✓ token", 4), ("✓ create", 3), ("✓ search", 4), ("✓ read", 4), ("✓ page", 4)]
+        {
+            assert_eq!(r.stdout.matches(step).count(), vendors, "step {step}:\n{}", r.stdout);
         }
+        // The demo's own sandbox issued its tokens, unknown here: no long
+        // token-like word may appear at all.
+        let output = r.all();
+        let long_words: Vec<&str> = output
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+            .filter(|w| w.len() >= 32)
+            .collect();
+        assert!(long_words.is_empty(), "token-like output: {long_words:?}");
         assert_eq!(r.stdout.matches("token requests: 1").count(), 4, "{}", r.stdout);
         assert!(r.stdout.contains("4/4 vendors passed"));
         // Piped: no colour codes, no progress line.
@@ -366,7 +377,8 @@ async fn exit_codes_name_the_failure() {
     for vendor in VENDORS {
         let r = run(&["token"], &with(&vendor_env(&sb, vendor), "FHIR_AUTH_CLIENT_SECRET", "wrong-secret"));
         assert_eq!(r.code, 3, "{vendor}: {}", r.all());
-        assert!(r.stderr.contains("authentication failed") || r.stderr.contains("token"), "{}", r.stderr);
+        assert!(r.stderr.contains("authentication failed"), "{vendor}: {}", r.stderr);
+        assert!(r.stderr.contains("invalid_client"), "{vendor}: the RFC 6749 code is printed: {}", r.stderr);
         assert!(!r.all().contains("wrong-secret"), "{vendor}: the wrong secret was echoed");
         assert_clean(&sb, &r);
     }
@@ -532,4 +544,106 @@ async fn help_names_every_variable_and_hides_secret_values() {
         assert!(r.stdout.contains(var), "{var} not documented in --help");
     }
     assert_clean(&sb, &r);
+}
+
+/// Findings of the CLI review, each pinned down.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_input_leaks_nothing_and_ends() {
+    let sb = sandbox().await;
+    let aidbox = vendor_env(&sb, "aidbox");
+    let without_secret: Vec<(&'static str, String)> =
+        aidbox.iter().filter(|(k, _)| *k != "FHIR_AUTH_CLIENT_SECRET").cloned().collect();
+
+    // A secret that starts with `-` is a value, not an option clap echoes back.
+    let r = run(&["token", "--client-secret", "--S3cr3tXyz"], &without_secret);
+    assert_eq!(r.code, 3, "taken as a (wrong) secret: {}", r.all());
+    assert!(!r.all().contains("S3cr3tXyz"), "{}", r.all());
+
+    // A TOML type error names the position, never the value.
+    let dir = temp_dir("toml-type-error");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[profiles.p]\nclient-secret = 98765432123\n").unwrap();
+    let r = run(&["token", "--profile", "p", "--config", config.to_str().unwrap()], &without_secret);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(!r.all().contains("98765432123"), "{}", r.all());
+    assert!(r.stderr.contains("line 2"), "{}", r.stderr);
+
+    // A file to create whose content is not an object is not quoted back.
+    let file = dir.join("s.json");
+    std::fs::write(&file, r#""verysecret-in-file""#).unwrap();
+    let r = run(&["create", "Patient", "--file", file.to_str().unwrap()], &aidbox);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(!r.all().contains("verysecret-in-file"), "{}", r.all());
+
+    // The token never travels over plain http to another host: refused before sending.
+    let r = run(&["read", "Patient/1"], &with(&aidbox, "FHIR_AUTH_FHIR_BASE", "http://192.0.2.2:38572/fhir"));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("refusing plain http://"), "{}", r.stderr);
+
+    // Connection options without a subcommand are a mistake, not a demo.
+    let r = run(&["--provider", "aidbox"], &[]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("without a subcommand"), "{}", r.stderr);
+
+    // An empty variable does not hide the profile's value.
+    let (id, secret) = sb.aidbox().credentials();
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.p]\nprovider = \"aidbox\"\ntoken-url = \"{}\"\nclient-id = \"{id}\"\nclient-secret = \"{}\"\n",
+            sb.aidbox().token_url(),
+            secret.expose_secret()
+        ),
+    )
+    .unwrap();
+    let r = run(
+        &["token", "--profile", "p", "--config", config.to_str().unwrap()],
+        &[("FHIR_AUTH_CLIENT_SECRET", String::new()), ("FHIR_AUTH_SCOPE", String::new())],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_clean(&sb, &r);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_looping_next_link_ends_with_a_fhir_error() {
+    use axum::extract::State;
+    let sb = sandbox().await;
+    // A FHIR server whose next link points back to the page itself.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/fhir/Patient",
+            axum::routing::get(|State(base): State<String>| async move {
+                axum::Json(serde_json::json!({
+                    "resourceType": "Bundle", "type": "searchset",
+                    "link": [{"relation": "next", "url": format!("{base}/Patient?page=1")}],
+                    "entry": [{"resource": {"resourceType": "Patient", "id": "x"}}]
+                }))
+            }),
+        )
+        .with_state(base.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (id, secret) = sb.aidbox().credentials();
+    let env = vec![
+        ("FHIR_AUTH_PROVIDER", "oauth2".to_owned()),
+        ("FHIR_AUTH_TOKEN_URL", sb.aidbox().token_url()),
+        ("FHIR_AUTH_CLIENT_ID", id),
+        ("FHIR_AUTH_CLIENT_SECRET", secret.expose_secret().to_owned()),
+        ("FHIR_AUTH_FHIR_BASE", base),
+    ];
+    let bin = BIN.to_owned();
+    let args = ["search", "Patient", "--all", "--json"];
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            let _ = &bin;
+            run(&args, &env)
+        }),
+    )
+    .await
+    .expect("search --all ends on a looping next link")
+    .unwrap();
+    assert_eq!(r.code, 4, "{}", r.all());
+    assert!(r.stderr.contains("loops"), "{}", r.stderr);
 }

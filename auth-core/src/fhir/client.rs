@@ -115,12 +115,21 @@ impl fmt::Debug for FhirClient {
 
 impl FhirClient {
     /// A client for the FHIR server at `base` (e.g. `https://fhir.example/r4`).
+    ///
+    /// Every request carries a bearer token, so plain `http://` is refused except to
+    /// loopback, as are credentials in the URL.
     pub fn new(api: AuthClient, base: &str) -> Result<Self> {
-        let mut base = Url::parse(base)
-            .map_err(|e| Error::configuration(format!("the FHIR base is not a valid URL: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::configuration("the FHIR base must be an http(s) URL"));
-        }
+        Self::checked(api, base, false)
+    }
+
+    /// As [`FhirClient::new`], allowing plain `http://` to any host. Only for
+    /// closed test networks: the token travels in clear text.
+    pub fn with_insecure_http(api: AuthClient, base: &str) -> Result<Self> {
+        Self::checked(api, base, true)
+    }
+
+    fn checked(api: AuthClient, base: &str, allow_insecure_http: bool) -> Result<Self> {
+        let mut base = crate::endpoint::check_url(base, allow_insecure_http)?;
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);

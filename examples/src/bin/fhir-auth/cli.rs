@@ -102,7 +102,7 @@ pub struct Opts {
     #[arg(long, global = true, env = "FHIR_AUTH_CLIENT_ID")]
     pub client_id: Option<String>,
     /// OAuth 2.0 client secret (prefer the variable: flags show up in `ps`).
-    #[arg(long, global = true, env = "FHIR_AUTH_CLIENT_SECRET", hide_env_values = true, value_parser = client_secret)]
+    #[arg(long, global = true, env = "FHIR_AUTH_CLIENT_SECRET", hide_env_values = true, allow_hyphen_values = true, value_parser = client_secret)]
     pub client_secret: Option<ClientSecret>,
     /// Space-separated scopes to ask for.
     #[arg(long, global = true, env = "FHIR_AUTH_SCOPE")]
@@ -114,7 +114,7 @@ pub struct Opts {
     #[arg(long, global = true, env = "FHIR_AUTH_DEVICE_ID")]
     pub device_id: Option<String>,
     /// SanteDB device (node) secret.
-    #[arg(long, global = true, env = "FHIR_AUTH_DEVICE_SECRET", hide_env_values = true, value_parser = device_secret)]
+    #[arg(long, global = true, env = "FHIR_AUTH_DEVICE_SECRET", hide_env_values = true, allow_hyphen_values = true, value_parser = device_secret)]
     pub device_secret: Option<DeviceSecret>,
     /// SanteDB server generation.
     #[arg(long, global = true, env = "FHIR_AUTH_SANTEDB_VERSION", value_parser = ["2", "3"])]
@@ -138,7 +138,7 @@ pub struct Opts {
     #[arg(long, global = true, env = "FHIR_AUTH_PARTNER_ID")]
     pub partner_id: Option<String>,
     /// Graphnet APIM subscription key.
-    #[arg(long, global = true, env = "FHIR_AUTH_SUBSCRIPTION_KEY", hide_env_values = true, value_parser = secret_value)]
+    #[arg(long, global = true, env = "FHIR_AUTH_SUBSCRIPTION_KEY", hide_env_values = true, allow_hyphen_values = true, value_parser = secret_value)]
     pub subscription_key: Option<SecretValue>,
     /// SMART backend services signing key (PEM file).
     #[arg(long, global = true, env = "FHIR_AUTH_PRIVATE_KEY")]
@@ -153,7 +153,13 @@ pub struct Opts {
     #[arg(long, global = true, env = "FHIR_AUTH_STORE")]
     pub store: Option<String>,
     /// Key prefix in a shared store.
-    #[arg(long, global = true, env = "FHIR_AUTH_STORE_KEY")]
+    #[arg(
+        long,
+        global = true,
+        env = "FHIR_AUTH_STORE_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub store_key: Option<String>,
     /// Named profile in the config file.
     #[arg(long, global = true, env = "FHIR_AUTH_PROFILE")]
@@ -162,9 +168,18 @@ pub struct Opts {
     #[arg(long, global = true, env = "FHIR_AUTH_CONFIG")]
     pub config: Option<PathBuf>,
     /// Machine-readable JSON output.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "FHIR_AUTH_JSON")]
     pub json: bool,
-    /// Print the access token too (it is a credential: keep it out of logs).
+    /// Print the access token too (it is a credential: keep it out of logs; no
+    /// environment variable on purpose, so it is never on by accident).
     #[arg(long, global = true)]
     pub reveal: bool,
+}
+
+impl Opts {
+    /// Whether any option names a server to talk to (from a flag or a variable).
+    pub fn names_a_server(&self) -> bool {
+        let set = |o: &Option<String>| o.as_deref().is_some_and(|v| !v.is_empty());
+        self.provider.is_some() || set(&self.token_url) || set(&self.fhir_base) || set(&self.client_id)
+    }
 }

@@ -106,8 +106,21 @@ pub async fn search(
     let mut pages = 1;
     if all {
         let mut current = bundle.clone();
+        // A server whose next link loops must not keep us (and our memory) forever.
+        let mut visited: std::collections::HashSet<String> =
+            current.next_link().map(str::to_owned).into_iter().collect();
         while let Some(next) = fetch_next(&fhir, &current).await? {
             pages += 1;
+            if pages > MAX_PAGES {
+                return Err(CliError::fhir_paging(format!("more than {MAX_PAGES} pages; stopped")));
+            }
+            if let Some(link) = next.next_link()
+                && !visited.insert(link.to_owned())
+            {
+                return Err(CliError::fhir_paging(
+                    "the server's next link loops back to a page already read",
+                ));
+            }
             bundle.entry.extend(next.entry.iter().cloned());
             progress.update(&format!("page {pages}: {} entries so far…", bundle.entry.len()));
             current = next;
@@ -131,6 +144,9 @@ pub async fn search(
     out(&s.dim(&format!("{} entries{total}, {pages} page(s){more}", bundle.entry.len())));
     Ok(())
 }
+
+/// The most pages `search --all` follows.
+const MAX_PAGES: usize = 1000;
 
 async fn fetch_next(
     fhir: &FhirClient,
@@ -169,7 +185,15 @@ pub async fn create(conn: &Connection, resource_type: &str, file: &Path) -> Resu
             .map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?;
     }
     let resource: Map<String, Value> = serde_json::from_str(&text)
-        .map_err(|e| CliError::config(format!("{} is not a JSON object: {e}", file.display())))?;
+        // serde's message can quote the file's contents: the position only.
+        .map_err(|e| {
+            CliError::config(format!(
+                "{} is not a JSON object (line {}, column {})",
+                file.display(),
+                e.line(),
+                e.column()
+            ))
+        })?;
     match resource.get("resourceType").and_then(Value::as_str) {
         Some(t) if t == resource_type => {}
         Some(t) => {

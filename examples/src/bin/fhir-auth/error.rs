@@ -28,11 +28,17 @@ pub enum CliError {
     Core(auth_core::Error),
     /// Local I/O (reading a file, binding a port).
     Io { what: String, source: std::io::Error },
+    /// A FHIR server whose paging cannot be followed to an end.
+    Paging(String),
 }
 
 impl CliError {
     pub fn config(message: impl Into<String>) -> Self {
         Self::Config(message.into())
+    }
+
+    pub fn fhir_paging(message: impl Into<String>) -> Self {
+        Self::Paging(message.into())
     }
 
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
@@ -46,6 +52,7 @@ impl CliError {
             // A file that cannot be read is a configuration problem of the caller.
             Self::Io { .. } => EXIT_CONFIG,
             Self::Core(e) => exit_code_of(e),
+            Self::Paging(_) => EXIT_FHIR,
         }
     }
 }
@@ -76,6 +83,7 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Config(m) => write!(f, "{m}"),
+            Self::Paging(m) => write!(f, "search paging: {m}"),
             Self::NotAvailable(m) => write!(f, "{m}: not available yet"),
             Self::Io { what, source } => write!(f, "{what}: {source}"),
             Self::Core(e) => match e.oauth_error() {

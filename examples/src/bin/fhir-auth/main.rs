@@ -30,6 +30,13 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        if command.is_none() && opts.names_a_server() {
+            // `fhir-auth --provider aidbox …` without `token`: running the offline
+            // demo instead would look like success.
+            return Err(CliError::config(
+                "connection options were given without a subcommand (token, read, search or create)",
+            ));
+        }
         match command.unwrap_or(Command::Demo) {
             Command::Demo => demo::run().await,
             Command::Sandbox { port } => sandbox::run(port).await,
@@ -52,7 +59,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Server text (an error_description, diagnostics) is printed, so escape
+            // control characters: a server must not drive the operator's terminal.
+            let text: String = e
+                .to_string()
+                .chars()
+                .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+                .collect();
+            eprintln!("error: {text}");
             // The server's own account of a FHIR failure, for the caller to read.
             if let CliError::Core(core) = &e
                 && let Some(outcome) = core.operation_outcome()

@@ -92,36 +92,42 @@ pub struct Settings {
     pub store_key: Option<String>,
 }
 
+/// An empty variable (`FHIR_AUTH_SCOPE=`) means "not set": it must not hide the
+/// profile's value.
+fn unset_if_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
 impl Settings {
     /// Flags and variables (`opts`) first, then the profile, if any.
     pub fn resolve(opts: &mut Opts) -> Result<Self, CliError> {
         let profile = load_profile(opts.profile.as_deref(), opts.config.as_deref())?.unwrap_or_default();
-        let client_secret = opts.client_secret.take();
-        let device_secret = opts.device_secret.take();
-        let subscription_key = opts.subscription_key.take();
+        let client_secret = opts.client_secret.take().filter(|v| !v.is_empty());
+        let device_secret = opts.device_secret.take().filter(|v| !v.is_empty());
+        let subscription_key = opts.subscription_key.take().filter(|v| !v.is_empty());
         let settings = Self {
             provider: opts.provider.clone().or(profile.provider),
-            token_url: opts.token_url.clone().or(profile.token_url),
-            fhir_base: opts.fhir_base.clone().or(profile.fhir_base),
-            client_id: opts.client_id.clone().or(profile.client_id),
+            token_url: unset_if_empty(opts.token_url.clone()).or(profile.token_url),
+            fhir_base: unset_if_empty(opts.fhir_base.clone()).or(profile.fhir_base),
+            client_id: unset_if_empty(opts.client_id.clone()).or(profile.client_id),
             client_secret: client_secret.or(profile.client_secret.map(ClientSecret::new)),
-            scope: opts.scope.clone().or(profile.scope),
-            auth_method: opts.auth_method.clone().or(profile.auth_method),
-            device_id: opts.device_id.clone().or(profile.device_id),
+            scope: unset_if_empty(opts.scope.clone()).or(profile.scope),
+            auth_method: unset_if_empty(opts.auth_method.clone()).or(profile.auth_method),
+            device_id: unset_if_empty(opts.device_id.clone()).or(profile.device_id),
             device_secret: device_secret.or(profile.device_secret.map(DeviceSecret::new)),
-            santedb_version: opts.santedb_version.clone().or(profile.santedb_version),
+            santedb_version: unset_if_empty(opts.santedb_version.clone()).or(profile.santedb_version),
             client_cert: opts.client_cert.clone().or(profile.client_cert),
             client_key: opts.client_key.clone().or(profile.client_key),
             ca_cert: opts.ca_cert.clone().or(profile.ca_cert),
-            audience: opts.audience.clone().or(profile.audience),
-            research_study: opts.research_study.clone().or(profile.research_study),
-            partner_id: opts.partner_id.clone().or(profile.partner_id),
+            audience: unset_if_empty(opts.audience.clone()).or(profile.audience),
+            research_study: unset_if_empty(opts.research_study.clone()).or(profile.research_study),
+            partner_id: unset_if_empty(opts.partner_id.clone()).or(profile.partner_id),
             subscription_key: subscription_key.or(profile.subscription_key.map(SecretValue::new)),
             private_key: opts.private_key.clone().or(profile.private_key),
-            key_id: opts.key_id.clone().or(profile.key_id),
-            alg: opts.alg.clone().or(profile.alg),
-            store: opts.store.clone().or(profile.store),
-            store_key: opts.store_key.clone().or(profile.store_key),
+            key_id: unset_if_empty(opts.key_id.clone()).or(profile.key_id),
+            alg: unset_if_empty(opts.alg.clone()).or(profile.alg),
+            store: unset_if_empty(opts.store.clone()).or(profile.store),
+            store_key: unset_if_empty(opts.store_key.clone()).or(profile.store_key),
         };
         settings.check_values()?;
         Ok(settings)
@@ -170,7 +176,18 @@ fn load_profile(name: Option<&str>, explicit: Option<&Path>) -> Result<Option<Pr
         Err(e) => return Err(CliError::io(format!("cannot read the config file {}", path.display()), e)),
     };
     let mut file: ConfigFile = toml::from_str(&text).map_err(|e| {
-        CliError::config(format!("the config file {} is not valid: {}", path.display(), e.message()))
+        // The message can quote a value, and values include secrets: the position only.
+        let at = e.span().map(|span| {
+            let before = text.get(..span.start).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" at line {line}, column {column}")
+        });
+        CliError::config(format!(
+            "the config file {} is not valid{} (a wrong key, or a value of the wrong type)",
+            path.display(),
+            at.unwrap_or_default()
+        ))
     })?;
     let Some(name) = name.map(str::to_owned).or(file.default_profile.clone()) else { return Ok(None) };
     match file.profiles.remove(&name) {
