@@ -461,6 +461,108 @@ fn resolve_expiry(
     (later(received_at, secs(clamped, MAX_LIFETIME)), source)
 }
 
+/// A token as a shared store keeps it: every field, secrets included, so another
+/// process can rebuild the same [`Token`]. Only ever serialized into a zeroizing
+/// buffer that is encrypted before it leaves the process; it has no `Debug`, so
+/// it cannot end up in a log.
+#[cfg(feature = "redis")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredToken {
+    access_token: String,
+    token_type: String,
+    /// Milliseconds since the Unix epoch.
+    issued_at_ms: u64,
+    /// Milliseconds since the Unix epoch.
+    expires_at_ms: u64,
+    expiry_source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    extra: Map<String, Value>,
+}
+
+#[cfg(feature = "redis")]
+impl Drop for StoredToken {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.access_token.zeroize();
+        if let Some(t) = &mut self.refresh_token {
+            t.zeroize();
+        }
+        if let Some(t) = &mut self.id_token {
+            t.zeroize();
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Token {
+    /// The token, secrets included, as JSON for a store to encrypt. The buffer is
+    /// wiped on drop.
+    pub(crate) fn to_stored_json(&self) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
+        let ms = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0)
+        };
+        let stored = StoredToken {
+            access_token: self.access_token.expose_secret().to_owned(),
+            token_type: self.token_type.clone(),
+            issued_at_ms: ms(self.issued_at),
+            expires_at_ms: ms(self.expires_at),
+            expiry_source: match self.expiry_source {
+                ExpirySource::ExpiresIn => "expires_in",
+                ExpirySource::AccessTokenExp => "access_token_exp",
+                ExpirySource::IdTokenExp => "id_token_exp",
+                ExpirySource::Default => "default",
+                ExpirySource::Explicit => "explicit",
+            }
+            .to_owned(),
+            scope: self.scope.clone(),
+            refresh_token: self.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()),
+            id_token: self.id_token.as_ref().map(|t| t.expose_secret().to_owned()),
+            extra: self.extra.clone(),
+        };
+        // Serialize into a buffer sized up front so it is not reallocated, which
+        // would leave unwiped copies of the secrets behind.
+        let mut out = Zeroizing::new(Vec::with_capacity(1024 + stored.access_token.len() * 2));
+        serde_json::to_writer(&mut *out, &stored)?;
+        Ok(out)
+    }
+
+    /// Rebuilds a token from [`Token::to_stored_json`]'s output; `None` if it is
+    /// not one (the caller treats that as a miss).
+    pub(crate) fn from_stored_json(json: &[u8]) -> Option<Token> {
+        let mut stored: StoredToken = serde_json::from_slice(json).ok()?;
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let access_token = AccessToken::new(std::mem::take(&mut stored.access_token));
+        let bearer = bearer_header(&access_token).ok()?;
+        let issued_at = at(stored.issued_at_ms);
+        Some(Token {
+            access_token,
+            bearer,
+            token_type: std::mem::take(&mut stored.token_type),
+            issued_at,
+            expires_at: at(stored.expires_at_ms).clamp(issued_at, later(issued_at, MAX_LIFETIME)),
+            expiry_source: match stored.expiry_source.as_str() {
+                "expires_in" => ExpirySource::ExpiresIn,
+                "access_token_exp" => ExpirySource::AccessTokenExp,
+                "id_token_exp" => ExpirySource::IdTokenExp,
+                "default" => ExpirySource::Default,
+                _ => ExpirySource::Explicit,
+            },
+            scope: stored.scope.take(),
+            refresh_token: stored.refresh_token.take().map(RefreshToken::new),
+            id_token: stored.id_token.take().map(IdToken::new),
+            extra: std::mem::take(&mut stored.extra),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

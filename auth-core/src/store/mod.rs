@@ -5,7 +5,11 @@
 //! so that several managers (in one process, or across a fleet with a shared store)
 //! can agree that exactly one of them fetches.
 
+#[cfg(feature = "redis")]
+mod crypto;
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +21,10 @@ use crate::error::Result;
 use crate::source::CacheKey;
 use crate::token::Token;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "redis")]
+pub use crypto::StoreKey;
 pub use memory::MemoryStore;
 
 /// Keeps tokens by key, and leases the right to fetch one.
