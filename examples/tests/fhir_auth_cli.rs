@@ -360,7 +360,12 @@ async fn exit_codes_name_the_failure() {
         (vec!["token"], vec![], "--provider"),
         (vec!["token"], with(&aidbox, "FHIR_AUTH_CLIENT_ID", ""), "--client-id"),
         (vec!["token", "--provider", "smart"], aidbox.clone(), "not available yet"),
-        (vec!["token", "--store", "redis://127.0.0.1:6379"], aidbox.clone(), "not available yet"),
+        (vec!["token", "--store", "redis://127.0.0.1:1"], aidbox.clone(), "--store-key"),
+        (
+            vec!["token", "--store", "redis://127.0.0.1:1", "--store-key", "c2hvcnQ="],
+            aidbox.clone(),
+            "32 bytes",
+        ),
         (vec!["token", "--provider", "nope"], aidbox.clone(), "nope"),
         (vec!["token", "--no-such-flag"], aidbox.clone(), "no-such-flag"),
         (vec!["read", "Patient"], aidbox.clone(), "<Type>/<id>"),
@@ -646,4 +651,65 @@ async fn a_looping_next_link_ends_with_a_fhir_error() {
     .unwrap();
     assert_eq!(r.code, 4, "{}", r.all());
     assert!(r.stderr.contains("loops"), "{}", r.stderr);
+}
+
+/// A private redis-server on a free port, stopped on drop.
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_processes_sharing_redis_make_one_token_request() {
+    let sb = sandbox().await;
+    let redis = PrivateRedis::start();
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // base64 of 32 bytes
+    let mut env = vendor_env(&sb, "aidbox");
+    env.push(("FHIR_AUTH_STORE", format!("redis://127.0.0.1:{}/", redis.port)));
+    env.push(("FHIR_AUTH_STORE_KEY", key.to_owned()));
+    // Eight separate OS processes, started together.
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["token", "--json"])
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(!text.contains(key), "the store key was printed");
+    }
+    assert_eq!(sb.aidbox().token_requests(), 1, "one token request for the whole fleet of processes");
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use auth_core::fhir::FhirClient;
 use auth_core::http::same_origin_redirects;
 use auth_core::oauth2::{ClientAuthMethod, ClientCredentials};
-use auth_core::{AuthClient, Authenticator, PrivateKeyPem, TokenManager};
+use auth_core::store::{RedisStore, StoreKey};
+use auth_core::{AuthClient, Authenticator, CredentialSource, PrivateKeyPem, TokenManager};
 use auth_providers::aidbox::{AidboxAuthStyle, AidboxCredentials};
 use auth_providers::graphnet::Graphnet;
 use auth_providers::msk::MskSource;
@@ -52,30 +53,55 @@ fn read_file(path: &std::path::Path, what: &str) -> Result<Zeroizing<String>, Cl
         .map_err(|e| CliError::io(format!("cannot read the {what} {}", path.display()), e))
 }
 
+/// The store `--store` names: `None` for the default in-memory one.
+fn shared_store(settings: &Settings) -> Result<Option<RedisStore>, CliError> {
+    match settings.store.as_deref() {
+        None | Some("memory") => {
+            if settings.store_key.is_some() {
+                eprintln!("note: --store-key applies to shared stores only; ignored with the memory store");
+            }
+            Ok(None)
+        }
+        Some(url) if url.starts_with("redis://") => {
+            let encoded = settings.store_key.as_deref().ok_or_else(|| {
+                CliError::config("--store-key (or FHIR_AUTH_STORE_KEY) is required with a Redis store: base64 of 32 random bytes")
+            })?;
+            // One key id for every process sharing the store, so each can read
+            // what another wrote.
+            let key = StoreKey::from_base64("fhir-auth", encoded)?;
+            Ok(Some(RedisStore::builder(url, key).build()?))
+        }
+        Some(url) if url.starts_with("rediss://") => {
+            Err(CliError::NotAvailable("TLS to Redis (rediss://)".into()))
+        }
+        Some(other) => Err(CliError::config(format!(
+            "unknown --store `{}` (expected `memory` or a redis:// URL)",
+            other.split('@').next_back().unwrap_or_default()
+        ))),
+    }
+}
+
+/// A token manager for `source`, on the shared store if there is one.
+fn manage<S: CredentialSource>(source: S, store: &Option<RedisStore>) -> Arc<dyn Authenticator> {
+    match store {
+        None => Arc::new(TokenManager::new(source)),
+        Some(store) => Arc::new(TokenManager::builder(source).store(store.clone()).build()),
+    }
+}
+
 /// Builds the connection `settings` describe.
 pub fn connect(settings: Settings) -> Result<Connection, CliError> {
     let provider = settings
         .provider
         .clone()
         .ok_or_else(|| CliError::config("--provider (or FHIR_AUTH_PROVIDER) is required"))?;
-    match settings.store.as_deref() {
-        None | Some("memory") => {}
-        Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
-            return Err(CliError::NotAvailable("the Redis token store".into()));
-        }
-        Some(other) => {
-            return Err(CliError::config(format!("unknown --store `{other}` (expected `memory`)")));
-        }
-    }
+    let store = shared_store(&settings)?;
     if provider == "smart" {
         return Err(CliError::NotAvailable("--provider smart (SMART backend services)".into()));
     }
     // Options that only a later provider or store reads: said once, not silently dropped.
     if settings.private_key.is_some() || settings.key_id.is_some() || settings.alg.is_some() {
         eprintln!("note: --private-key, --key-id and --alg apply to --provider smart only; ignored");
-    }
-    if settings.store_key.is_some() {
-        eprintln!("note: --store-key applies to shared stores only; ignored with the memory store");
     }
 
     let token_url = required(&settings.token_url, "token-url", "FHIR_AUTH_TOKEN_URL")?.to_owned();
@@ -154,7 +180,7 @@ pub fn connect(settings: Settings) -> Result<Connection, CliError> {
                 let base = source.fhir_base().to_owned();
                 // SanteDB's own API client carries its mutual-TLS identity.
                 let http = source.api_http_client().clone();
-                (Arc::new(TokenManager::new(source)), http, Some(base))
+                (manage(source, &store), http, Some(base))
             }
             "aidbox" => {
                 // Aidbox is addressed by the box's URL; the token URL sits under it.
@@ -185,7 +211,7 @@ pub fn connect(settings: Settings) -> Result<Connection, CliError> {
                 }
                 let source = b.build()?;
                 let base = source.fhir_base();
-                (Arc::new(TokenManager::new(source)), api_http, Some(base))
+                (manage(source, &store), api_http, Some(base))
             }
             "msk" => {
                 let partner = required(&settings.partner_id, "partner-id", "FHIR_AUTH_PARTNER_ID")?;
@@ -205,7 +231,7 @@ pub fn connect(settings: Settings) -> Result<Connection, CliError> {
                 }
                 let source = b.build()?;
                 let base = source.fhir_base_url().to_owned();
-                (Arc::new(TokenManager::new(source)), api_http, Some(base))
+                (manage(source, &store), api_http, Some(base))
             }
             "graphnet" => {
                 let key = settings.subscription_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
@@ -220,7 +246,7 @@ pub fn connect(settings: Settings) -> Result<Connection, CliError> {
                 if let Some(id) = &identity {
                     b = b.identity(id.clone());
                 }
-                (Arc::new(TokenManager::new(b.build()?)), api_http, None)
+                (manage(b.build()?, &store), api_http, None)
             }
             _ => {
                 let method = match auth_method {
@@ -241,7 +267,7 @@ pub fn connect(settings: Settings) -> Result<Connection, CliError> {
                 if let Some(id) = &identity {
                     b = b.identity(id.clone());
                 }
-                (Arc::new(TokenManager::new(b.build()?)), api_http, None)
+                (manage(b.build()?, &store), api_http, None)
             }
         };
     let fhir_base = settings.fhir_base.clone().or(default_base);
