@@ -135,6 +135,12 @@ impl TokenEndpoint {
         &self.url
     }
 
+    /// The hardened HTTP client (no redirects, the endpoint's timeout and trust),
+    /// for a source's other requests to the same server (revocation, sign-out).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The settings.
     pub fn config(&self) -> &EndpointConfig {
         &self.config

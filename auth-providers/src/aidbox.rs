@@ -116,7 +116,6 @@ pub struct AidboxCredentials {
     session_url: Option<Url>,
     refresh: bool,
     refresh_auth: RefreshAuth,
-    session_http: reqwest::Client,
     key: CacheKey,
 }
 
@@ -299,8 +298,11 @@ impl CredentialSource for AidboxCredentials {
     async fn revoke(&self, token: &Token) -> Result<bool> {
         let Some(url) = &self.session_url else { return Ok(false) };
         const WHAT: &str = "session close";
+        // The token endpoint's client: no redirects, its timeout and trust roots,
+        // because this request carries the bearer token.
         let response = self
-            .session_http
+            .endpoint
+            .http()
             .delete(url.clone())
             .header(AUTHORIZATION, token.bearer_header())
             .header(ACCEPT, "application/json")
@@ -446,7 +448,6 @@ impl AidboxCredentialsBuilder {
         let client =
             ClientAuth::new(self.client_id, self.secret, self.style.method()).with_basic_encoding(self.basic);
         client.check()?;
-        let session_http = session_client(&self.endpoint)?;
         let endpoint = TokenEndpoint::new(&token_url, self.endpoint)?;
         let session_url = match self.session {
             SessionEndpoint::Root => Some(format!("{base}/Session")),
@@ -465,29 +466,9 @@ impl AidboxCredentialsBuilder {
             session_url,
             refresh: self.refresh,
             refresh_auth: self.refresh_auth,
-            session_http,
             key,
         })
     }
-}
-
-/// The client for `DELETE /Session`: the token endpoint's rules (no redirects, its
-/// timeout, its trust roots), because the request carries the bearer token.
-fn session_client(config: &EndpointConfig) -> Result<reqwest::Client> {
-    if config.timeout.is_zero() {
-        return Err(Error::configuration("the token request timeout must be above zero"));
-    }
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout);
-    for cert in &config.root_certificates {
-        builder = builder.add_root_certificate(cert.clone());
-    }
-    if let Some(identity) = &config.identity {
-        builder = builder.identity(identity.clone());
-    }
-    builder.build().map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))
 }
 
 #[cfg(test)]
