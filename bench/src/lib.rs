@@ -1,0 +1,1 @@
+//! Benchmarks of the token path (see `benches/`); nothing to use from here.
