@@ -1,3 +1,4 @@
+#![allow(clippy::expect_used)] // a benchmark whose setup fails should stop loudly
 //! P1, the token path's own cost: getting the `Authorization` value for a request
 //! from a warm cache, side by side in one run:
 //!
