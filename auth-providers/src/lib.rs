@@ -10,6 +10,7 @@
 //! | [`aidbox`] | Aidbox (Basic or JSON client authentication, session revocation) |
 //! | [`msk`] | MSK Blaze FHIR API behind IBM API Connect (partner id, research study) |
 //! | [`graphnet`] | Graphnet CareCentric behind Azure API Management (JWT expiry, subscription key) |
+//! | [`smart`] | SMART Backend Services (`private_key_jwt` with RS384 or ES384, discovery); Aidbox supports it too |
 //!
 //! The generic OAuth 2.0 client credentials source, for every other server, is
 //! [`auth_core::oauth2::ClientCredentials`].
@@ -18,6 +19,7 @@ pub mod aidbox;
 pub mod graphnet;
 pub mod msk;
 pub mod santedb;
+pub mod smart;
 
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

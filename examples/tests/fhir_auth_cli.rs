@@ -359,7 +359,7 @@ async fn exit_codes_name_the_failure() {
     for (args, env, says) in [
         (vec!["token"], vec![], "--provider"),
         (vec!["token"], with(&aidbox, "FHIR_AUTH_CLIENT_ID", ""), "--client-id"),
-        (vec!["token", "--provider", "smart"], aidbox.clone(), "not available yet"),
+        (vec!["token", "--provider", "smart"], aidbox.clone(), "--private-key"),
         (vec!["token", "--store", "redis://127.0.0.1:1"], aidbox.clone(), "--store-key"),
         (
             vec!["token", "--store", "redis://127.0.0.1:1", "--store-key", "c2hvcnQ="],
@@ -714,4 +714,141 @@ async fn eight_processes_sharing_redis_make_one_token_request() {
         assert!(!text.contains(key), "the store key was printed");
     }
     assert_eq!(sb.aidbox().token_requests(), 1, "one token request for the whole fleet of processes");
+}
+
+/// A SMART authorization server in miniature: a discovery document naming the
+/// given algorithms, and a token endpoint that accepts any ES384 assertion from
+/// client `smart-client` (its signature is checked by the auth-providers tests and
+/// the oidc-provider conformance suite) and refuses everything else.
+async fn smart_server(algs: &'static [&'static str]) -> String {
+    use axum::routing::{get, post};
+    use axum::{Form, Json, Router};
+    use std::collections::HashMap;
+    let addr = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let token_url = addr.clone();
+    let app = Router::new()
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(move || {
+                let url = token_url.get().cloned().unwrap_or_default();
+                async move {
+                    Json(serde_json::json!({
+                        "token_endpoint": format!("{url}/token"),
+                        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                        "token_endpoint_auth_signing_alg_values_supported": algs,
+                    }))
+                }
+            }),
+        )
+        .route(
+            "/token",
+            post(|Form(form): Form<HashMap<String, String>>| async move {
+                let assertion = form.get("client_assertion").cloned().unwrap_or_default();
+                let part = |i: usize| {
+                    use base64::Engine;
+                    assertion
+                        .split('.')
+                        .nth(i)
+                        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                        .unwrap_or_default()
+                };
+                let ok = part(0)["alg"] == "ES384"
+                    && form.get("scope").map(String::as_str) == Some("system/Patient.rs")
+                    && part(1)["iss"] == "smart-client";
+                if ok {
+                    (
+                        axum::http::StatusCode::OK,
+                        Json(serde_json::json!({"access_token": "smart-opaque-token", "token_type": "Bearer", "expires_in": 300})),
+                    )
+                } else {
+                    (axum::http::StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "invalid_client"})))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    addr.set(base.clone()).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smart_backend_services_discovers_signs_and_maps_exit_codes() {
+    let dir = temp_dir("smart");
+    let key = dir.join("smart-es384.pem");
+    let generated = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out"])
+        .arg(&key)
+        .status()
+        .expect("openssl is required for this test");
+    assert!(generated.success());
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let base = smart_server(&["ES384"]).await;
+    let fhir = format!("{base}/fhir");
+    let env = |client: &str, key: &PathBuf, alg: &str| {
+        vec![
+            ("FHIR_AUTH_PROVIDER", "smart".to_owned()),
+            ("FHIR_AUTH_CLIENT_ID", client.to_owned()),
+            ("FHIR_AUTH_PRIVATE_KEY", key.display().to_string()),
+            ("FHIR_AUTH_KEY_ID", "key-1".to_owned()),
+            ("FHIR_AUTH_ALG", alg.to_owned()),
+            ("FHIR_AUTH_SCOPE", "system/Patient.rs".to_owned()),
+            ("FHIR_AUTH_FHIR_BASE", fhir.clone()),
+        ]
+    };
+    let body = key_text.lines().nth(1).unwrap().to_owned();
+
+    // Discovery, then a token: exit 0, and neither key nor assertion in the output.
+    let ok = run(&["token", "--json"], &env("smart-client", &key, "ES384"));
+    assert_eq!(ok.code, 0, "{}", ok.all());
+    assert!(!ok.all().contains(&body) && !ok.all().contains("eyJ"), "{}", ok.all());
+    // The same with --token-url and flags instead of variables.
+    let flags = run(
+        &[
+            "token",
+            "--provider",
+            "smart",
+            "--token-url",
+            &format!("{base}/token"),
+            "--client-id",
+            "smart-client",
+            "--private-key",
+            key.to_str().unwrap(),
+            "--key-id",
+            "k",
+            "--alg",
+            "ES384",
+            "--scope",
+            "system/Patient.rs",
+        ],
+        &[],
+    );
+    assert_eq!(flags.code, 0, "{}", flags.all());
+
+    // 3: the server refuses the client.
+    let refused = run(&["token"], &env("someone-else", &key, "ES384"));
+    assert_eq!(refused.code, 3, "{}", refused.all());
+    assert!(refused.stderr.contains("invalid_client"), "{}", refused.stderr);
+
+    // 2: configuration: the key does not fit the algorithm, a garbage key, an
+    // algorithm the server does not offer (RS384 with this EC key fails first, so
+    // use a server offering RS384 only), a missing key id.
+    let wrong_alg = run(&["token"], &env("smart-client", &key, "RS384"));
+    assert_eq!(wrong_alg.code, 2, "{}", wrong_alg.all());
+    let bad_key = run(&["token"], &env("smart-client", &garbage, "ES384"));
+    assert_eq!(bad_key.code, 2, "{}", bad_key.all());
+    assert!(!bad_key.all().contains("AAAA"), "{}", bad_key.all());
+    let rs_only = smart_server(&["RS384"]).await;
+    let unsupported = run(
+        &["token"],
+        &with(&env("smart-client", &key, "ES384"), "FHIR_AUTH_FHIR_BASE", &format!("{rs_only}/fhir")),
+    );
+    assert_eq!(unsupported.code, 2, "{}", unsupported.all());
+    assert!(unsupported.stderr.contains("ES384"), "{}", unsupported.stderr);
+    let no_kid = run(&["token"], &with(&env("smart-client", &key, "ES384"), "FHIR_AUTH_KEY_ID", ""));
+    assert_eq!(no_kid.code, 2, "{}", no_kid.all());
+    assert!(no_kid.stderr.contains("--key-id"), "{}", no_kid.stderr);
 }

@@ -13,6 +13,7 @@ use auth_providers::aidbox::{AidboxAuthStyle, AidboxCredentials};
 use auth_providers::graphnet::Graphnet;
 use auth_providers::msk::MskSource;
 use auth_providers::santedb::{SanteDb, SanteDbVersion};
+use auth_providers::smart::{SigningAlgorithm, SmartBackend};
 use reqwest::{Certificate, Identity};
 use zeroize::Zeroizing;
 
@@ -97,9 +98,9 @@ pub fn connect(settings: Settings) -> Result<Connection, CliError> {
         .ok_or_else(|| CliError::config("--provider (or FHIR_AUTH_PROVIDER) is required"))?;
     let store = shared_store(&settings)?;
     if provider == "smart" {
-        return Err(CliError::NotAvailable("--provider smart (SMART backend services)".into()));
+        return smart(settings, provider, &store);
     }
-    // Options that only a later provider or store reads: said once, not silently dropped.
+    // Options only the SMART provider reads: said once, not silently dropped.
     if settings.private_key.is_some() || settings.key_id.is_some() || settings.alg.is_some() {
         eprintln!("note: --private-key, --key-id and --alg apply to --provider smart only; ignored");
     }
@@ -272,6 +273,56 @@ pub fn connect(settings: Settings) -> Result<Connection, CliError> {
         };
     let fhir_base = settings.fhir_base.clone().or(default_base);
     Ok(Connection { provider, auth, api_http, fhir_base })
+}
+
+/// SMART Backend Services: a signed assertion instead of a client secret, and the
+/// token URL discovered from the FHIR base when `--token-url` is absent.
+fn smart(settings: Settings, provider: String, store: &Option<RedisStore>) -> Result<Connection, CliError> {
+    let client_id = required(&settings.client_id, "client-id", "FHIR_AUTH_CLIENT_ID")?.to_owned();
+    let key_path = settings.private_key.as_deref().ok_or_else(|| {
+        CliError::config("--private-key (or FHIR_AUTH_PRIVATE_KEY) is required for SMART: a PEM file")
+    })?;
+    let key_id = required(&settings.key_id, "key-id", "FHIR_AUTH_KEY_ID")?.to_owned();
+    let alg = SigningAlgorithm::parse(required(&settings.alg, "alg", "FHIR_AUTH_ALG")?)?;
+    let scope = required(&settings.scope, "scope", "FHIR_AUTH_SCOPE")?;
+    if settings.client_secret.as_ref().is_some_and(|s| !s.is_empty()) {
+        eprintln!(
+            "note: --client-secret is not used by --provider smart (it signs with --private-key); ignored"
+        );
+    }
+    let pem = read_file(key_path, "private key")?;
+    let mut b = SmartBackend::builder(client_id, PrivateKeyPem::new(pem.as_str()), alg, key_id)
+        .scopes(scope.split_whitespace());
+    drop(pem);
+    match (&settings.token_url, &settings.fhir_base) {
+        (Some(url), _) if !url.trim().is_empty() => b = b.token_url(url.clone()),
+        (_, Some(base)) => b = b.fhir_base(base.clone()),
+        _ => {
+            return Err(CliError::config(
+                "--token-url or --fhir-base is required for SMART (the token URL is discovered from \
+                 {fhir-base}/.well-known/smart-configuration)",
+            ));
+        }
+    }
+    let ca = match settings.ca_cert.as_deref() {
+        Some(path) => {
+            let pem = read_file(path, "CA certificate")?;
+            Some(
+                Certificate::from_pem(pem.as_bytes())
+                    .map_err(|_| CliError::config("--ca-cert is not a PEM certificate"))?,
+            )
+        }
+        None => None,
+    };
+    let mut api =
+        reqwest::Client::builder().timeout(Duration::from_secs(30)).redirect(same_origin_redirects());
+    if let Some(ca) = ca {
+        b = b.add_root_certificate(ca.clone());
+        api = api.add_root_certificate(ca);
+    }
+    let api_http = api.build().map_err(|e| CliError::config(format!("cannot build the HTTP client: {e}")))?;
+    let auth = manage(b.build()?, store);
+    Ok(Connection { provider, auth, api_http, fhir_base: settings.fhir_base })
 }
 
 /// `scheme://host:port` of `url` (the URL itself when it does not parse: the
