@@ -69,6 +69,44 @@ impl fmt::Debug for EndpointConfig {
     }
 }
 
+/// Transport settings that every credential source's builder offers. A builder
+/// implements [`EndpointOptions::endpoint_config`] and gets the setters, so each
+/// vendor exposes them alike (bring the trait into scope to call them).
+pub trait EndpointOptions: Sized {
+    /// The builder's transport settings.
+    fn endpoint_config(&mut self) -> &mut EndpointConfig;
+
+    /// Timeout of each token request (default 10 s).
+    fn timeout(mut self, timeout: Duration) -> Self {
+        self.endpoint_config().timeout = timeout;
+        self
+    }
+
+    /// Cap on the token response body (default 1 MiB).
+    fn max_body(mut self, bytes: usize) -> Self {
+        self.endpoint_config().max_body = bytes;
+        self
+    }
+
+    /// Allows `http://` to non-loopback hosts. Only for closed test networks.
+    fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.endpoint_config().allow_insecure_http = allow;
+        self
+    }
+
+    /// Trusts an extra root certificate (an identity provider behind a private CA).
+    fn add_root_certificate(mut self, cert: Certificate) -> Self {
+        self.endpoint_config().root_certificates.push(cert);
+        self
+    }
+
+    /// Presents a client certificate (mutual TLS).
+    fn identity(mut self, identity: Identity) -> Self {
+        self.endpoint_config().identity = Some(identity);
+        self
+    }
+}
+
 /// A token endpoint: URL plus a hardened HTTP client.
 #[derive(Clone)]
 pub struct TokenEndpoint {

@@ -53,6 +53,7 @@ pub mod testkit;
 #[cfg(all(doctest, feature = "redis", feature = "testkit"))]
 pub struct ReadmeDoctests;
 
+pub use endpoint::EndpointOptions;
 pub use error::{Error, ErrorKind, OAuthError, OAuthErrorCode, ResponseProblem, Result};
 pub use http::{AuthClient, Authenticator};
 pub use manager::{ManagerConfig, ManagerStats, RetryPolicy, TokenManager};

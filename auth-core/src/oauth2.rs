@@ -21,13 +21,11 @@
 //! ```
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
-use reqwest::{Certificate, Identity};
 use url::Url;
 use zeroize::Zeroizing;
 
@@ -440,36 +438,6 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// Timeout of each token request (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.endpoint.timeout = timeout;
-        self
-    }
-
-    /// Cap on the token response body (default 1 MiB).
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.endpoint.max_body = bytes;
-        self
-    }
-
-    /// Allows `http://` to non-loopback hosts. Only for closed test networks.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.endpoint.allow_insecure_http = allow;
-        self
-    }
-
-    /// Trusts an extra root certificate.
-    pub fn add_root_certificate(mut self, cert: Certificate) -> Self {
-        self.endpoint.root_certificates.push(cert);
-        self
-    }
-
-    /// Presents a client certificate (mutual TLS).
-    pub fn identity(mut self, identity: Identity) -> Self {
-        self.endpoint.identity = Some(identity);
-        self
-    }
-
     /// How expiry is worked out (unit of `expires_in`, default lifetime, bounds).
     pub fn expiry(mut self, policy: ExpiryPolicy) -> Self {
         self.endpoint.parse.expiry = policy;
@@ -499,9 +467,17 @@ impl ClientCredentialsBuilder {
     }
 }
 
+impl crate::endpoint::EndpointOptions for ClientCredentialsBuilder {
+    fn endpoint_config(&mut self) -> &mut crate::endpoint::EndpointConfig {
+        &mut self.endpoint
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::EndpointOptions;
+    use std::time::Duration;
 
     #[test]
     fn basic_encoding_per_rfc_6749() {

@@ -48,8 +48,8 @@ use auth_core::{
     CacheKey, ClientSecret, CredentialSource, Error, FetchContext, RefreshToken, ResponseProblem, Result,
     Token,
 };
+use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap};
-use reqwest::{Certificate, StatusCode};
 use url::Url;
 use zeroize::Zeroizing;
 
@@ -410,30 +410,6 @@ impl AidboxCredentialsBuilder {
         self
     }
 
-    /// Timeout of each request to Aidbox's auth endpoints (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.endpoint.timeout = timeout;
-        self
-    }
-
-    /// Cap on response bodies (default 1 MiB).
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.endpoint.max_body = bytes;
-        self
-    }
-
-    /// Allows `http://` to non-loopback hosts. Only for closed test networks.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.endpoint.allow_insecure_http = allow;
-        self
-    }
-
-    /// Trusts an extra root certificate (a box behind a private CA).
-    pub fn add_root_certificate(mut self, cert: Certificate) -> Self {
-        self.endpoint.root_certificates.push(cert);
-        self
-    }
-
     /// Checks the configuration and builds the source.
     pub fn build(self) -> Result<AidboxCredentials> {
         let allow_http = self.endpoint.allow_insecure_http;
@@ -471,9 +447,16 @@ impl AidboxCredentialsBuilder {
     }
 }
 
+impl auth_core::endpoint::EndpointOptions for AidboxCredentialsBuilder {
+    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+        &mut self.endpoint
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use auth_core::EndpointOptions;
 
     fn builder(base: &str) -> AidboxCredentialsBuilder {
         AidboxCredentials::builder(base, "api-client", ClientSecret::new("verysecret-canary"))

@@ -61,7 +61,6 @@ use auth_core::{
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::header::HeaderMap;
-use reqwest::{Certificate, Identity};
 use serde_json::{Map, Value};
 use url::Url;
 use zeroize::Zeroizing;
@@ -304,36 +303,6 @@ impl GraphnetBuilder {
         self
     }
 
-    /// Timeout of each token request (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.endpoint.timeout = timeout;
-        self
-    }
-
-    /// Cap on the token response body (default 1 MiB).
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.endpoint.max_body = bytes;
-        self
-    }
-
-    /// Allows `http://` to non-loopback hosts. Only for closed test networks.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.endpoint.allow_insecure_http = allow;
-        self
-    }
-
-    /// Trusts an extra root certificate.
-    pub fn add_root_certificate(mut self, cert: Certificate) -> Self {
-        self.endpoint.root_certificates.push(cert);
-        self
-    }
-
-    /// Presents a client certificate (mutual TLS).
-    pub fn identity(mut self, identity: Identity) -> Self {
-        self.endpoint.identity = Some(identity);
-        self
-    }
-
     /// Checks the configuration and builds the source.
     pub fn build(mut self) -> Result<Graphnet> {
         self.client.check()?;
@@ -515,5 +484,11 @@ fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
     match serde_json::from_slice(&bytes).ok()? {
         Value::Object(claims) => Some(claims),
         _ => None,
+    }
+}
+
+impl auth_core::endpoint::EndpointOptions for GraphnetBuilder {
+    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+        &mut self.endpoint
     }
 }

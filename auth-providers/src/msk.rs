@@ -47,7 +47,6 @@ use auth_core::{
     CacheKey, ClientSecret, CredentialSource, Error, ExpiryPolicy, FetchContext, Rejection, RejectionVerdict,
     RequestExtras, Result, Token,
 };
-use reqwest::Certificate;
 use serde_json::Value;
 use url::Url;
 use zeroize::Zeroizing;
@@ -329,30 +328,6 @@ impl MskSourceBuilder {
         self
     }
 
-    /// Timeout of each token request (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.endpoint.timeout = timeout;
-        self
-    }
-
-    /// Cap on the token response body (default 1 MiB).
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.endpoint.max_body = bytes;
-        self
-    }
-
-    /// Allows `http://` to non-loopback hosts. Only for closed test networks.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.endpoint.allow_insecure_http = allow;
-        self
-    }
-
-    /// Trusts an extra root certificate for the token endpoint.
-    pub fn add_root_certificate(mut self, cert: Certificate) -> Self {
-        self.endpoint.root_certificates.push(cert);
-        self
-    }
-
     /// How expiry is worked out (default: `expires_in` seconds, 1 hour when absent,
     /// JWT `exp` not read).
     pub fn expiry(mut self, policy: ExpiryPolicy) -> Self {
@@ -411,6 +386,12 @@ impl MskSourceBuilder {
             extras,
             key,
         })
+    }
+}
+
+impl auth_core::endpoint::EndpointOptions for MskSourceBuilder {
+    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+        &mut self.endpoint
     }
 }
 

@@ -597,19 +597,6 @@ impl SanteDbBuilder {
         self
     }
 
-    /// Timeout of each token request (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.endpoint.timeout = timeout;
-        self
-    }
-
-    /// Allows `http://` to non-loopback hosts. Only for closed test networks: the
-    /// requests carry the client and device secrets.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.endpoint.allow_insecure_http = allow;
-        self
-    }
-
     /// Checks the configuration and builds the source.
     pub fn build(self) -> Result<SanteDb> {
         let client = ClientAuth::new(self.client_id, self.secret, ClientAuthMethod::ClientSecretPost);
@@ -868,6 +855,12 @@ fn epoch_time(value: &Value) -> Option<SystemTime> {
         _ => return None,
     };
     Duration::try_from_secs_f64(secs).ok().and_then(|d| UNIX_EPOCH.checked_add(d))
+}
+
+impl auth_core::endpoint::EndpointOptions for SanteDbBuilder {
+    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+        &mut self.endpoint
+    }
 }
 
 #[cfg(test)]

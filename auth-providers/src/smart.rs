@@ -44,7 +44,6 @@ use auth_core::{CacheKey, CredentialSource, Error, FetchContext, PrivateKeyPem, 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::Certificate;
 use reqwest::header::{ACCEPT, HeaderMap};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
@@ -501,24 +500,6 @@ impl SmartBackendBuilder {
         self
     }
 
-    /// Timeout of each token request (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.endpoint.timeout = timeout;
-        self
-    }
-
-    /// Allows `http://` to non-loopback hosts. Only for closed test networks.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.endpoint.allow_insecure_http = allow;
-        self
-    }
-
-    /// Trusts an extra root certificate.
-    pub fn add_root_certificate(mut self, cert: Certificate) -> Self {
-        self.endpoint.root_certificates.push(cert);
-        self
-    }
-
     /// Checks the configuration (including the key: it must parse, match the
     /// algorithm and sign) and builds the source.
     pub fn build(self) -> Result<SmartBackend> {
@@ -677,6 +658,12 @@ fn sec1_to_pkcs8_p384(sec1: &[u8]) -> Zeroizing<Vec<u8>> {
     der_len(inner.len(), &mut out);
     out.extend_from_slice(&inner);
     out
+}
+
+impl auth_core::endpoint::EndpointOptions for SmartBackendBuilder {
+    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+        &mut self.endpoint
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use auth_core::EndpointOptions;
 use auth_core::oauth2::{BasicEncoding, ClientAuthMethod, ClientCredentials};
 use auth_core::source::FetchContext;
 use auth_core::testkit::{TestIdentityProvider, TokenBehavior};

@@ -8,7 +8,7 @@ use auth_core::fhir::FhirClient;
 use auth_core::http::same_origin_redirects;
 use auth_core::oauth2::{ClientAuthMethod, ClientCredentials};
 use auth_core::store::{RedisStore, StoreKey};
-use auth_core::{AuthClient, Authenticator, CredentialSource, PrivateKeyPem, TokenManager};
+use auth_core::{AuthClient, Authenticator, CredentialSource, EndpointOptions, PrivateKeyPem, TokenManager};
 use auth_providers::aidbox::{AidboxAuthStyle, AidboxCredentials};
 use auth_providers::graphnet::Graphnet;
 use auth_providers::msk::MskSource;
