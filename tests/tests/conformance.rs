@@ -114,6 +114,15 @@ fn key_pair(alg: SigningAlgorithm) -> KeyPair {
 }
 
 /// oidc-provider on loopback, killed on drop.
+/// One oidc-provider per test binary, shared by every test: five node servers
+/// starting at once on two busy cores once starved one of them past its deadline.
+/// Being a static it is never dropped; node exits when our process does, because
+/// its stdin (a pipe from us) closes.
+fn shared_server() -> &'static OidcServer {
+    static SERVER: std::sync::OnceLock<OidcServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(OidcServer::start)
+}
+
 struct OidcServer {
     child: Child,
     issuer: String,
@@ -172,7 +181,7 @@ impl OidcServer {
                 }
             }
         });
-        let port = match rx.recv_timeout(Duration::from_secs(60)) {
+        let port = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(port) => port,
             Err(e) => {
                 let _ = child.kill();
@@ -240,7 +249,7 @@ fn assert_issued_to(token: &Token, client_id: &str) {
 
 #[tokio::test]
 async fn every_client_authentication_method_gets_a_token() {
-    let server = OidcServer::start();
+    let server = shared_server();
     let cases: Vec<(&str, Box<dyn CredentialSource>)> = vec![
         (
             "basic-client",
@@ -277,7 +286,7 @@ async fn every_client_authentication_method_gets_a_token() {
 
 #[tokio::test]
 async fn wrong_credentials_are_a_typed_invalid_client() {
-    let server = OidcServer::start();
+    let server = shared_server();
     let wrong_basic =
         server.secret_client("basic-client", "wrong-secret-0123456789", ClientAuthMethod::ClientSecretBasic);
     let wrong_post =
@@ -310,7 +319,7 @@ async fn wrong_credentials_are_a_typed_invalid_client() {
 
 #[tokio::test]
 async fn expiry_resolution_agrees_with_the_jwt_and_expires_in() {
-    let server = OidcServer::start();
+    let server = shared_server();
     // What the server says, seen raw.
     let raw: Value = reqwest::Client::new()
         .post(server.token_url())
@@ -350,7 +359,7 @@ async fn expiry_resolution_agrees_with_the_jwt_and_expires_in() {
 
 #[tokio::test]
 async fn assertions_are_never_reused_and_a_replay_is_rejected() {
-    let server = OidcServer::start();
+    let server = shared_server();
     for alg in [SigningAlgorithm::Rs384, SigningAlgorithm::Es384] {
         let source = server.smart(alg);
         // Two fetches, two assertions: the server's replay detection would refuse
@@ -387,7 +396,7 @@ async fn assertions_are_never_reused_and_a_replay_is_rejected() {
 
 #[tokio::test]
 async fn introspection_reports_our_token_active() {
-    let server = OidcServer::start();
+    let server = shared_server();
     let http = reqwest::Client::new();
     let introspect = |token: String| {
         http.post(format!("{}/token/introspection", server.issuer))
