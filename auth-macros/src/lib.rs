@@ -5,7 +5,7 @@
 //! client's token manager, carries the vendor's per-request extras, and is
 //! replayed once if the server rejects the token.
 //!
-//! ```ignore
+//! ```
 //! use auth_core::Result;
 //! use auth_core::fhir::{Bundle, Created, FhirClient, Patient};
 //!
