@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
+use thread_local::ThreadLocal;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -244,8 +245,17 @@ struct Shared<S, T> {
 
 struct Cached {
     token: Arc<Token>,
+    /// Each thread's own copy of `token`, made on its first use: handing out clones
+    /// of one shared `Arc` makes every core fight over its reference count.
+    per_thread: ThreadLocal<Arc<Token>>,
     refresh_at: SystemTime,
     usable_until: SystemTime,
+}
+
+impl Cached {
+    fn for_this_thread(&self) -> Arc<Token> {
+        self.per_thread.get_or(|| Arc::new(self.token.unshared())).clone()
+    }
 }
 
 type Outcome = Option<Result<Arc<Token>>>;
@@ -365,14 +375,14 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
     /// share one fetch and its result, success or error. Near expiry the cached token
     /// is returned at once while one background refresh gets the next.
     pub async fn token(&self) -> Result<Arc<Token>> {
-        let now = self.shared.clock.now();
+        let now = self.shared.clock.now_coarse();
         if let Some(cached) = &*self.shared.current.load() {
             if now < cached.refresh_at {
-                return Ok(cached.token.clone());
+                return Ok(cached.for_this_thread());
             }
             if now < cached.usable_until {
                 self.shared.start_refresh();
-                return Ok(cached.token.clone());
+                return Ok(cached.for_this_thread());
             }
         }
         self.shared.clone().wait_for_token().await
@@ -480,7 +490,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         let expires = token.expires_at();
         let usable_until = earlier(expires, secs(margin, MAX_LIFETIME));
         let refresh_at = earlier(expires, secs(ahead, MAX_LIFETIME)).min(usable_until);
-        Cached { token, refresh_at, usable_until }
+        Cached { token, per_thread: ThreadLocal::new(), refresh_at, usable_until }
     }
 
     fn mono(&self) -> Duration {

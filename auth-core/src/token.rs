@@ -221,6 +221,28 @@ impl Token {
         self.bearer.clone()
     }
 
+    /// A copy that shares no memory with this one, the header included.
+    ///
+    /// Cloning a header bumps a reference count; when many threads clone the same
+    /// one, that count's cache line bounces between cores and costs more than the
+    /// rest of the hot path together. The manager hands each thread its own copy.
+    pub(crate) fn unshared(&self) -> Self {
+        let mut bearer = copy_header(&self.bearer);
+        bearer.set_sensitive(true);
+        Self {
+            access_token: self.access_token.clone(),
+            bearer,
+            token_type: self.token_type.clone(),
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            expiry_source: self.expiry_source,
+            scope: self.scope.clone(),
+            refresh_token: self.refresh_token.clone(),
+            id_token: self.id_token.clone(),
+            extra: self.extra.clone(),
+        }
+    }
+
     /// `token_type` as the server sent it (`bearer`, `Bearer`, …).
     pub fn token_type(&self) -> &str {
         &self.token_type
@@ -304,16 +326,31 @@ fn bearer_header(token: &AccessToken) -> Result<HeaderValue, ResponseProblem> {
     if token.is_empty() {
         return Err(ResponseProblem::EmptyAccessToken);
     }
+    let unsendable =
+        || ResponseProblem::Other("access_token has characters that cannot be sent in an HTTP header".into());
+    // Visible ASCII only (RFC 6750's b64token is narrower still): an HTTP header
+    // would also take spaces and bytes above 0x7F, but a bearer with a space is a
+    // different header, and non-ASCII is not a token any server issues knowingly.
+    if !token.expose_secret().bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(unsendable());
+    }
     let mut buf = Zeroizing::new(Vec::with_capacity(7 + token.expose_secret().len()));
     buf.extend_from_slice(b"Bearer ");
     buf.extend_from_slice(token.expose_secret().as_bytes());
     // The header shares this zeroizing buffer instead of copying it, so the memory
     // is wiped when the last request holding the header is done with it.
-    let mut value = HeaderValue::from_maybe_shared(Bytes::from_owner(ZeroOnDrop(buf))).map_err(|_| {
-        ResponseProblem::Other("access_token has characters that cannot be sent in an HTTP header".into())
-    })?;
+    let mut value =
+        HeaderValue::from_maybe_shared(Bytes::from_owner(ZeroOnDrop(buf))).map_err(|_| unsendable())?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// A zeroizing copy of a header built by [`bearer_header`]: the bytes were a valid
+/// header value already, so the conversion cannot fail; the fallback only keeps the
+/// type honest.
+fn copy_header(value: &HeaderValue) -> HeaderValue {
+    let buf = Zeroizing::new(value.as_bytes().to_vec());
+    HeaderValue::from_maybe_shared(Bytes::from_owner(ZeroOnDrop(buf))).unwrap_or_else(|_| value.clone())
 }
 
 struct ZeroOnDrop(Zeroizing<Vec<u8>>);
@@ -640,6 +677,19 @@ mod tests {
                     "access_token has characters that cannot be sent in an HTTP header".into(),
                 )),
             ),
+            // Accepted by an HTTP header, but not a bearer token: refused too.
+            (
+                r#"{"access_token":"t\u00f6ken"}"#,
+                Err(ResponseProblem::Other(
+                    "access_token has characters that cannot be sent in an HTTP header".into(),
+                )),
+            ),
+            (
+                r#"{"access_token":"two words"}"#,
+                Err(ResponseProblem::Other(
+                    "access_token has characters that cannot be sent in an HTTP header".into(),
+                )),
+            ),
         ];
         for (body, want) in cases {
             let got = parse(body).map(|t| t.lifetime().as_secs());
@@ -726,6 +776,19 @@ mod tests {
         let extra = t.map(|t| t.extra().clone()).unwrap_or_default();
         assert_eq!(extra.get("consented_on"), Some(&Value::from(1_610_000_000)));
         assert_eq!(extra.get("nonce"), Some(&Value::from("n")));
+    }
+
+    #[test]
+    fn debug_names_vendor_fields_but_never_shows_their_values() {
+        // fuzz/token_response's first find: a field whose name contains the token.
+        // The name is the server's text and shown as such; values never are.
+        let t = parse(r#"{"access_token":"AAAAAAAAAAAAAAA","eAAAAAAAAAAAAAAAAAAAAAAsixi_eprn":3600}"#);
+        assert_eq!(t.as_ref().map(|t| t.expiry_source()).ok(), Some(ExpirySource::Default));
+        let debug = format!("{:?}", t.ok());
+        assert!(debug.contains("\"eAAAAAAAAAAAAAAAAAAAAAAsixi_eprn\""), "{debug}");
+        assert!(!debug.contains("3600"), "{debug}");
+        let t = parse(r#"{"access_token":"a","vendor":"value-canary-1"}"#).ok();
+        assert!(!format!("{t:?}").contains("value-canary"));
     }
 
     #[test]

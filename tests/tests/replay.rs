@@ -96,6 +96,40 @@ async fn invalidating_an_old_token_keeps_the_newer_one() {
     assert_eq!(idp.token_requests(), 2);
 }
 
+/// Each thread is handed its own copy of the cached token (so the hot path shares
+/// no reference count); a rejection seen through any copy must drop it for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_rejected_on_one_thread_is_dropped_on_every_thread() {
+    let (idp, manager, _client) = setup().await;
+    let first = manager.token().await.unwrap();
+    let copies: Vec<_> = (0..8)
+        .map(|_| {
+            let m = manager.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(m.token()).unwrap()
+            })
+        })
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(copies.iter().all(|c| c.same_value(&first)));
+    assert_eq!(idp.token_requests(), 1);
+
+    assert!(manager.invalidate(&copies[3]).await, "a thread's copy identifies the cached token");
+    let next = std::thread::spawn({
+        let m = manager.clone();
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(m.token()).unwrap()
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(!next.same_value(&first), "another thread must not keep serving its copy");
+    assert!(manager.token().await.unwrap().same_value(&next));
+    assert_eq!(idp.token_requests(), 2);
+}
+
 #[tokio::test]
 async fn concurrent_rejections_fetch_one_new_token() {
     let (idp, _manager, client) = setup().await;
