@@ -29,6 +29,10 @@ pub enum ExpiresInUnit {
     Milliseconds,
 }
 
+/// No positive lifetime is taken as shorter than this: a server that says
+/// "valid for 1 ms" gets its token used once, not a fetch per request.
+pub const SHORTEST_LIFETIME: Duration = Duration::from_secs(1);
+
 /// No token is trusted for longer than this, whatever the policy says.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -40,8 +44,11 @@ pub struct ExpiryPolicy {
     pub expires_in_unit: ExpiresInUnit,
     /// Lifetime assumed when neither `expires_in` nor a JWT `exp` says (default 5 minutes).
     pub default_lifetime: Duration,
-    /// Shorter lifetimes (zero, negative, an `exp` in the past) are raised to this,
-    /// with a warning, so a broken server cannot make us refetch in a loop (default 10 s).
+    /// The lifetime taken, with a warning, when a server says zero or less (a
+    /// negative `expires_in`, an `exp` in the past), so a broken server cannot make us
+    /// refetch in a loop (default 10 s). A positive lifetime is trusted as stated,
+    /// however short (down to [`SHORTEST_LIFETIME`]): using a token after the server
+    /// said it expires only buys a rejection.
     pub min_lifetime: Duration,
     /// Longer lifetimes are cut to this, with a warning (default 24 hours).
     pub max_lifetime: Duration,
@@ -484,10 +491,15 @@ fn resolve_expiry(
     // The policy's fields are public: re-establish min <= max <= MAX_LIFETIME here.
     let min = policy.min_lifetime.min(MAX_LIFETIME).as_secs_f64();
     let max = policy.max_lifetime.min(MAX_LIFETIME).as_secs_f64().max(min);
-    let clamped = if lifetime < min {
+    let shortest = SHORTEST_LIFETIME.as_secs_f64().min(max);
+    let clamped = if lifetime.is_nan() || lifetime <= 0.0 {
         tracing::warn!(lifetime_secs = lifetime, clamped_to = min, source = ?source,
-            "token lifetime is zero, negative or too short; clamped");
+            "token lifetime is zero or negative; clamped");
         min
+    } else if lifetime < shortest {
+        tracing::warn!(lifetime_secs = lifetime, clamped_to = shortest, source = ?source,
+            "token lifetime is under a second; clamped");
+        shortest
     } else if lifetime > max {
         tracing::warn!(lifetime_secs = lifetime, clamped_to = max, source = ?source,
             "token lifetime is absurdly long; clamped");
@@ -739,6 +751,15 @@ mod tests {
     }
 
     #[test]
+    fn short_positive_lifetimes_are_trusted_not_stretched() {
+        // A 3 s token used for 10 s would be rejected for 7 of them.
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":3}"#), 3);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":0.2}"#), 1);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":0}"#), 10);
+        assert_eq!(lifetime(r#"{"access_token":"a","expires_in":-5}"#), 10);
+    }
+
+    #[test]
     fn exp_in_the_past_is_clamped_not_trusted_blindly() {
         let token = jwt(&format!(r#"{{"exp":{}}}"#, 1_700_000_000 - 50));
         assert_eq!(lifetime(&format!(r#"{{"access_token":"{token}","expires_in":3600}}"#)), 10);
@@ -789,6 +810,10 @@ mod tests {
         assert!(!debug.contains("3600"), "{debug}");
         let t = parse(r#"{"access_token":"a","vendor":"value-canary-1"}"#).ok();
         assert!(!format!("{t:?}").contains("value-canary"));
+        // Its second: a token spelled like Debug's own field name. Only the name shows.
+        let t = parse(r#"{"access_token":"access_token"}"#).ok();
+        let debug = format!("{t:?}");
+        assert!(debug.contains("AccessToken([redacted])") && !debug.contains("\"access_token\""), "{debug}");
     }
 
     #[test]
