@@ -11,8 +11,9 @@
 //!                            everyone gets the current
 //! ```
 //!
-//! `refresh_at` is the earlier of 60 s before expiry and 80 % of `L` (never before
-//! half of `L`), made earlier by a random jitter of up to 5 % of `L` so a fleet does
+//! `refresh_at` is at 80 % of `L` (or earlier if [`ManagerConfig::refresh_before`]
+//! says so, never before half of `L`), made earlier by a random jitter of up to
+//! 5 % of `L` so a fleet does
 //! not refresh in step. `usable_until` leaves a small margin before expiry so a
 //! token never reaches a server already expired.
 //!
@@ -41,10 +42,14 @@ use crate::token::{MAX_LIFETIME, Token};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ManagerConfig {
-    /// Refresh at least this long before expiry (default 60 s).
-    pub refresh_before: Duration,
-    /// …or once this fraction of the lifetime has passed, whichever is earlier (default 0.8).
+    /// Refresh once this fraction of the lifetime has passed (default 0.8): a
+    /// one-hour token is renewed 12 minutes early, which is also how long an
+    /// identity provider outage goes unnoticed by callers.
     pub refresh_ratio: f64,
+    /// …or at least this long before expiry, whichever is earlier, but never before
+    /// half of the lifetime (default 0: the ratio alone decides). A fixed lead makes
+    /// short tokens refresh at half-life, twice per lifetime.
+    pub refresh_before: Duration,
     /// Refresh up to this fraction of the lifetime earlier still, at random (default 0.05).
     pub refresh_jitter: f64,
     /// Stop handing out a token this long before it expires, at most a tenth of its
@@ -64,8 +69,8 @@ pub struct ManagerConfig {
 impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
-            refresh_before: Duration::from_secs(60),
             refresh_ratio: 0.8,
+            refresh_before: Duration::ZERO,
             refresh_jitter: 0.05,
             expiry_margin: Duration::from_secs(5),
             min_refresh_interval: Duration::from_secs(1),

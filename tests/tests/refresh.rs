@@ -43,6 +43,28 @@ impl<S: auth_core::CredentialSource, T: auth_core::TokenStore> Caller for auth_c
     }
 }
 
+/// A 3 s token is renewed once per lifetime, at 80 %, not at half-life: a fixed
+/// lead such as "60 s before expiry" would double the requests for short tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_token_is_refreshed_once_per_lifetime() {
+    let (idp, manager, clock) = on_virtual_time(predictable()).await;
+    idp.set_lifetime(Some(Duration::from_secs(3)));
+    let mut current = manager.token().await.unwrap();
+    for lifetime in 1..=5u64 {
+        clock.advance(Duration::from_millis(2300)); // past half, short of 80 %
+        assert!(manager.token().await.unwrap().same_value(&current));
+        assert_eq!(idp.token_requests(), lifetime, "no refresh before 80 % of the lifetime");
+        clock.advance(Duration::from_millis(200)); // 2.5 s: past 80 % (2.4 s)
+        manager.token().await.unwrap();
+        assert!(eventually(Duration::from_secs(5), || idp.token_requests() == lifetime + 1).await);
+        assert!(
+            eventually(Duration::from_secs(5), || manager.cached().is_some_and(|t| !t.same_value(&current)))
+                .await
+        );
+        current = manager.token().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_near_expiry_is_refreshed_in_the_background() {
     let (idp, manager, clock) = on_virtual_time(predictable()).await;
@@ -56,7 +78,7 @@ async fn a_token_near_expiry_is_refreshed_in_the_background() {
     }
     assert_eq!(idp.token_requests(), 1);
 
-    // 245 s in: past refresh_at (240 s = the earlier of 60 s before expiry and 80 %).
+    // 245 s in: past refresh_at (240 s = 80 % of the lifetime).
     // Every caller is answered at once with the current token; one refresh runs.
     clock.advance(Duration::from_secs(45));
     idp.set_delay(Duration::from_millis(100));
