@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Certificate, Identity, Response, StatusCode};
 use serde_json::Value;
 use url::Url;
@@ -197,6 +197,9 @@ impl TokenEndpoint {
     ) -> Result<Token> {
         let response = self.post(&self.url, headers, body).await?;
         let status = response.status();
+        if status.is_redirection() {
+            return Err(redirect_error("token request", status, response.headers(), &self.url));
+        }
         let received_at = ctx.now();
         let content_type = content_type(response.headers());
         let retry_after = retry_after(response.headers());
@@ -204,13 +207,19 @@ impl TokenEndpoint {
         if !status.is_success() {
             return Err(error_response(status, content_type, retry_after, &body, secrets));
         }
-        parse_token_response(&body, received_at, &self.config.parse).map_err(|problem| {
-            let problem = match problem {
-                ResponseProblem::NotJson { len, .. } => ResponseProblem::NotJson { content_type, len },
-                other => other,
-            };
-            Error::invalid_response("token request", status.as_u16(), problem)
-        })
+        match parse_token_response(&body, received_at, &self.config.parse) {
+            Ok(token) => Ok(token),
+            // Some servers send their RFC 6749 error with a 200: say what it was.
+            Err(ResponseProblem::MissingAccessToken) if has_error_code(&body) => {
+                Err(error_response(status, content_type, retry_after, &body, secrets))
+            }
+            Err(ResponseProblem::NotJson { len, .. }) => Err(Error::invalid_response(
+                "token request",
+                status.as_u16(),
+                ResponseProblem::NotJson { content_type, len },
+            )),
+            Err(problem) => Err(Error::invalid_response("token request", status.as_u16(), problem)),
+        }
     }
 
     /// POSTs to another URL of the same server (revocation, sign-out) with the same
@@ -224,6 +233,9 @@ impl TokenEndpoint {
     ) -> Result<StatusCode> {
         let response = self.post(url, headers, body).await?;
         let status = response.status();
+        if status.is_redirection() {
+            return Err(redirect_error("token endpoint", status, response.headers(), url));
+        }
         let content_type = content_type(response.headers());
         let retry_after = retry_after(response.headers());
         let body = read_capped(response, self.config.max_body, "token endpoint").await?;
@@ -297,7 +309,7 @@ pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<Url> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
@@ -342,6 +354,27 @@ pub async fn read_capped(mut response: Response, cap: usize, what: &str) -> Resu
     Ok(body)
 }
 
+/// A redirect as an error. It is not followed (the request carries the client
+/// secret); the error names only the origin `Location` pointed to.
+fn redirect_error(what: &str, status: StatusCode, headers: &HeaderMap, base: &Url) -> Error {
+    let location = headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| base.join(l).ok())
+        .map(|u| u.origin())
+        .filter(url::Origin::is_tuple)
+        .map(|o| o.ascii_serialization());
+    Error::invalid_response(what, status.as_u16(), ResponseProblem::Redirect { location })
+}
+
+/// Whether a body is a JSON object with a string `error` (an RFC 6749 error).
+fn has_error_code(body: &[u8]) -> bool {
+    matches!(
+        serde_json::from_slice::<Value>(body),
+        Ok(Value::Object(fields)) if matches!(fields.get("error"), Some(Value::String(_)))
+    )
+}
+
 /// Turns an error status into the most specific error its body allows: an RFC 6749
 /// error if the body has one, else a description of what came back (never the body).
 pub fn error_response(
@@ -358,7 +391,8 @@ pub fn error_response(
             Some(Value::String(s)) => Some(scrub(s, secrets)),
             _ => None,
         };
-        let mut error = OAuthError::new(OAuthErrorCode::parse(code), status.as_u16());
+        // The code too: a server that puts what it was sent into `error` exists.
+        let mut error = OAuthError::new(OAuthErrorCode::parse(&scrub(code, secrets)), status.as_u16());
         error.description = text("error_description");
         error.uri = text("error_uri");
         error.retry_after = retry_after;

@@ -101,6 +101,12 @@ pub enum ResponseProblem {
         /// Length of the body in bytes.
         len: usize,
     },
+    /// The server answered with a redirect. Token requests never follow one: it
+    /// could carry the client secret to another host.
+    Redirect {
+        /// The origin (`scheme://host:port`) `Location` pointed to, if it was a URL.
+        location: Option<String>,
+    },
     /// Anything else, described in words.
     Other(String),
 }
@@ -123,6 +129,13 @@ impl fmt::Display for ResponseProblem {
             }
             Self::UnexpectedStatus { content_type, len } => {
                 write!(f, "error status without an OAuth error body ({}, {len} bytes)", ct(content_type))
+            }
+            Self::Redirect { location } => {
+                f.write_str("the server redirected")?;
+                if let Some(origin) = location {
+                    write!(f, " to {origin}")?;
+                }
+                f.write_str("; redirects are not followed for token requests (configure the final URL)")
             }
             Self::Other(text) => f.write_str(text),
         }
@@ -305,6 +318,55 @@ impl fmt::Display for Repr {
     }
 }
 
+/// Server text with anything that looks like a credential replaced by `[redacted]`.
+///
+/// Errors keep some server text (a challenge's `error_description`, an
+/// OperationOutcome's `diagnostics`) because it says what went wrong, but servers
+/// echo the token they refused there, and the error does not know which token that
+/// was. So every run of token characters (RFC 6750 `b64token`: letters, digits and
+/// `-._~+/=`) at least 20 long that mixes letters and digits is taken for one:
+/// opaque tokens, JWTs, API keys. Ordinary words survive; long random ids (UUIDs)
+/// are redacted too, the price of not knowing.
+pub fn redact_credentials(text: &str) -> String {
+    const MIN: usize = 20;
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut run_start: Option<usize> = None;
+    let flush = |out: &mut String, run: &str| {
+        let looks_secret = run.len() >= MIN
+            && run.bytes().any(|b| b.is_ascii_digit())
+            && run.bytes().any(|b| b.is_ascii_alphabetic());
+        out.push_str(if looks_secret { "[redacted]" } else { run });
+    };
+    for (i, c) in text.char_indices() {
+        match (is_token_char(c), run_start) {
+            (true, None) => run_start = Some(i),
+            (true, Some(_)) => {}
+            (false, Some(start)) => {
+                flush(&mut out, &text[start..i]);
+                run_start = None;
+                out.push(c);
+            }
+            (false, None) => out.push(c),
+        }
+    }
+    if let Some(start) = run_start {
+        flush(&mut out, &text[start..]);
+    }
+    out
+}
+
+/// A challenge with [`redact_credentials`] applied to every parameter but the ones
+/// that are names, not text (`error`, `scope`, `realm`).
+fn redact_challenge(mut challenge: Challenge) -> Challenge {
+    for (name, value) in &mut challenge.params {
+        if !matches!(name.as_str(), "error" | "scope" | "realm") {
+            *value = redact_credentials(value);
+        }
+    }
+    challenge
+}
+
 impl Error {
     fn new(repr: Repr, source: Option<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self { inner: Arc::new(Inner { repr, source }) }
@@ -350,13 +412,18 @@ impl Error {
     }
 
     /// A token rejected by the API even after a replay with a fresh one.
+    ///
+    /// Credential-like text in the challenge's parameters (see
+    /// [`redact_credentials`]) is replaced: servers echo the rejected bearer token
+    /// in `error_description`.
     pub fn unauthorized(status: u16, challenge: Option<Challenge>) -> Self {
-        Self::new(Repr::Unauthorized { status, challenge }, None)
+        Self::new(Repr::Unauthorized { status, challenge: challenge.map(redact_challenge) }, None)
     }
 
-    /// A token rejected for lack of scope.
+    /// A token rejected for lack of scope (the challenge redacted as for
+    /// [`Error::unauthorized`]).
     pub fn insufficient_scope(challenge: Challenge) -> Self {
-        Self::new(Repr::InsufficientScope { challenge }, None)
+        Self::new(Repr::InsufficientScope { challenge: redact_challenge(challenge) }, None)
     }
 
     /// A token store failure.
@@ -373,14 +440,27 @@ impl Error {
     }
 
     /// A FHIR error status, with the server's OperationOutcome if it sent one. The
-    /// body itself is not kept: it may hold patient data.
+    /// body itself is not kept: it may hold patient data. Credential-like text in
+    /// the issues' `diagnostics` and `details.text` (see [`redact_credentials`]) is
+    /// replaced: servers echo a refused `Authorization` header there.
     pub fn fhir(
         status: u16,
         outcome: Option<OperationOutcome>,
         content_type: Option<String>,
         len: usize,
     ) -> Self {
-        Self::new(Repr::Fhir { status, outcome: outcome.map(Box::new), content_type, len }, None)
+        let outcome = outcome.map(|mut o| {
+            for issue in &mut o.issue {
+                if let Some(d) = &mut issue.diagnostics {
+                    *d = redact_credentials(d);
+                }
+                if let Some(text) = issue.details.as_mut().and_then(|d| d.text.as_mut()) {
+                    *text = redact_credentials(text);
+                }
+            }
+            Box::new(o)
+        });
+        Self::new(Repr::Fhir { status, outcome, content_type, len }, None)
     }
 
     /// The OperationOutcome of a FHIR error, when the server sent one.
@@ -531,6 +611,36 @@ mod tests {
         assert!(Error::invalid_response("x", 503, ResponseProblem::Empty).is_retryable());
         assert!(!Error::invalid_response("x", 200, ResponseProblem::MissingAccessToken).is_retryable());
         assert!(!Error::configuration("bad").is_retryable());
+    }
+
+    #[test]
+    fn credential_like_text_is_redacted() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlMTIz";
+        assert_eq!(
+            redact_credentials(&format!("Bearer {jwt} expired; token at-1-0123456789abcdef too")),
+            "Bearer [redacted] expired; token [redacted] too"
+        );
+        for plain in [
+            "The access token expired",
+            "Patient/123 is not known",
+            "HAPI-0971: Resource Patient/example is not known",
+            "scope system/Patient.rs system/Observation.rs",
+            "abcdefghijklmnopqrstuvwxyz without digits",
+            "",
+            "ü ß 日本",
+        ] {
+            assert_eq!(redact_credentials(plain), plain);
+        }
+        let challenge = Challenge {
+            scheme: "Bearer".into(),
+            params: vec![
+                ("error".into(), "invalid_token".into()),
+                ("error_description".into(), "token CANARY-0123456789-abcdef is bad".into()),
+            ],
+        };
+        let e = Error::unauthorized(401, Some(challenge));
+        assert!(!format!("{e} {e:?}").contains("CANARY"), "{e:?}");
+        assert_eq!(e.challenge().and_then(Challenge::error), Some("invalid_token"));
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
 pub struct AuthClient {
     http: reqwest::Client,
     auth: Arc<dyn Authenticator>,
+    allow_insecure_http: bool,
 }
 
 impl fmt::Debug for AuthClient {
@@ -125,12 +126,20 @@ impl AuthClient {
     /// Give it [`same_origin_redirects`] (or no redirects) if the source adds secret
     /// headers: reqwest's default policy would carry them to other hosts.
     pub fn with_http_client(http: reqwest::Client, auth: impl Authenticator) -> Self {
-        Self { http, auth: Arc::new(auth) }
+        Self::with_shared(http, Arc::new(auth))
     }
 
     /// A client sharing an authenticator with others.
     pub fn with_shared(http: reqwest::Client, auth: Arc<dyn Authenticator>) -> Self {
-        Self { http, auth }
+        Self { http, auth, allow_insecure_http: false }
+    }
+
+    /// Allows sending the token over plain `http://` to hosts other than loopback
+    /// (refused by default: the token would travel in clear text). Only for closed
+    /// test networks.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
     }
 
     /// The authenticator.
@@ -174,6 +183,7 @@ impl AuthClient {
     /// replay (or not replayable) is [`ErrorKind::Unauthorized`](crate::ErrorKind),
     /// and `insufficient_scope` is [`ErrorKind::InsufficientScope`](crate::ErrorKind).
     pub async fn execute(&self, request: Request) -> Result<Response> {
+        self.check_transport(request.url())?;
         let replay = request.try_clone();
         let token = self.auth.token().await?;
         let response = self.send_with(request, &token).await?;
@@ -212,6 +222,21 @@ impl AuthClient {
             Verdict::Accepted => Ok(response),
             Verdict::InsufficientScope(challenge) => Err(Error::insufficient_scope(challenge)),
             Verdict::Rejected(challenge) => Err(Error::unauthorized(response.status().as_u16(), challenge)),
+        }
+    }
+
+    /// The bearer token is a password for the API: it goes out encrypted, or to this
+    /// machine, unless the caller allowed otherwise.
+    fn check_transport(&self, url: &reqwest::Url) -> Result<()> {
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if self.allow_insecure_http || crate::endpoint::is_loopback(url) => Ok(()),
+            "http" => Err(Error::configuration(format!(
+                "refusing to send a bearer token over plain http:// to non-loopback host `{}` \
+                 (use https, or allow insecure http explicitly)",
+                url.host_str().unwrap_or_default()
+            ))),
+            other => Err(Error::configuration(format!("unsupported URL scheme `{other}` (use https)"))),
         }
     }
 

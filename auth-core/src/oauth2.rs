@@ -236,6 +236,15 @@ impl ClientAuth {
         Ok(headers)
     }
 
+    /// The base64 text of the Basic credentials when this method sends them, for
+    /// scrubbing a server's echo of the `Authorization` header from its errors.
+    pub fn basic_encoded(&self) -> Option<Zeroizing<String>> {
+        (self.method == ClientAuthMethod::ClientSecretBasic).then(|| {
+            let credentials = basic_credentials(&self.id, &self.secret, self.basic);
+            Zeroizing::new(STANDARD.encode(credentials.as_bytes()))
+        })
+    }
+
     /// The body in this method's format.
     pub fn body(&self, form: Vec<(String, Zeroizing<String>)>) -> TokenRequestBody {
         if self.method == ClientAuthMethod::JsonBody { json_body(form) } else { TokenRequestBody::Form(form) }
@@ -309,7 +318,9 @@ impl ClientCredentials {
         sent_secret: Option<&str>,
     ) -> Result<Token> {
         let headers = self.client.apply(&mut form)?;
-        let secrets = self.secrets(sent_secret);
+        let basic = self.client.basic_encoded();
+        let mut secrets = self.secrets(sent_secret);
+        secrets.extend(basic.as_deref().map(String::as_str));
         self.endpoint.request_token(ctx, headers, self.client.body(form), &secrets).await
     }
 
@@ -368,7 +379,9 @@ impl CredentialSource for ClientCredentials {
             ("token_type_hint".to_owned(), Zeroizing::new("access_token".to_owned())),
         ];
         let headers = self.client.apply(&mut form)?;
-        let secrets = self.secrets(Some(value));
+        let basic = self.client.basic_encoded();
+        let mut secrets = self.secrets(Some(value));
+        secrets.extend(basic.as_deref().map(String::as_str));
         self.endpoint.post_status(url, headers, self.client.body(form), &secrets).await?;
         Ok(true)
     }

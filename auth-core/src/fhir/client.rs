@@ -130,6 +130,7 @@ impl FhirClient {
 
     fn checked(api: AuthClient, base: &str, allow_insecure_http: bool) -> Result<Self> {
         let mut base = crate::endpoint::check_url(base, allow_insecure_http)?;
+        let api = if allow_insecure_http { api.allow_insecure_http(true) } else { api };
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
@@ -432,6 +433,9 @@ impl FhirResponse {
 /// Decodes a FHIR body. A mismatch says where, never what: the text could be
 /// patient data.
 fn decode<T: serde::de::DeserializeOwned>(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::invalid_response("FHIR request", status.as_u16(), ResponseProblem::Empty));
+    }
     serde_json::from_slice(body).map_err(|e| {
         let problem = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
@@ -448,11 +452,14 @@ fn decode<T: serde::de::DeserializeOwned>(status: StatusCode, headers: &HeaderMa
     })
 }
 
-/// Our own "expected resourceType" messages name types, not data: keep them.
+/// Our own "expected resourceType" messages name types, not data: keep them. Only
+/// when the message is ours from its start: serde quotes a mistyped string value in
+/// its own messages, and that value could contain the same words.
 fn resource_type_hint(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    match text.find("expected resourceType") {
-        Some(i) => format!(": {}", text[i..].split(" at line").next().unwrap_or_default()),
-        None => String::new(),
+    if text.starts_with("expected resourceType `") {
+        format!(": {}", text.split(" at line").next().unwrap_or_default())
+    } else {
+        String::new()
     }
 }

@@ -77,8 +77,11 @@ impl<'de, R: ResourceType> Deserialize<'de> for TypeTag<R> {
         let found = String::deserialize(d)?;
         if found == R::TYPE {
             Ok(Self::default())
-        } else {
+        } else if !found.is_empty() && found.len() <= 64 && found.bytes().all(|b| b.is_ascii_alphanumeric()) {
             Err(D::Error::custom(format!("expected resourceType `{}`, found `{found}`", R::TYPE)))
+        } else {
+            // Not a type name: whatever it is, it is the server's data, not ours to quote.
+            Err(D::Error::custom(format!("expected resourceType `{}`, found something else", R::TYPE)))
         }
     }
 }

@@ -1,0 +1,30 @@
+//! FHIR deserialization of untrusted bodies: `Bundle` (typed and untyped entries),
+//! `OperationOutcome` and `Patient`, and what the client does with them afterwards
+//! (next link, matches, re-serialization, an error's Display). Never panics.
+#![no_main]
+
+use auth_core::Error;
+use auth_core::fhir::{Bundle, JsonResource, OperationOutcome, Patient};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(bundle) = serde_json::from_slice::<Bundle<Patient>>(data) {
+        let _ = bundle.next_link();
+        let _ = bundle.matches().count();
+        let _ = serde_json::to_vec(&bundle);
+        let _ = bundle.into_matches().count();
+    }
+    if let Ok(bundle) = serde_json::from_slice::<Bundle<JsonResource>>(data) {
+        let _ = bundle.link("self");
+        let _ = serde_json::to_vec(&bundle);
+    }
+    if let Ok(patient) = serde_json::from_slice::<Patient>(data) {
+        let _ = serde_json::to_vec(&patient);
+    }
+    let outcome = serde_json::from_slice::<OperationOutcome>(data).ok();
+    if let Some(o) = &outcome {
+        let _ = serde_json::to_vec(o);
+    }
+    let error = Error::fhir(400, outcome, Some("application/fhir+json".into()), data.len());
+    let _ = format!("{error} {error:?}");
+});
