@@ -227,6 +227,7 @@ struct Inner {
     registry: TokenRegistry,
     store: Arc<FhirStore>,
     faults: Faults,
+    idp_faults: Faults,
     default_lifetime: Duration,
     signing_key: Vec<u8>,
     books: Mutex<Books>,
@@ -280,9 +281,10 @@ impl AidboxEmulator {
         let inner = Arc::new(Inner {
             base: base.clone(),
             prefix,
-            registry: TokenRegistry::new(config.clock.clone()),
+            registry: TokenRegistry::new(config.clock.clone()).with_marker(&config.token_marker),
             store,
             faults: Faults::default(),
+            idp_faults: Faults::default(),
             default_lifetime: config.token_lifetime,
             signing_key,
             books: Mutex::default(),
@@ -311,9 +313,12 @@ impl AidboxEmulator {
             .route("/Session", get(list_sessions).delete(close_root_session))
             .with_state(inner.clone())
             .layer(bearer());
-        Router::new()
+        let idp = Router::new()
             .route("/auth/token", post(token_endpoint))
             .with_state(inner.clone())
+            .layer(from_fn_with_state(inner.idp_faults.clone(), apply));
+        Router::new()
+            .merge(idp)
             .merge(root_session)
             .nest("/fhir", fhir)
             .layer(from_fn_with_state(inner.faults.clone(), apply))
@@ -487,6 +492,12 @@ impl AidboxEmulator {
     /// The fault knobs (latency, 503s, dropped connections) of every route.
     pub fn faults(&self) -> &Faults {
         &self.inner.faults
+    }
+
+    /// Fault knobs for the identity provider only (`/auth/token`, refresh grants
+    /// included); the FHIR API and session routes are left alone.
+    pub fn idp_faults(&self) -> &Faults {
+        &self.inner.idp_faults
     }
 }
 
@@ -760,7 +771,7 @@ fn issue(
         hs256_jwt(&claims, &inner.signing_key)
     } else {
         // Aidbox's opaque tokens are base64 of a UUID (`ZjQyNGFh…` in the docs).
-        STANDARD.encode(uuid())
+        inner.registry.mark(&STANDARD.encode(uuid()))
     };
     inner.registry.issue(&access_token, &client_id, lifetime, field("scope").map(str::to_owned));
 

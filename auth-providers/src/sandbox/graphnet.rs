@@ -158,6 +158,7 @@ struct Inner {
     registry: TokenRegistry,
     store: Arc<FhirStore>,
     faults: Faults,
+    idp_faults: Faults,
     signing_key: Vec<u8>,
     books: Mutex<Books>,
 }
@@ -187,7 +188,7 @@ impl fmt::Debug for GraphnetEmulator {
 impl GraphnetEmulator {
     pub(crate) async fn start(public_base: &str, config: &SandboxConfig) -> std::io::Result<Self> {
         let base = public_base.trim_end_matches('/').to_owned();
-        let registry = TokenRegistry::new(config.clock.clone());
+        let registry = TokenRegistry::new(config.clock.clone()).with_marker(&config.token_marker);
         let store = FhirStore::new(format!("{base}/fhir"));
         store.seed(sample_patients());
         let signing_key = format!("graphnet-sandbox-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
@@ -198,6 +199,7 @@ impl GraphnetEmulator {
                 registry,
                 store,
                 faults: Faults::default(),
+                idp_faults: Faults::default(),
                 signing_key: signing_key.into_bytes(),
                 books: Mutex::default(),
             }),
@@ -210,9 +212,12 @@ impl GraphnetEmulator {
     pub(crate) fn router(&self) -> Router {
         let fhir =
             self.inner.store.router().layer(middleware::from_fn_with_state(self.inner.clone(), gateway));
-        Router::new()
+        let idp = Router::new()
             .route(TOKEN_PATH, post(token))
             .with_state(self.inner.clone())
+            .layer(middleware::from_fn_with_state(self.inner.idp_faults.clone(), faults::apply));
+        Router::new()
+            .merge(idp)
             .nest("/fhir", fhir)
             .layer(middleware::from_fn_with_state(self.inner.faults.clone(), faults::apply))
     }
@@ -325,6 +330,12 @@ impl GraphnetEmulator {
     /// Latency, 5xx and dropped-connection knobs for every route.
     pub fn faults(&self) -> &Faults {
         &self.inner.faults
+    }
+
+    /// Fault knobs for the identity provider only (the token endpoint); the
+    /// gateway and FHIR API are left alone.
+    pub fn idp_faults(&self) -> &Faults {
+        &self.inner.idp_faults
     }
 
     /// Forgets every token issued so far (as after a key rotation).

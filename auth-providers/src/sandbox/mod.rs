@@ -2,9 +2,12 @@
 //! documented, served over real HTTP on loopback: the offline stand-in for the
 //! identity providers and FHIR servers nobody can reach from a test.
 //!
-//! One plain-HTTP port serves all four under a path prefix each
-//! (`/santedb`, `/aidbox`, `/msk`, `/graphnet`); SanteDB's mutual-TLS endpoint
-//! listens on a second port of its own.
+//! One plain-HTTP port serves them all under a path prefix each
+//! (`/santedb`, `/aidbox`, `/msk`, `/graphnet`, and `/smart` for a SMART Backend
+//! Services server); SanteDB's mutual-TLS endpoint listens on a second port of its own.
+//!
+//! Fault injection: each emulator's `faults()` knobs cover all its routes, its
+//! `idp_faults()` only its identity provider (see [`faults`]).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -27,6 +30,7 @@ mod aidbox;
 mod graphnet;
 mod msk;
 mod santedb;
+mod smart;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +44,7 @@ pub use aidbox::{AidboxEmulator, AidboxSessionClose, AidboxTokenRequest};
 pub use graphnet::{GraphnetEmulator, RecordedApiRequest, RecordedTokenRequest};
 pub use msk::{MskEmulator, MskRequest};
 pub use santedb::{AuthRequestRecord, FhirRequestRecord, SanteDbEmulator};
+pub use smart::{SmartEmulator, SmartTokenRequest};
 
 /// Settings shared by every emulator.
 #[derive(Debug, Clone)]
@@ -51,11 +56,19 @@ pub struct SandboxConfig {
     pub token_lifetime: Duration,
     /// The clock tokens expire on (a `ManualClock` in tests).
     pub clock: Arc<dyn Clock>,
+    /// Put in front of every opaque token value issued (default empty): a known
+    /// canary that tests search logs and errors for. JWTs are left whole.
+    pub token_marker: String,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        Self { port: 0, token_lifetime: Duration::from_secs(300), clock: Arc::new(SystemClock) }
+        Self {
+            port: 0,
+            token_lifetime: Duration::from_secs(300),
+            clock: Arc::new(SystemClock),
+            token_marker: String::new(),
+        }
     }
 }
 
@@ -77,6 +90,13 @@ impl SandboxConfig {
         self.clock = Arc::new(clock);
         self
     }
+
+    /// Starts every opaque access and refresh token value with `marker` (a secret
+    /// canary for leak tests); JWTs stay JWTs.
+    pub fn with_token_marker(mut self, marker: impl Into<String>) -> Self {
+        self.token_marker = marker.into();
+        self
+    }
 }
 
 /// The running emulators. They stop when this is dropped.
@@ -87,6 +107,7 @@ pub struct Sandbox {
     aidbox: AidboxEmulator,
     msk: MskEmulator,
     graphnet: GraphnetEmulator,
+    smart: SmartEmulator,
     server: JoinHandle<()>,
 }
 
@@ -106,17 +127,19 @@ impl Sandbox {
         let aidbox = AidboxEmulator::start(&format!("{base}/aidbox"), &config).await?;
         let msk = MskEmulator::start(&format!("{base}/msk"), &config).await?;
         let graphnet = GraphnetEmulator::start(&format!("{base}/graphnet"), &config).await?;
+        let smart = SmartEmulator::start(&format!("{base}/smart"), &config).await?;
         let app = Router::new()
             .nest("/santedb", santedb.router())
             .nest("/aidbox", aidbox.router())
             .nest("/msk", msk.router())
-            .nest("/graphnet", graphnet.router());
+            .nest("/graphnet", graphnet.router())
+            .nest("/smart", smart.router());
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "sandbox server stopped");
             }
         });
-        Ok(Self { addr, santedb, aidbox, msk, graphnet, server })
+        Ok(Self { addr, santedb, aidbox, msk, graphnet, smart, server })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -147,6 +170,11 @@ impl Sandbox {
     /// The Graphnet emulator.
     pub fn graphnet(&self) -> &GraphnetEmulator {
         &self.graphnet
+    }
+
+    /// The SMART Backend Services emulator.
+    pub fn smart(&self) -> &SmartEmulator {
+        &self.smart
     }
 
     /// Serves until the process is stopped (for a standalone sandbox).

@@ -185,6 +185,7 @@ pub struct MskEmulator {
     shared: Arc<Shared>,
     store: Arc<FhirStore>,
     faults: Faults,
+    idp_faults: Faults,
 }
 
 impl MskEmulator {
@@ -193,7 +194,7 @@ impl MskEmulator {
         let mount = url::Url::parse(&base)
             .map(|u| u.path().trim_end_matches('/').to_owned())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let registry = TokenRegistry::new(config.clock.clone());
+        let registry = TokenRegistry::new(config.clock.clone()).with_marker(&config.token_marker);
         registry.register(CLIENT_ID, CLIENT_SECRET);
         let shared = Arc::new(Shared {
             registry,
@@ -206,7 +207,7 @@ impl MskEmulator {
         let store = FhirStore::with_page_param(format!("{base}{FHIR_PATH}"), "page");
         store.seed(guide_patients());
         store.seed(sample_patients());
-        let emulator = Self { base, shared, store, faults: Faults::default() };
+        let emulator = Self { base, shared, store, faults: Faults::default(), idp_faults: Faults::default() };
         emulator.register_partner(PARTNER_ID, CLIENT_ID, [RESEARCH_STUDY]);
         Ok(emulator)
     }
@@ -215,9 +216,12 @@ impl MskEmulator {
         let fhir = Router::new()
             .nest(FHIR_PATH, self.store.router())
             .layer(middleware::from_fn_with_state(self.shared.clone(), blaze_gate));
-        Router::new()
+        let idp = Router::new()
             .route(TOKEN_PATH, any(token))
             .with_state(self.shared.clone())
+            .layer(middleware::from_fn_with_state(self.idp_faults.clone(), faults::apply));
+        Router::new()
+            .merge(idp)
             .merge(fhir)
             .layer(middleware::from_fn_with_state(self.faults.clone(), faults::apply))
     }
@@ -295,6 +299,12 @@ impl MskEmulator {
     /// Fault knobs for every endpoint of this emulator.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Fault knobs for the identity provider only (the token endpoint); the FHIR
+    /// API is left alone.
+    pub fn idp_faults(&self) -> &Faults {
+        &self.idp_faults
     }
 
     /// The FHIR data behind the API.
@@ -491,7 +501,7 @@ async fn token(
 fn apic_token(registry: &TokenRegistry, client_id: &str) -> String {
     let mut random = registry.serial().to_be_bytes().to_vec();
     random.extend((0..88).map(|_| fastrand::u8(..)));
-    format!("AAIg{}{}", STANDARD_NO_PAD.encode(client_id), STANDARD_NO_PAD.encode(random))
+    registry.mark(&format!("AAIg{}{}", STANDARD_NO_PAD.encode(client_id), STANDARD_NO_PAD.encode(random)))
 }
 
 // ---------------------------------------------------------------------------

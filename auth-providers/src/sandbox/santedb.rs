@@ -112,6 +112,7 @@ struct Shared {
     registry: TokenRegistry,
     lifetime: Duration,
     faults: Faults,
+    idp_faults: Faults,
     settings: Mutex<Settings>,
     books: Mutex<Books>,
 }
@@ -247,9 +248,10 @@ impl SanteDbEmulator {
 
     pub(crate) async fn start(public_base: &str, config: &SandboxConfig) -> io::Result<Self> {
         let shared = Arc::new(Shared {
-            registry: TokenRegistry::new(config.clock.clone()),
+            registry: TokenRegistry::new(config.clock.clone()).with_marker(&config.token_marker),
             lifetime: config.token_lifetime,
             faults: Faults::default(),
+            idp_faults: Faults::default(),
             settings: Mutex::new(Settings {
                 version: SanteDbVersion::default(),
                 require_device: true,
@@ -469,6 +471,12 @@ impl SanteDbEmulator {
         &self.shared.faults
     }
 
+    /// Fault knobs for the identity provider only (token and sign-out endpoints, on
+    /// both listeners); the FHIR API is left alone.
+    pub fn idp_faults(&self) -> &Faults {
+        &self.shared.idp_faults
+    }
+
     /// The Patient data of the plain-HTTP listener.
     pub fn fhir_store(&self) -> &Arc<FhirStore> {
         &self.store
@@ -482,10 +490,13 @@ impl SanteDbEmulator {
 
 fn app(shared: &Arc<Shared>, store: &Arc<FhirStore>) -> Router {
     let fhir = store.router().layer(middleware::from_fn_with_state(shared.clone(), fhir_guard));
-    Router::new()
+    let idp = Router::new()
         .route(TOKEN_PATH, post(token))
         .route(SIGNOUT_PATH, post(signout).get(signout))
         .with_state(shared.clone())
+        .layer(middleware::from_fn_with_state(shared.idp_faults.clone(), faults::apply));
+    Router::new()
+        .merge(idp)
         .nest(FHIR_PATH, fhir)
         .layer(middleware::from_fn_with_state(shared.faults.clone(), faults::apply))
 }
@@ -778,8 +789,8 @@ fn issue(shared: &Shared, settings: &Settings, books: &mut Books, sid: &str, non
     let lifetime = shared.lifetime;
     let now = shared.registry.now();
     let now_secs = shared.registry.now_secs();
-    let access = random_hex(48);
-    let refresh = settings.refresh_tokens.then(|| random_hex(48));
+    let access = shared.registry.mark(&random_hex(48));
+    let refresh = settings.refresh_tokens.then(|| shared.registry.mark(&random_hex(48)));
     let Books { apps, sessions, refresh: refresh_map, .. } = books;
     let Some(session) = sessions.get_mut(sid) else { return json!({}) };
     session.not_after = now.checked_add(lifetime).unwrap_or(now);

@@ -56,6 +56,7 @@ pub struct TokenRegistry {
     books: Arc<Mutex<Books>>,
     requests: Arc<AtomicU64>,
     serial: Arc<AtomicU64>,
+    marker: Arc<str>,
 }
 
 impl std::fmt::Debug for TokenRegistry {
@@ -74,7 +75,26 @@ impl std::fmt::Debug for TokenRegistry {
 impl TokenRegistry {
     /// An empty registry on `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { clock, books: Arc::default(), requests: Arc::default(), serial: Arc::default() }
+        Self {
+            clock,
+            books: Arc::default(),
+            requests: Arc::default(),
+            serial: Arc::default(),
+            marker: Arc::from(""),
+        }
+    }
+
+    /// Starts every opaque token value (access and refresh) with `marker`
+    /// ([`SandboxConfig::with_token_marker`](super::SandboxConfig::with_token_marker)),
+    /// so a test can search output for tokens by a known value.
+    pub fn with_marker(mut self, marker: &str) -> Self {
+        self.marker = Arc::from(marker);
+        self
+    }
+
+    /// `value` with the token marker in front (unchanged without a marker).
+    pub fn mark(&self, value: &str) -> String {
+        format!("{}{value}", self.marker)
     }
 
     fn books(&self) -> MutexGuard<'_, Books> {
@@ -150,9 +170,14 @@ impl TokenRegistry {
         issued
     }
 
-    /// An opaque random token value with a recognisable prefix.
+    /// An opaque random token value with a recognisable prefix (after the marker).
     pub fn opaque(&self, prefix: &str) -> String {
-        format!("{prefix}{:04}{:016x}{:016x}", self.serial(), fastrand::u64(..), fastrand::u64(..))
+        self.mark(&format!(
+            "{prefix}{:04}{:016x}{:016x}",
+            self.serial(),
+            fastrand::u64(..),
+            fastrand::u64(..)
+        ))
     }
 
     /// Records a refresh token for `client_id`.
