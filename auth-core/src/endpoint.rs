@@ -35,7 +35,8 @@ pub struct EndpointConfig {
     /// Allow `http://` to hosts other than loopback (default off: the request
     /// carries the client secret).
     pub allow_insecure_http: bool,
-    /// Extra trusted root certificates, for identity providers with a private CA.
+    /// Extra trusted root certificates, for identity providers with a private CA
+    /// (trusted besides the built-in webpki roots; see [`crate::tls`]).
     pub root_certificates: Vec<Certificate>,
     /// A client certificate and key, for mutual TLS.
     pub identity: Option<Identity>,
@@ -151,18 +152,11 @@ impl TokenEndpoint {
         if config.timeout.is_zero() {
             return Err(Error::configuration("the token request timeout must be above zero"));
         }
-        let mut builder = reqwest::Client::builder()
+        let http = crate::tls::client_builder(&config.root_certificates, config.identity.as_ref())?
             // A redirect could carry the client secret to another host.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
-            .connect_timeout(config.timeout);
-        for cert in &config.root_certificates {
-            builder = builder.add_root_certificate(cert.clone());
-        }
-        if let Some(identity) = &config.identity {
-            builder = builder.identity(identity.clone());
-        }
-        let http = builder
+            .connect_timeout(config.timeout)
             .build()
             .map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self { url, http, config })

@@ -112,9 +112,10 @@ pub fn same_origin_redirects() -> reqwest::redirect::Policy {
 }
 
 impl AuthClient {
-    /// A client with a default HTTP client: 30 s timeout, same-origin redirects only.
+    /// A client with a default HTTP client: 30 s timeout, same-origin redirects only,
+    /// trusting the webpki roots (see [`crate::tls`]).
     pub fn new(auth: impl Authenticator) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder(&[], None)?
             .timeout(Duration::from_secs(30))
             .redirect(same_origin_redirects())
             .build()
@@ -123,6 +124,8 @@ impl AuthClient {
     }
 
     /// A client on top of your own `reqwest::Client` (proxies, TLS settings, pools).
+    /// Start from [`crate::tls::client_builder`] to keep the library's trust (webpki
+    /// roots plus your CAs) rather than reqwest's default (the system's store).
     /// Give it [`same_origin_redirects`] (or no redirects) if the source adds secret
     /// headers: reqwest's default policy would carry them to other hosts.
     pub fn with_http_client(http: reqwest::Client, auth: impl Authenticator) -> Self {

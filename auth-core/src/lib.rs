@@ -42,6 +42,7 @@ pub mod oauth2;
 pub mod secret;
 pub mod source;
 pub mod store;
+pub mod tls;
 pub mod token;
 
 #[cfg(feature = "testkit")]

@@ -730,15 +730,11 @@ fn check_device(
 }
 
 fn api_client(config: &EndpointConfig) -> Result<reqwest::Client> {
-    let mut builder =
-        reqwest::Client::builder().timeout(Duration::from_secs(30)).redirect(same_origin_redirects());
-    for cert in &config.root_certificates {
-        builder = builder.add_root_certificate(cert.clone());
-    }
-    if let Some(identity) = &config.identity {
-        builder = builder.identity(identity.clone());
-    }
-    builder.build().map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))
+    auth_core::tls::client_builder(&config.root_certificates, config.identity.as_ref())?
+        .timeout(Duration::from_secs(30))
+        .redirect(same_origin_redirects())
+        .build()
+        .map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))
 }
 
 /// What a SanteDB id_token says about the session.

@@ -3,7 +3,8 @@
 //! refused before any connection (token endpoint and FhirClient), body caps on
 //! FHIR responses, timeouts against servers that never answer or stall mid-body
 //! (token, revocation, manager, FHIR, raw API), and TLS with a CA generated at run
-//! time. Time is only ever bounded generously, never measured closely.
+//! time (trusted only when added: the built-in trust is the webpki roots, never the
+//! system's store). Time is only ever bounded generously, never measured closely.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -323,7 +324,7 @@ async fn a_private_ca_is_trusted_only_when_added() {
     let url = format!("{}/token", server.base_url());
     let ca_cert = || Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap();
 
-    // The default trust (rustls, the platform's roots) does not know this CA.
+    // The default trust (rustls, the webpki roots) does not know this CA.
     let untrusting = ClientCredentials::builder(url.clone(), "c", ClientSecret::new(SECRET)).build().unwrap();
     let e = untrusting.fetch(&FetchContext::default()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
@@ -365,4 +366,73 @@ async fn a_certificate_for_another_name_is_refused_even_from_a_trusted_ca() {
     let e = source.fetch(&FetchContext::default()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+/// Set (to a PEM file path) only in the child process that
+/// [`the_system_trust_store_is_never_consulted`] starts.
+const SYSTEM_CA_ENV: &str = "FHIR_AUTH_TEST_SYSTEM_CA_FILE";
+
+/// A CA put into the "system store" (`SSL_CERT_FILE`, which the platform verifier
+/// reads on Linux) is trusted by a plain reqwest client but by none of the
+/// library's clients: their trust is the webpki roots plus what the user adds.
+/// The variable has to be set before the process starts, so the check runs in a
+/// child process (the ignored test below).
+#[test]
+fn the_system_trust_store_is_never_consulted() {
+    let ca_file = std::env::temp_dir().join(format!("fhir-auth-system-ca-{}.pem", std::process::id()));
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "system_store_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(SYSTEM_CA_ENV, &ca_file)
+        .env("SSL_CERT_FILE", &ca_file)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&ca_file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}");
+}
+
+#[tokio::test]
+#[ignore = "run by the_system_trust_store_is_never_consulted with SSL_CERT_FILE set"]
+async fn system_store_child() {
+    let Some(ca_file) = std::env::var_os(SYSTEM_CA_ENV) else { return };
+    let ca = CertificateAuthority::new("System store test CA").unwrap();
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let (server, hits) = tls_token_endpoint(&ca.issue_server(&["127.0.0.1", "localhost"]).unwrap()).await;
+    let url = format!("{}/token", server.base_url());
+
+    // reqwest's own default (rustls-platform-verifier) trusts the "system" CA.
+    let platform = reqwest::Client::new().post(&url).send().await.expect("the system store holds the CA");
+    assert!(platform.status().is_success());
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // The token endpoint's client does not.
+    let source = ClientCredentials::builder(url.clone(), "c", ClientSecret::new(SECRET)).build().unwrap();
+    let e = source.fetch(&FetchContext::default()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the handshake failed before any request");
+
+    // Nor does AuthClient::new's default client (the token comes from a source that
+    // was given the CA explicitly, so only the FHIR request is judged).
+    let trusting = ClientCredentials::builder(url, "c", ClientSecret::new(SECRET))
+        .add_root_certificate(Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let fhir = FhirClient::new(
+        AuthClient::new(TokenManager::new(trusting)).unwrap(),
+        &format!("{}/fhir", server.base_url()),
+    )
+    .unwrap();
+    let e = fhir.read::<Patient>("1").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+
+    // The library's builder with the CA added is what trusts it.
+    let http =
+        auth_core::tls::client_builder(&[Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap()], None)
+            .unwrap()
+            .build()
+            .unwrap();
+    assert!(http.post(format!("{}/token", server.base_url())).send().await.unwrap().status().is_success());
 }

@@ -139,15 +139,12 @@ pub fn connect(settings: Settings) -> Result<Connection, CliError> {
         .transpose()?;
     // API calls may need the same trust and client certificate as token requests.
     let api_http = {
-        let mut b =
-            reqwest::Client::builder().timeout(Duration::from_secs(30)).redirect(same_origin_redirects());
-        if let Some(ca) = &ca {
-            b = b.add_root_certificate(ca.clone());
-        }
-        if let Some(id) = &identity {
-            b = b.identity(id.clone());
-        }
-        b.build().map_err(|e| CliError::config(format!("cannot build the HTTP client: {e}")))?
+        let roots: Vec<_> = ca.iter().cloned().collect();
+        auth_core::tls::client_builder(&roots, identity.as_ref())?
+            .timeout(Duration::from_secs(30))
+            .redirect(same_origin_redirects())
+            .build()
+            .map_err(|e| CliError::config(format!("cannot build the HTTP client: {e}")))?
     };
     let auth_method = settings.auth_method.as_deref();
 
@@ -314,13 +311,15 @@ fn smart(settings: Settings, provider: String, store: &Option<RedisStore>) -> Re
         }
         None => None,
     };
-    let mut api =
-        reqwest::Client::builder().timeout(Duration::from_secs(30)).redirect(same_origin_redirects());
+    let roots: Vec<_> = ca.iter().cloned().collect();
     if let Some(ca) = ca {
-        b = b.add_root_certificate(ca.clone());
-        api = api.add_root_certificate(ca);
+        b = b.add_root_certificate(ca);
     }
-    let api_http = api.build().map_err(|e| CliError::config(format!("cannot build the HTTP client: {e}")))?;
+    let api_http = auth_core::tls::client_builder(&roots, None)?
+        .timeout(Duration::from_secs(30))
+        .redirect(same_origin_redirects())
+        .build()
+        .map_err(|e| CliError::config(format!("cannot build the HTTP client: {e}")))?;
     let auth = manage(b.build()?, store);
     Ok(Connection { provider, auth, api_http, fhir_base: settings.fhir_base })
 }
