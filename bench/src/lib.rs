@@ -8,6 +8,7 @@
 //! The unit tests run the harness at toy sizes and check behaviour, never timing.
 #![allow(clippy::expect_used)] // a benchmark whose setup fails should stop loudly
 
+pub mod bearer;
 pub mod chart;
 pub mod contenders;
 pub mod fleet;

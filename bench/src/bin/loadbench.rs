@@ -1,4 +1,6 @@
-//! The load harness of issue 8: `loadbench [p1|p2|p3|p4|all] [--quick]`.
+//! The load harness of issue 8: `loadbench [p1|p2|p3|p4|all|bearer] [--quick]`.
+//!
+//! `bearer` runs nothing: it tabulates the last `cargo bench -p bench --bench bearer`.
 //!
 //! Run it in release mode (`cargo run -p bench --release --bin loadbench -- all`);
 //! it prints each part's table and writes `bench/results/<part>.md`, `<part>.json`
@@ -18,13 +20,15 @@ async fn main() -> anyhow::Result<()> {
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
-            "p1" | "p2" | "p3" | "p4" => parts.push(arg),
+            "p1" | "p2" | "p3" | "p4" | "bearer" => parts.push(arg),
             "all" => parts.extend(["p1", "p2", "p3", "p4"].map(String::from)),
             "-h" | "--help" => {
-                println!("usage: loadbench [p1|p2|p3|p4|all]... [--quick]");
+                println!("usage: loadbench [p1|p2|p3|p4|all|bearer]... [--quick]");
                 return Ok(());
             }
-            other => bail!("unknown argument {other:?} (usage: loadbench [p1|p2|p3|p4|all]... [--quick])"),
+            other => {
+                bail!("unknown argument {other:?} (usage: loadbench [p1|p2|p3|p4|all|bearer]... [--quick])")
+            }
         }
     }
     if parts.is_empty() {
@@ -39,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         // A fresh server per part, so no part inherits another's tokens or counters.
         let server = BenchServer::start().await?;
         let report: Report = match part.as_str() {
+            "bearer" => bench::bearer::report()?,
             "p1" => {
                 let p = if quick { p1_throughput::Params::quick() } else { p1_throughput::Params::full() };
                 p1_throughput::run(&server, &p).await?.0
