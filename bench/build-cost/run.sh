@@ -118,7 +118,7 @@ report() {
     echo "- peak RSS: the largest single process of the build (GNU time's maximum resident set size)"
     echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(rustc --version), CARGO_BUILD_JOBS not set"
     echo "- load average (1, 5, 15 min) before: $load_start; after: $(load)."
-    echo "  The machine was shared with other builds: wall times are inflated by the load;"
+    echo "  Wall times grow with the load shown here (other work on the machine);"
     echo "  user+sys CPU and peak RSS are much less affected."
     for profile in $done_profiles; do
       echo
