@@ -291,19 +291,26 @@ pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<Url> {
             "the URL contains credentials (user:password@); pass them as the client id and secret",
         ));
     }
-    match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" if allow_insecure_http || is_loopback(&parsed) => Ok(parsed),
+    check_scheme(&parsed, allow_insecure_http)?;
+    Ok(parsed)
+}
+
+/// https, or plain http only to loopback unless allowed: the rule for every URL a
+/// credential or token is sent to (token endpoints, FHIR bases, each API request).
+pub(crate) fn check_scheme(url: &Url, allow_insecure_http: bool) -> Result<()> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_http || is_loopback(url) => Ok(()),
         "http" => Err(Error::configuration(format!(
             "refusing plain http:// to non-loopback host `{}`: credentials would travel unencrypted \
              (use https, or allow insecure http explicitly)",
-            parsed.host_str().unwrap_or_default()
+            url.host_str().unwrap_or_default()
         ))),
         other => Err(Error::configuration(format!("unsupported URL scheme `{other}` (use https)"))),
     }
 }
 
-pub(crate) fn is_loopback(url: &Url) -> bool {
+fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),

@@ -186,7 +186,8 @@ impl AuthClient {
     /// replay (or not replayable) is [`ErrorKind::Unauthorized`](crate::ErrorKind),
     /// and `insufficient_scope` is [`ErrorKind::InsufficientScope`](crate::ErrorKind).
     pub async fn execute(&self, request: Request) -> Result<Response> {
-        self.check_transport(request.url())?;
+        // The bearer is a password for the API: it goes out encrypted, or to this machine.
+        crate::endpoint::check_scheme(request.url(), self.allow_insecure_http)?;
         let replay = request.try_clone();
         let token = self.auth.token().await?;
         let response = self.send_with(request, &token).await?;
@@ -225,21 +226,6 @@ impl AuthClient {
             Verdict::Accepted => Ok(response),
             Verdict::InsufficientScope(challenge) => Err(Error::insufficient_scope(challenge)),
             Verdict::Rejected(challenge) => Err(Error::unauthorized(response.status().as_u16(), challenge)),
-        }
-    }
-
-    /// The bearer token is a password for the API: it goes out encrypted, or to this
-    /// machine, unless the caller allowed otherwise.
-    fn check_transport(&self, url: &reqwest::Url) -> Result<()> {
-        match url.scheme() {
-            "https" => Ok(()),
-            "http" if self.allow_insecure_http || crate::endpoint::is_loopback(url) => Ok(()),
-            "http" => Err(Error::configuration(format!(
-                "refusing to send a bearer token over plain http:// to non-loopback host `{}` \
-                 (use https, or allow insecure http explicitly)",
-                url.host_str().unwrap_or_default()
-            ))),
-            other => Err(Error::configuration(format!("unsupported URL scheme `{other}` (use https)"))),
         }
     }
 

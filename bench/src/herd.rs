@@ -144,30 +144,10 @@ pub async fn rollover(
     let id = format!("p2-roll-{}", kind.slug());
     let c = contenders::build(kind, server, api, &id).await?;
     c.call().await; // warm: the token whose expiry we cross is issued about now
-    let issued = Instant::now();
     let before = server.counts(&id);
     let since = server.elapsed();
-    let deadline = issued + p.lifetime + p.tail;
-    let tasks: Vec<_> = (0..p.callers)
-        .map(|_| {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                while Instant::now() < deadline {
-                    tally.add(c.call().await);
-                }
-                tally
-            })
-        })
-        .collect();
-    let mut tally = Tally::default();
-    for t in tasks {
-        match t.await {
-            Ok(t) => tally.merge(t),
-            Err(_) => tally.failed += 1,
-        }
-    }
-    let ran = issued.elapsed();
+    // From right after the warm call: the token it got expires `lifetime` from now.
+    let (tally, ran) = crate::p1_throughput::closed_loop(&c, p.callers, p.lifetime + p.tail).await;
     let server_counts = server.counts(&id).since(before);
     let times: Vec<f64> = server.token_times(&id).into_iter().filter(|t| *t >= since).collect();
     let (refresh_events, duplicates) = refresh_events(&times, p.idp_delay.as_secs_f64());
