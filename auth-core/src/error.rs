@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::challenge::Challenge;
-use crate::fhir::OperationOutcome;
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -54,8 +53,10 @@ pub enum ErrorKind {
     Store,
     /// A bug or a broken invariant in this library.
     Internal,
-    /// A FHIR server answered an error status (see [`Error::operation_outcome`]).
-    Fhir,
+    /// An API (a resource server) answered an error status. The layer that made
+    /// the call attaches what the server said (a FHIR OperationOutcome, say): see
+    /// [`Error::api_detail`].
+    Api,
 }
 
 /// What was wrong with a response. Never contains the body itself.
@@ -266,7 +267,7 @@ enum Repr {
     InsufficientScope { challenge: Challenge },
     Store(String),
     Internal(String),
-    Fhir { status: u16, outcome: Option<Box<OperationOutcome>>, content_type: Option<String>, len: usize },
+    Api { status: u16, detail: Box<dyn std::error::Error + Send + Sync> },
 }
 
 impl fmt::Display for Repr {
@@ -299,21 +300,7 @@ impl fmt::Display for Repr {
             }
             Self::Store(msg) => write!(f, "token store failed: {msg}"),
             Self::Internal(msg) => write!(f, "internal error: {msg}"),
-            Self::Fhir { status, outcome: Some(outcome), .. } => {
-                write!(f, "the FHIR server answered HTTP {status}")?;
-                for issue in &outcome.issue {
-                    write!(f, "; {} {}", issue.severity, issue.code)?;
-                    if let Some(d) = &issue.diagnostics {
-                        write!(f, ": {d}")?;
-                    }
-                }
-                Ok(())
-            }
-            Self::Fhir { status, outcome: None, content_type, len } => write!(
-                f,
-                "the FHIR server answered HTTP {status} without an OperationOutcome ({}, {len} bytes)",
-                content_type.as_deref().unwrap_or("no content type")
-            ),
+            Self::Api { detail, .. } => fmt::Display::fmt(detail, f),
         }
     }
 }
@@ -439,34 +426,18 @@ impl Error {
         Self::new(Repr::Store(message.into()), Some(Box::new(source)))
     }
 
-    /// A FHIR error status, with the server's OperationOutcome if it sent one. The
-    /// body itself is not kept: it may hold patient data. Credential-like text in
-    /// the issues' `diagnostics` and `details.text` (see [`redact_credentials`]) is
-    /// replaced: servers echo a refused `Authorization` header there.
-    pub fn fhir(
-        status: u16,
-        outcome: Option<OperationOutcome>,
-        content_type: Option<String>,
-        len: usize,
-    ) -> Self {
-        let outcome = outcome.map(|mut o| {
-            for issue in &mut o.issue {
-                if let Some(d) = &mut issue.diagnostics {
-                    *d = redact_credentials(d);
-                }
-                if let Some(text) = issue.details.as_mut().and_then(|d| d.text.as_mut()) {
-                    *text = redact_credentials(text);
-                }
-            }
-            Box::new(o)
-        });
-        Self::new(Repr::Fhir { status, outcome, content_type, len }, None)
+    /// An error status from an API, described by the layer that made the call
+    /// (the FHIR crate attaches the server's OperationOutcome). `detail`'s `Display`
+    /// becomes this error's message, so it must never quote a response body: it
+    /// may hold patient data.
+    pub fn api(status: u16, detail: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(Repr::Api { status, detail: Box::new(detail) }, None)
     }
 
-    /// The OperationOutcome of a FHIR error, when the server sent one.
-    pub fn operation_outcome(&self) -> Option<&OperationOutcome> {
+    /// What the API layer attached to an [`ErrorKind::Api`] error, if it is a `T`.
+    pub fn api_detail<T: std::error::Error + 'static>(&self) -> Option<&T> {
         match &self.inner.repr {
-            Repr::Fhir { outcome, .. } => outcome.as_deref(),
+            Repr::Api { detail, .. } => detail.downcast_ref(),
             _ => None,
         }
     }
@@ -488,7 +459,7 @@ impl Error {
             Repr::InsufficientScope { .. } => ErrorKind::InsufficientScope,
             Repr::Store(_) => ErrorKind::Store,
             Repr::Internal(_) => ErrorKind::Internal,
-            Repr::Fhir { .. } => ErrorKind::Fhir,
+            Repr::Api { .. } => ErrorKind::Api,
         }
     }
 
@@ -525,7 +496,7 @@ impl Error {
             Repr::InvalidResponse { status, .. }
             | Repr::Unauthorized { status, .. }
             | Repr::Unavailable { status, .. }
-            | Repr::Fhir { status, .. } => Some(*status),
+            | Repr::Api { status, .. } => Some(*status),
             Repr::InsufficientScope { .. } => Some(403),
             _ => None,
         }
@@ -542,7 +513,7 @@ impl Error {
             | Repr::Unavailable { .. }
             | Repr::Store(_)
             | Repr::Internal(_) => true,
-            Repr::InvalidResponse { status, .. } | Repr::Fhir { status, .. } => {
+            Repr::InvalidResponse { status, .. } | Repr::Api { status, .. } => {
                 *status >= 500 || *status == 429
             }
             Repr::Configuration(_) | Repr::Unauthorized { .. } | Repr::InsufficientScope { .. } => false,

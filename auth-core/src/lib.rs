@@ -35,7 +35,6 @@ pub mod challenge;
 pub mod clock;
 pub mod endpoint;
 pub mod error;
-pub mod fhir;
 pub mod http;
 pub mod manager;
 pub mod oauth2;
@@ -45,14 +44,6 @@ pub mod store;
 pub mod tls;
 pub mod token;
 
-#[cfg(feature = "testkit")]
-pub mod testkit;
-
-// Compiles the README's examples as doctests, so they cannot rot (they use the
-// optional parts, so with every feature on, as the README's test command runs).
-#[doc = include_str!("../../README.md")]
-#[cfg(all(doctest, feature = "redis", feature = "testkit"))]
-pub struct ReadmeDoctests;
 
 pub use endpoint::EndpointOptions;
 pub use error::{Error, ErrorKind, OAuthError, OAuthErrorCode, ResponseProblem, Result};

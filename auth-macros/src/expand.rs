@@ -57,7 +57,7 @@ fn type_check(api: &Api, e: &Endpoint) -> Option<TokenStream> {
     if mentions(success) {
         return None;
     }
-    let p = quote!(::auth_core::fhir::__private);
+    let p = quote!(::auth_fhir::__private);
     let message = format!(
         "the path `{}` is about {expected} resources, but the return type holds another resource type",
         e.template.value().replace('{', "{{").replace('}', "}}")
@@ -105,7 +105,7 @@ fn is_option(ty: &Type) -> bool {
 fn method(api: &Api, e: &Endpoint) -> TokenStream {
     let Endpoint { attrs, vis, sig, verb, template: lit, params, success, .. } = e;
     let client = &api.options.client;
-    let p = quote!(::auth_core::fhir::__private);
+    let p = quote!(::auth_fhir::__private);
     let segments = template::parse(&lit.value()).unwrap_or_default();
 
     let mut prelude = Vec::new();
@@ -163,10 +163,10 @@ fn method(api: &Api, e: &Endpoint) -> TokenStream {
         // `Ok(…?)` converts into the user's error type, which may not be ours.
         #[allow(clippy::needless_question_mark)]
         #vis #sig {
-            let __fhir: &::auth_core::fhir::FhirClient = &self.#client;
+            let __fhir: &::auth_fhir::FhirClient = &self.#client;
             #(#prelude)*
             let mut __url = __fhir.url(&[#(#segment_exprs),*])?;
-            let #query_mut __query = ::auth_core::fhir::SearchParams::new();
+            let #query_mut __query = ::auth_fhir::SearchParams::new();
             #(#query)*
             #p::set_query(&mut __url, &__query);
             let #headers_mut __headers = #p::HeaderMap::new();

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use auth_core::Result;
-//! use auth_core::fhir::{Bundle, Created, FhirClient, Patient};
+//! use auth_fhir::{Bundle, Created, FhirClient, Patient};
 //!
 //! pub struct Patients { fhir: FhirClient }
 //!

@@ -1,8 +1,9 @@
 //! # auth-providers
 //!
 //! Credential sources for the vendors this project was specified from, each a
-//! [`CredentialSource`](auth_core::CredentialSource) with a typed builder, and
-//! (feature `sandbox`) an emulator of each vendor to test against offline.
+//! [`CredentialSource`](auth_core::CredentialSource) with a typed builder, one
+//! module (and one cargo feature, all on by default) per vendor. Their emulators
+//! live in the `auth-sandbox` crate.
 //!
 //! | module | vendor |
 //! |---|---|
@@ -15,14 +16,16 @@
 //! The generic OAuth 2.0 client credentials source, for every other server, is
 //! [`auth_core::oauth2::ClientCredentials`].
 
+#[cfg(feature = "aidbox")]
 pub mod aidbox;
+#[cfg(feature = "graphnet")]
 pub mod graphnet;
+#[cfg(feature = "msk")]
 pub mod msk;
+#[cfg(feature = "santedb")]
 pub mod santedb;
+#[cfg(feature = "smart")]
 pub mod smart;
-
-#[cfg(feature = "sandbox")]
-pub mod sandbox;
 
 // Compiles the code in the guide for provider authors, so it cannot rot.
 #[doc = include_str!("../PROVIDERS.md")]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use auth_core::TokenManager;
 use auth_core::oauth2::ClientCredentials;
-use auth_core::testkit::TestIdentityProvider;
+use auth_sandbox::testkit::TestIdentityProvider;
 use criterion::{Criterion, criterion_group, criterion_main};
 use oauth2::basic::BasicClient;
 use oauth2::{AuthUrl, ClientId, ClientSecret, TokenResponse, TokenUrl};

@@ -6,14 +6,14 @@
 
 use async_trait::async_trait;
 use auth_core::endpoint::{EndpointConfig, TokenEndpoint};
-use auth_core::fhir::{Bundle, FhirClient, Patient};
+use auth_fhir::{Bundle, FhirClient, Patient};
 use auth_core::oauth2::{ClientAuth, ClientAuthMethod, GrantParams};
 use auth_core::{
     AuthClient, CacheKey, ClientSecret, CredentialSource, FetchContext, RequestExtras, Result, Token,
     TokenManager,
 };
 use auth_macros::authenticated_api;
-use auth_providers::sandbox::{Sandbox, SandboxConfig};
+use auth_sandbox::{Sandbox, SandboxConfig};
 use zeroize::Zeroizing;
 
 /// "Acme Health": client credentials as a JSON body, and an `X-Acme-Tenant` header

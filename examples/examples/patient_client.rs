@@ -1,10 +1,10 @@
 //! A typed Patient client in under 40 lines, against the Aidbox emulator.
 //! `cargo run -p examples --example patient_client`
-use auth_core::fhir::{Bundle, Created, FhirClient, Patient};
+use auth_fhir::{Bundle, Created, FhirClient, Patient};
 use auth_core::{AuthClient, Result, TokenManager};
 use auth_macros::authenticated_api;
 use auth_providers::aidbox::AidboxCredentials;
-use auth_providers::sandbox::{Sandbox, SandboxConfig};
+use auth_sandbox::{Sandbox, SandboxConfig};
 
 struct Patients {
     fhir: FhirClient,

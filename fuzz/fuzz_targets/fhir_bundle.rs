@@ -4,7 +4,7 @@
 #![no_main]
 
 use auth_core::Error;
-use auth_core::fhir::{Bundle, JsonResource, OperationOutcome, Patient};
+use auth_fhir::{Bundle, JsonResource, OperationOutcome, Patient};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,8 +6,11 @@ use std::time::Duration;
 use auth_core::clock::ManualClock;
 use auth_core::manager::{ManagerConfig, RetryPolicy};
 use auth_core::oauth2::ClientCredentials;
-use auth_core::testkit::TestIdentityProvider;
 use auth_core::{MemoryStore, TokenManager};
+use auth_providers::msk::{MskSource, MskSourceBuilder};
+use auth_providers::smart::{SigningAlgorithm, SmartBackend, SmartBackendBuilder};
+use auth_sandbox::testkit::TestIdentityProvider;
+use auth_sandbox::{MskEmulator, SmartEmulator};
 
 /// A client credentials source for the provider's default client.
 pub fn source(idp: &TestIdentityProvider) -> ClientCredentials {
@@ -56,4 +59,47 @@ pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
     let addr = listener.local_addr().expect("bound address");
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
+}
+
+/// A source builder for the MSK emulator's registered client, partner and study.
+pub fn msk_source(msk: &MskEmulator) -> MskSourceBuilder {
+    MskSource::builder(msk.base_url(), msk.client_id(), msk.client_secret())
+        .partner_id(msk.partner_id())
+        .research_study(msk.research_study())
+}
+
+/// A source builder for the SMART emulator's seeded client, with the token URL
+/// given and `system/Patient.rs` as its scope.
+pub fn smart_source(smart: &SmartEmulator) -> SmartBackendBuilder {
+    SmartBackend::builder(smart.client_id(), smart.private_key(), SigningAlgorithm::Es384, smart.key_id())
+        .token_url(smart.token_url())
+        .scopes(["system/Patient.rs"])
+}
+
+/// Set in a child process started by [`run_in_child`], to the name of the test it runs.
+pub const CHILD_ENV: &str = "FHIR_AUTH_TEST_CHILD";
+
+/// Runs the ignored test `name` (its path in the suite, `module::test`) of this
+/// test binary in a process of its own, and asserts that it ran and passed.
+///
+/// For tests that need the whole process: a global log subscriber or panic hook,
+/// or environment variables read at start-up. `configure` adds what the child
+/// needs to the command.
+pub fn run_in_child(name: &str, configure: impl FnOnce(&mut std::process::Command)) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut command = std::process::Command::new(exe);
+    command.args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"]).env(CHILD_ENV, name);
+    configure(&mut command);
+    let output = command.output().expect("the test binary runs again");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{name} failed in its own process:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{name} did not run in its own process:\n{stdout}\n{stderr}");
+}
+
+/// Fails loudly unless this process was started by [`run_in_child`] for `name`:
+/// such a test must not run beside others (it takes over the whole process).
+pub fn assert_child(name: &str) {
+    let started_for = std::env::var(CHILD_ENV).unwrap_or_default();
+    assert_eq!(started_for, name, "{name} takes over its process; it runs in a child started by its parent test");
 }

@@ -1,22 +1,22 @@
 impl Patients {
     #[allow(clippy::needless_question_mark)]
     pub async fn read(&self, id: &str) -> Result<Patient> {
-        let __fhir: &::auth_core::fhir::FhirClient = &self.fhir;
-        let __segment_id = ::auth_core::fhir::__private::segment(&id);
+        let __fhir: &::auth_fhir::FhirClient = &self.fhir;
+        let __segment_id = ::auth_fhir::__private::segment(&id);
         let mut __url = __fhir.url(&["Patient", &__segment_id])?;
-        let __query = ::auth_core::fhir::SearchParams::new();
-        ::auth_core::fhir::__private::set_query(&mut __url, &__query);
-        let __headers = ::auth_core::fhir::__private::HeaderMap::new();
+        let __query = ::auth_fhir::SearchParams::new();
+        ::auth_fhir::__private::set_query(&mut __url, &__query);
+        let __headers = ::auth_fhir::__private::HeaderMap::new();
         let __response = __fhir
             .send(
-                ::auth_core::fhir::__private::Method::GET,
+                ::auth_fhir::__private::Method::GET,
                 __url,
                 __headers,
                 ::core::option::Option::None,
             )
             .await?;
         ::core::result::Result::Ok(
-            <Patient as ::auth_core::fhir::__private::FromResponse>::from_response(
+            <Patient as ::auth_fhir::__private::FromResponse>::from_response(
                 __response,
             )?,
         )
@@ -27,18 +27,18 @@ impl Patients {
         name: &str,
         count: Option<u32>,
     ) -> Result<Bundle<Patient>> {
-        let __fhir: &::auth_core::fhir::FhirClient = &self.fhir;
+        let __fhir: &::auth_fhir::FhirClient = &self.fhir;
         let mut __url = __fhir.url(&["Patient"])?;
-        let mut __query = ::auth_core::fhir::SearchParams::new();
-        __query.push("name", ::auth_core::fhir::__private::text(&name));
+        let mut __query = ::auth_fhir::SearchParams::new();
+        __query.push("name", ::auth_fhir::__private::text(&name));
         if let ::core::option::Option::Some(__v) = &count {
-            __query.push("_count", ::auth_core::fhir::__private::text(__v));
+            __query.push("_count", ::auth_fhir::__private::text(__v));
         }
-        ::auth_core::fhir::__private::set_query(&mut __url, &__query);
-        let __headers = ::auth_core::fhir::__private::HeaderMap::new();
+        ::auth_fhir::__private::set_query(&mut __url, &__query);
+        let __headers = ::auth_fhir::__private::HeaderMap::new();
         let __response = __fhir
             .send(
-                ::auth_core::fhir::__private::Method::GET,
+                ::auth_fhir::__private::Method::GET,
                 __url,
                 __headers,
                 ::core::option::Option::None,
@@ -47,15 +47,15 @@ impl Patients {
         ::core::result::Result::Ok(
             <Bundle<
                 Patient,
-            > as ::auth_core::fhir::__private::FromResponse>::from_response(__response)?,
+            > as ::auth_fhir::__private::FromResponse>::from_response(__response)?,
         )
     }
 }
 const _: () = ::core::assert!(
-    ::auth_core::fhir::__private::returns:: < Patient > ("Patient"),
+    ::auth_fhir::__private::returns:: < Patient > ("Patient"),
     "the path `Patient/{{id}}` is about Patient resources, but the return type holds another resource type"
 );
 const _: () = ::core::assert!(
-    ::auth_core::fhir::__private::returns:: < Bundle < Patient > > ("Patient"),
+    ::auth_fhir::__private::returns:: < Bundle < Patient > > ("Patient"),
     "the path `Patient` is about Patient resources, but the return type holds another resource type"
 );

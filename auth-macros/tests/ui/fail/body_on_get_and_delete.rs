@@ -1,6 +1,6 @@
 #![allow(unused_imports)] // each case imports the same names; not all use them
 use auth_core::Result;
-use auth_core::fhir::{Bundle, Created, FhirClient, Patient};
+use auth_fhir::{Bundle, Created, FhirClient, Patient};
 use auth_macros::authenticated_api;
 
 pub struct Client {

@@ -1,6 +1,6 @@
 #![allow(unused_imports)] // each case imports the same names; not all use them
 use auth_core::Result;
-use auth_core::fhir::{Bundle, FhirClient, Resource, ResourceType};
+use auth_fhir::{Bundle, FhirClient, Resource, ResourceType};
 use auth_macros::authenticated_api;
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 use auth_core::Result;
-use auth_core::fhir::{Bundle, Created, FhirClient, FhirResponse, JsonResource, Patient, SearchParams};
+use auth_fhir::{Bundle, Created, FhirClient, FhirResponse, JsonResource, Patient, SearchParams};
 use auth_macros::authenticated_api;
 
 #[derive(Clone)]

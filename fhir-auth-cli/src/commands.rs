@@ -1,0 +1,223 @@
+//! `token`, `read`, `search` and `create` against any server.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::SystemTime;
+
+use auth_fhir::{Bundle, Created, FhirClient, JsonResource};
+use http::{HeaderMap, Method};
+use serde_json::{Map, Value, json};
+
+use crate::connect::Connection;
+use crate::error::CliError;
+use crate::output::{Progress, Style, jwt_claims, out, out_json, rfc3339};
+
+/// `fhir-auth token`: one fresh token (the store is in memory: nothing is reused
+/// across invocations), described; the value only with `--reveal`.
+pub async fn token(conn: &Connection, json_out: bool, reveal: bool) -> Result<(), CliError> {
+    let token = conn.auth.token().await?;
+    let now = SystemTime::now();
+    // The lifetime as granted, not the manager's refresh point.
+    let expires_in = token.remaining(now).as_secs();
+    let mut report = Map::new();
+    report.insert("provider".into(), json!(conn.provider));
+    report.insert("token_type".into(), json!(token.token_type()));
+    report.insert("expires_at".into(), json!(rfc3339(token.expires_at())));
+    report.insert("expires_in".into(), json!(expires_in));
+    report.insert("scope".into(), json!(token.scope()));
+    if let Some(claims) = jwt_claims(token.access_token().expose_secret()) {
+        report.insert("claims".into(), Value::Object(claims));
+    }
+    if let Some(claims) = token.id_token().and_then(|t| jwt_claims(t.expose_secret())) {
+        report.insert("id_token_claims".into(), Value::Object(claims));
+    }
+    if reveal {
+        report.insert("access_token".into(), json!(token.access_token().expose_secret()));
+    }
+    if json_out {
+        out_json(&report);
+        return Ok(());
+    }
+    let s = Style::stdout();
+    out(&format!("{} {} token from {}", s.green("✓"), token.token_type(), conn.provider));
+    out(&format!("  expires at  {} (in {expires_in} s)", rfc3339(token.expires_at())));
+    out(&format!("  scope       {}", token.scope().unwrap_or("(not stated)")));
+    for key in ["claims", "id_token_claims"] {
+        if let Some(Value::Object(claims)) = report.get(key) {
+            out(&format!("  {}", key.replace('_', " ")));
+            for (k, v) in claims {
+                out(&format!("    {k:<12} {v}"));
+            }
+        }
+    }
+    if reveal {
+        out(&format!("  access token {}", token.access_token().expose_secret()));
+    } else {
+        out(&s.dim("  (the token itself is not shown; --reveal prints it)"));
+    }
+    Ok(())
+}
+
+fn check_type(resource_type: &str) -> Result<(), CliError> {
+    let ok = resource_type.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && resource_type.chars().all(|c| c.is_ascii_alphanumeric());
+    if ok { Ok(()) } else { Err(CliError::config(format!("`{resource_type}` is not a FHIR resource type"))) }
+}
+
+/// `fhir-auth read Type/id`.
+pub async fn read(conn: &Connection, reference: &str) -> Result<(), CliError> {
+    let (resource_type, id) = reference
+        .split_once('/')
+        .filter(|(t, id)| !t.is_empty() && !id.is_empty() && !id.contains('/'))
+        .ok_or_else(|| CliError::config(format!("`{reference}` is not a reference: expected <Type>/<id>")))?;
+    check_type(resource_type)?;
+    let resource = conn.fhir()?.read_json(resource_type, id).await?;
+    out_json(&resource);
+    Ok(())
+}
+
+/// `fhir-auth search Type name=value … [--all]`.
+pub async fn search(
+    conn: &Connection,
+    resource_type: &str,
+    params: &[String],
+    all: bool,
+    json_out: bool,
+) -> Result<(), CliError> {
+    check_type(resource_type)?;
+    let fhir = conn.fhir()?;
+    let mut url = fhir.url(&[resource_type])?;
+    {
+        let mut query = url.query_pairs_mut();
+        for p in params {
+            let (k, v) = p.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| {
+                CliError::config(format!("`{p}` is not a search parameter: expected name=value"))
+            })?;
+            query.append_pair(k, v);
+        }
+    }
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    let mut progress = Progress::new();
+    progress.update("searching…");
+    let mut bundle: Bundle<JsonResource> =
+        fhir.send(Method::GET, url, HeaderMap::new(), None).await?.json()?;
+    let mut pages = 1;
+    if all {
+        let mut current = bundle.clone();
+        // A server whose next link loops must not keep us (and our memory) forever.
+        let mut visited: std::collections::HashSet<String> =
+            current.next_link().map(str::to_owned).into_iter().collect();
+        while let Some(next) = fetch_next(&fhir, &current).await? {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(CliError::fhir_paging(format!("more than {MAX_PAGES} pages; stopped")));
+            }
+            if let Some(link) = next.next_link()
+                && !visited.insert(link.to_owned())
+            {
+                return Err(CliError::fhir_paging(
+                    "the server's next link loops back to a page already read",
+                ));
+            }
+            bundle.entry.extend(next.entry.iter().cloned());
+            progress.update(&format!("page {pages}: {} entries so far…", bundle.entry.len()));
+            current = next;
+        }
+        // The merged bundle is the whole result: its paging links no longer apply.
+        bundle.link.retain(|l| l.relation == "self");
+    }
+    progress.clear();
+    if json_out {
+        out_json(&bundle);
+        return Ok(());
+    }
+    let s = Style::stdout();
+    for entry in &bundle.entry {
+        let Some(resource) = entry.typed() else { continue };
+        let id = resource.0.get("id").and_then(Value::as_str).unwrap_or("?");
+        out(&format!("{}/{id}  {}", s.cyan(resource_type), summary(&resource.0)));
+    }
+    let total = bundle.total.map(|t| format!(" of {t}")).unwrap_or_default();
+    let more = if bundle.next_link().is_some() { " (more pages: --all)" } else { "" };
+    out(&s.dim(&format!("{} entries{total}, {pages} page(s){more}", bundle.entry.len())));
+    Ok(())
+}
+
+/// The most pages `search --all` follows.
+const MAX_PAGES: usize = 1000;
+
+async fn fetch_next(
+    fhir: &FhirClient,
+    bundle: &Bundle<JsonResource>,
+) -> Result<Option<Bundle<JsonResource>>, CliError> {
+    Ok(fhir.next_page(bundle).await?)
+}
+
+/// A one-line description of a resource: a Patient's name, else its type.
+fn summary(resource: &Map<String, Value>) -> String {
+    let name = resource.get("name").and_then(Value::as_array).and_then(|n| n.first());
+    match name {
+        Some(n) => {
+            let given: Vec<&str> = n
+                .get("given")
+                .and_then(Value::as_array)
+                .map(|g| g.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let family = n.get("family").and_then(Value::as_str).unwrap_or("");
+            format!("{} {family}", given.join(" ")).trim().to_owned()
+        }
+        None => String::new(),
+    }
+}
+
+/// `fhir-auth create Type --file path`.
+pub async fn create(conn: &Connection, resource_type: &str, file: &Path) -> Result<(), CliError> {
+    check_type(resource_type)?;
+    let mut text = String::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::io("cannot read standard input", e))?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?;
+    }
+    let resource: Map<String, Value> = serde_json::from_str(&text)
+        // serde's message can quote the file's contents: the position only.
+        .map_err(|e| {
+            CliError::config(format!(
+                "{} is not a JSON object (line {}, column {})",
+                file.display(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == resource_type => {}
+        Some(t) => {
+            return Err(CliError::config(format!("the file holds a {t}, not a {resource_type}")));
+        }
+        None => return Err(CliError::config("the file has no resourceType")),
+    }
+    let fhir = conn.fhir()?;
+    let url = fhir.url(&[resource_type])?;
+    let body = serde_json::to_vec(&resource).map_err(|e| CliError::config(format!("cannot encode: {e}")))?;
+    let response = fhir.send(Method::POST, url, HeaderMap::new(), Some(body.into())).await?;
+    let created = Created::<JsonResource>::from_response(&response)?;
+    // Servers may answer with no body (Prefer: return=minimal): show what was sent,
+    // with the id and version the server assigned.
+    let mut shown = created.resource.map(|r| r.0).unwrap_or(resource);
+    if let Some(id) = &created.id {
+        shown.insert("id".into(), json!(id));
+    }
+    if let Some(v) = &created.version_id {
+        let meta = shown.entry("meta").or_insert_with(|| json!({}));
+        if let Value::Object(meta) = meta {
+            meta.insert("versionId".into(), json!(v));
+        }
+    }
+    out_json(&Value::Object(shown));
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Turns [`Settings`] into a token manager and a FHIR client, with the vendor's
+//! source from auth-providers (or the generic RFC 6749 one for `oauth2`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_fhir::FhirClient;
+use auth_core::http::same_origin_redirects;
+use auth_core::oauth2::{ClientAuthMethod, ClientCredentials};
+use auth_core::store::{RedisStore, StoreKey};
+use auth_core::{AuthClient, Authenticator, CredentialSource, EndpointOptions, PrivateKeyPem, TokenManager};
+use auth_providers::aidbox::{AidboxAuthStyle, AidboxCredentials};
+use auth_providers::graphnet::Graphnet;
+use auth_providers::msk::MskSource;
+use auth_providers::santedb::{SanteDb, SanteDbVersion};
+use auth_providers::smart::{SigningAlgorithm, SmartBackend};
+use reqwest::{Certificate, Identity};
+use zeroize::Zeroizing;
+
+use crate::error::CliError;
+use crate::settings::Settings;
+
+/// A ready connection: tokens, and the FHIR server they are for.
+#[derive(Debug)]
+pub struct Connection {
+    pub provider: String,
+    pub auth: Arc<dyn Authenticator>,
+    /// The HTTP client for API calls (carries the CA and client certificate).
+    api_http: reqwest::Client,
+    fhir_base: Option<String>,
+}
+
+impl Connection {
+    /// The FHIR client; fails with exit 2 when no FHIR base is known.
+    pub fn fhir(&self) -> Result<FhirClient, CliError> {
+        let base = self.fhir_base.as_deref().ok_or_else(|| {
+            CliError::config("a FHIR base URL is required: --fhir-base or FHIR_AUTH_FHIR_BASE")
+        })?;
+        let api = AuthClient::with_shared(self.api_http.clone(), self.auth.clone());
+        Ok(FhirClient::new(api, base)?)
+    }
+}
+
+fn required<'a>(value: &'a Option<String>, flag: &str, var: &str) -> Result<&'a str, CliError> {
+    value
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| CliError::config(format!("--{flag} (or {var}) is required")))
+}
+
+fn read_file(path: &std::path::Path, what: &str) -> Result<Zeroizing<String>, CliError> {
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|e| CliError::io(format!("cannot read the {what} {}", path.display()), e))
+}
+
+/// The store `--store` names: `None` for the default in-memory one.
+fn shared_store(settings: &Settings) -> Result<Option<RedisStore>, CliError> {
+    match settings.store.as_deref() {
+        None | Some("memory") => {
+            if settings.store_key.is_some() {
+                eprintln!("note: --store-key applies to shared stores only; ignored with the memory store");
+            }
+            Ok(None)
+        }
+        Some(url) if url.starts_with("redis://") => {
+            let encoded = settings.store_key.as_deref().ok_or_else(|| {
+                CliError::config("--store-key (or FHIR_AUTH_STORE_KEY) is required with a Redis store: base64 of 32 random bytes")
+            })?;
+            // One key id for every process sharing the store, so each can read
+            // what another wrote.
+            let key = StoreKey::from_base64("fhir-auth", encoded)?;
+            Ok(Some(RedisStore::builder(url, key).build()?))
+        }
+        Some(url) if url.starts_with("rediss://") => {
+            Err(CliError::NotAvailable("TLS to Redis (rediss://)".into()))
+        }
+        Some(other) => Err(CliError::config(format!(
+            "unknown --store `{}` (expected `memory` or a redis:// URL)",
+            other.split('@').next_back().unwrap_or_default()
+        ))),
+    }
+}
+
+/// A token manager for `source`, on the shared store if there is one.
+fn manage<S: CredentialSource>(source: S, store: &Option<RedisStore>) -> Arc<dyn Authenticator> {
+    match store {
+        None => Arc::new(TokenManager::new(source)),
+        Some(store) => Arc::new(TokenManager::builder(source).store(store.clone()).build()),
+    }
+}
+
+/// Builds the connection `settings` describe.
+pub fn connect(settings: Settings) -> Result<Connection, CliError> {
+    let provider = settings
+        .provider
+        .clone()
+        .ok_or_else(|| CliError::config("--provider (or FHIR_AUTH_PROVIDER) is required"))?;
+    let store = shared_store(&settings)?;
+    if provider == "smart" {
+        return smart(settings, provider, &store);
+    }
+    // Options only the SMART provider reads: said once, not silently dropped.
+    if settings.private_key.is_some() || settings.key_id.is_some() || settings.alg.is_some() {
+        eprintln!("note: --private-key, --key-id and --alg apply to --provider smart only; ignored");
+    }
+
+    let token_url = required(&settings.token_url, "token-url", "FHIR_AUTH_TOKEN_URL")?.to_owned();
+    let client_id = required(&settings.client_id, "client-id", "FHIR_AUTH_CLIENT_ID")?.to_owned();
+    let secret = settings
+        .client_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| CliError::config("--client-secret (or FHIR_AUTH_CLIENT_SECRET) is required"))?;
+    let scopes: Vec<String> =
+        settings.scope.as_deref().unwrap_or("").split_whitespace().map(str::to_owned).collect();
+
+    let ca_pem = settings.ca_cert.as_deref().map(|p| read_file(p, "CA certificate")).transpose()?;
+    let ca = ca_pem
+        .as_ref()
+        .map(|pem| {
+            Certificate::from_pem(pem.as_bytes())
+                .map_err(|_| CliError::config("--ca-cert is not a PEM certificate"))
+        })
+        .transpose()?;
+    let client_pem = match (&settings.client_cert, &settings.client_key) {
+        (Some(c), Some(k)) => Some((read_file(c, "client certificate")?, read_file(k, "client key")?)),
+        (None, None) => None,
+        _ => return Err(CliError::config("--client-cert and --client-key go together")),
+    };
+    let identity = client_pem
+        .as_ref()
+        .map(|(cert, key)| {
+            // reqwest wants the key and the certificate in one PEM buffer.
+            let both = Zeroizing::new(format!("{}\n{}", key.as_str(), cert.as_str()));
+            Identity::from_pem(both.as_bytes())
+                .map_err(|_| CliError::config("--client-cert/--client-key are not a PEM certificate and key"))
+        })
+        .transpose()?;
+    // API calls may need the same trust and client certificate as token requests.
+    let api_http = {
+        let roots: Vec<_> = ca.iter().cloned().collect();
+        auth_core::tls::client_builder(&roots, identity.as_ref())?
+            .timeout(Duration::from_secs(30))
+            .redirect(same_origin_redirects())
+            .build()
+            .map_err(|e| CliError::config(format!("cannot build the HTTP client: {e}")))?
+    };
+    let auth_method = settings.auth_method.as_deref();
+
+    let (auth, api_http, default_base): (Arc<dyn Authenticator>, reqwest::Client, Option<String>) =
+        match provider.as_str() {
+            "santedb" => {
+                let root = token_url.strip_suffix("/auth/oauth2_token").unwrap_or(&token_url).to_owned();
+                let version = match settings.santedb_version.as_deref() {
+                    Some("2") => SanteDbVersion::V2,
+                    _ => SanteDbVersion::V3,
+                };
+                let mut b = SanteDb::builder(root, client_id, secret).version(version).token_url(&token_url);
+                if !scopes.is_empty() {
+                    b = b.scopes(scopes);
+                }
+                match (&settings.device_id, &settings.device_secret) {
+                    (Some(id), Some(s)) => b = b.device(id.clone(), s.clone()),
+                    (None, None) => {}
+                    _ => return Err(CliError::config("--device-id and --device-secret go together")),
+                }
+                if let Some((cert, key)) = &client_pem {
+                    b = b.client_certificate(cert.as_str(), PrivateKeyPem::new(key.as_str()));
+                }
+                if let Some(pem) = &ca_pem {
+                    b = b.root_certificate_pem(pem.as_bytes());
+                }
+                if let Some(base) = &settings.fhir_base {
+                    b = b.fhir_base(base.clone());
+                }
+                let source = b.build()?;
+                let base = source.fhir_base().to_owned();
+                // SanteDB's own API client carries its mutual-TLS identity.
+                let http = source.api_http_client().clone();
+                (manage(source, &store), http, Some(base))
+            }
+            "aidbox" => {
+                // Aidbox is addressed by the box's URL; the token URL sits under it.
+                let base = token_url.strip_suffix("/auth/token").map(str::to_owned).unwrap_or_else(|| {
+                    settings
+                        .fhir_base
+                        .as_deref()
+                        .and_then(|f| f.trim_end_matches('/').strip_suffix("/fhir"))
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| origin_of(&token_url))
+                });
+                let style = match auth_method {
+                    Some("json") => AidboxAuthStyle::Json,
+                    Some("post") => AidboxAuthStyle::FormPost,
+                    _ => AidboxAuthStyle::BasicForm,
+                };
+                let mut b = AidboxCredentials::builder(base, client_id, secret)
+                    .token_url(&token_url)
+                    .auth_style(style);
+                if !scopes.is_empty() {
+                    b = b.scopes(scopes);
+                }
+                if let Some(a) = &settings.audience {
+                    b = b.audience(a.clone());
+                }
+                if let Some(ca) = &ca {
+                    b = b.add_root_certificate(ca.clone());
+                }
+                let source = b.build()?;
+                let base = source.fhir_base();
+                (manage(source, &store), api_http, Some(base))
+            }
+            "msk" => {
+                let partner = required(&settings.partner_id, "partner-id", "FHIR_AUTH_PARTNER_ID")?;
+                let study = required(&settings.research_study, "research-study", "FHIR_AUTH_RESEARCH_STUDY")?;
+                let mut b = MskSource::builder(origin_of(&token_url), client_id, secret)
+                    .token_url(&token_url)
+                    .partner_id(partner)
+                    .research_study(study);
+                if let Some(base) = &settings.fhir_base {
+                    b = b.fhir_base_url(base.clone());
+                }
+                if !scopes.is_empty() {
+                    b = b.scope(scopes.join(" "));
+                }
+                if let Some(ca) = &ca {
+                    b = b.add_root_certificate(ca.clone());
+                }
+                let source = b.build()?;
+                let base = source.fhir_base_url().to_owned();
+                (manage(source, &store), api_http, Some(base))
+            }
+            "graphnet" => {
+                let key = settings.subscription_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+                    CliError::config(
+                        "--subscription-key (or FHIR_AUTH_SUBSCRIPTION_KEY) is required for Graphnet",
+                    )
+                })?;
+                let mut b = Graphnet::builder(&token_url, client_id, secret, key);
+                if let Some(ca) = &ca {
+                    b = b.add_root_certificate(ca.clone());
+                }
+                if let Some(id) = &identity {
+                    b = b.identity(id.clone());
+                }
+                (manage(b.build()?, &store), api_http, None)
+            }
+            _ => {
+                let method = match auth_method {
+                    Some("post") => ClientAuthMethod::ClientSecretPost,
+                    Some("json") => ClientAuthMethod::JsonBody,
+                    _ => ClientAuthMethod::ClientSecretBasic,
+                };
+                let mut b = ClientCredentials::builder(&token_url, client_id, secret).auth_method(method);
+                if !scopes.is_empty() {
+                    b = b.scopes(scopes);
+                }
+                if let Some(a) = &settings.audience {
+                    b = b.audience(a.clone());
+                }
+                if let Some(ca) = &ca {
+                    b = b.add_root_certificate(ca.clone());
+                }
+                if let Some(id) = &identity {
+                    b = b.identity(id.clone());
+                }
+                (manage(b.build()?, &store), api_http, None)
+            }
+        };
+    let fhir_base = settings.fhir_base.clone().or(default_base);
+    Ok(Connection { provider, auth, api_http, fhir_base })
+}
+
+/// SMART Backend Services: a signed assertion instead of a client secret, and the
+/// token URL discovered from the FHIR base when `--token-url` is absent.
+fn smart(settings: Settings, provider: String, store: &Option<RedisStore>) -> Result<Connection, CliError> {
+    let client_id = required(&settings.client_id, "client-id", "FHIR_AUTH_CLIENT_ID")?.to_owned();
+    let key_path = settings.private_key.as_deref().ok_or_else(|| {
+        CliError::config("--private-key (or FHIR_AUTH_PRIVATE_KEY) is required for SMART: a PEM file")
+    })?;
+    let key_id = required(&settings.key_id, "key-id", "FHIR_AUTH_KEY_ID")?.to_owned();
+    let alg = SigningAlgorithm::parse(required(&settings.alg, "alg", "FHIR_AUTH_ALG")?)?;
+    let scope = required(&settings.scope, "scope", "FHIR_AUTH_SCOPE")?;
+    if settings.client_secret.as_ref().is_some_and(|s| !s.is_empty()) {
+        eprintln!(
+            "note: --client-secret is not used by --provider smart (it signs with --private-key); ignored"
+        );
+    }
+    let pem = read_file(key_path, "private key")?;
+    let mut b = SmartBackend::builder(client_id, PrivateKeyPem::new(pem.as_str()), alg, key_id)
+        .scopes(scope.split_whitespace());
+    drop(pem);
+    match (&settings.token_url, &settings.fhir_base) {
+        (Some(url), _) if !url.trim().is_empty() => b = b.token_url(url.clone()),
+        (_, Some(base)) => b = b.fhir_base(base.clone()),
+        _ => {
+            return Err(CliError::config(
+                "--token-url or --fhir-base is required for SMART (the token URL is discovered from \
+                 {fhir-base}/.well-known/smart-configuration)",
+            ));
+        }
+    }
+    let ca = match settings.ca_cert.as_deref() {
+        Some(path) => {
+            let pem = read_file(path, "CA certificate")?;
+            Some(
+                Certificate::from_pem(pem.as_bytes())
+                    .map_err(|_| CliError::config("--ca-cert is not a PEM certificate"))?,
+            )
+        }
+        None => None,
+    };
+    let roots: Vec<_> = ca.iter().cloned().collect();
+    if let Some(ca) = ca {
+        b = b.add_root_certificate(ca);
+    }
+    let api_http = auth_core::tls::client_builder(&roots, None)?
+        .timeout(Duration::from_secs(30))
+        .redirect(same_origin_redirects())
+        .build()
+        .map_err(|e| CliError::config(format!("cannot build the HTTP client: {e}")))?;
+    let auth = manage(b.build()?, store);
+    Ok(Connection { provider, auth, api_http, fhir_base: settings.fhir_base })
+}
+
+/// `scheme://host:port` of `url` (the URL itself when it does not parse: the
+/// builders then report it properly).
+fn origin_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => url.to_owned(),
+    }
+}

@@ -1,0 +1,19 @@
+//! The cross-crate integration suite, over real HTTP on loopback: one module per
+//! behaviour it proves, one test binary (linking once is most of CI's time).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bad_input;
+mod canary_engine;
+mod canary_providers;
+mod client_auth;
+mod conformance;
+mod fhir_client;
+mod fleet;
+mod idp_outage;
+mod refresh_ahead;
+mod replay;
+mod robustness;
+mod single_flight;
+mod token_parsing;
+mod transport;
