@@ -8,13 +8,14 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{Certificate, Identity, Response, StatusCode};
 use serde_json::Value;
 use url::Url;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, OAuthError, OAuthErrorCode, ResponseProblem, Result};
+use crate::request::TokenRequest;
 use crate::secret::scrub;
 use crate::source::FetchContext;
 use crate::token::{ParseOptions, Token, parse_token_response};
@@ -125,26 +126,6 @@ impl fmt::Debug for TokenEndpoint {
     }
 }
 
-/// A request body for the token endpoint. Its bytes are wiped when sent and dropped.
-pub enum TokenRequestBody {
-    /// `application/x-www-form-urlencoded` pairs.
-    Form(Vec<(String, Zeroizing<String>)>),
-    /// A JSON object (for servers that take JSON, such as Aidbox).
-    Json(Zeroizing<String>),
-}
-
-impl fmt::Debug for TokenRequestBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Values hold client secrets, assertions and refresh tokens: names only.
-        match self {
-            Self::Form(pairs) => {
-                f.debug_tuple("Form").field(&pairs.iter().map(|(k, _)| k).collect::<Vec<_>>()).finish()
-            }
-            Self::Json(_) => f.write_str("Json([redacted])"),
-        }
-    }
-}
-
 impl TokenEndpoint {
     /// Checks `url` and builds the HTTP client.
     pub fn new(url: &str, config: EndpointConfig) -> Result<Self> {
@@ -178,18 +159,12 @@ impl TokenEndpoint {
         &self.config
     }
 
-    /// POSTs a token request and parses the answer into a [`Token`].
+    /// Sends a token request and parses the answer into a [`Token`].
     ///
-    /// `headers` are added as given (mark secrets sensitive); any of `secrets` that a
-    /// misbehaving server echoes into its `error_description` is redacted.
-    pub async fn request_token(
-        &self,
-        ctx: &FetchContext,
-        headers: HeaderMap,
-        body: TokenRequestBody,
-        secrets: &[&str],
-    ) -> Result<Token> {
-        let response = self.post(&self.url, headers, body).await?;
+    /// Whatever the request marked secret that a misbehaving server echoes into its
+    /// error is redacted (see [`TokenRequest`]).
+    pub async fn request_token(&self, ctx: &FetchContext, request: TokenRequest) -> Result<Token> {
+        let response = self.dispatch(&self.url, &request).await?;
         let status = response.status();
         if status.is_redirection() {
             return Err(redirect_error("token request", status, response.headers(), &self.url));
@@ -198,14 +173,15 @@ impl TokenEndpoint {
         let content_type = content_type(response.headers());
         let retry_after = retry_after(response.headers());
         let body = read_capped(response, self.config.max_body, "token request").await?;
+        let secrets = request.secrets();
         if !status.is_success() {
-            return Err(error_response(status, content_type, retry_after, &body, secrets));
+            return Err(error_response(status, content_type, retry_after, &body, &secrets));
         }
         match parse_token_response(&body, received_at, &self.config.parse) {
             Ok(token) => Ok(token),
             // Some servers send their RFC 6749 error with a 200: say what it was.
             Err(ResponseProblem::MissingAccessToken) if has_error_code(&body) => {
-                Err(error_response(status, content_type, retry_after, &body, secrets))
+                Err(error_response(status, content_type, retry_after, &body, &secrets))
             }
             Err(ResponseProblem::NotJson { len, .. }) => Err(Error::invalid_response(
                 "token request",
@@ -216,16 +192,12 @@ impl TokenEndpoint {
         }
     }
 
-    /// POSTs to another URL of the same server (revocation, sign-out) with the same
-    /// hardened client; returns the status, having read and discarded the body.
-    pub async fn post_status(
-        &self,
-        url: &Url,
-        headers: HeaderMap,
-        body: TokenRequestBody,
-        secrets: &[&str],
-    ) -> Result<StatusCode> {
-        let response = self.post(url, headers, body).await?;
+    /// Sends a request to another URL of the same server (revocation, sign-out,
+    /// session close) with the same hardened client; returns the status, having read
+    /// and discarded the body. An error status is an error, scrubbed as for
+    /// [`TokenEndpoint::request_token`].
+    pub async fn send(&self, url: &Url, request: TokenRequest) -> Result<StatusCode> {
+        let response = self.dispatch(url, &request).await?;
         let status = response.status();
         if status.is_redirection() {
             return Err(redirect_error("token endpoint", status, response.headers(), url));
@@ -236,7 +208,7 @@ impl TokenEndpoint {
         if status.is_success() {
             Ok(status)
         } else {
-            Err(error_response(status, content_type, retry_after, &body, secrets))
+            Err(error_response(status, content_type, retry_after, &body, &request.secrets()))
         }
     }
 
@@ -245,32 +217,19 @@ impl TokenEndpoint {
         check_url(url, self.config.allow_insecure_http)
     }
 
-    async fn post(&self, url: &Url, headers: HeaderMap, body: TokenRequestBody) -> Result<Response> {
-        let (content_type, bytes) = match body {
-            TokenRequestBody::Form(pairs) => {
-                let mut s = Zeroizing::new(String::new());
-                {
-                    let mut ser = form_urlencoded::Serializer::new(&mut *s);
-                    for (k, v) in &pairs {
-                        ser.append_pair(k, v);
-                    }
-                }
-                ("application/x-www-form-urlencoded", s)
-            }
-            TokenRequestBody::Json(s) => ("application/json", s),
-        };
-        let body = Bytes::from_owner(ZeroizingBody(Zeroizing::new(bytes.as_bytes().to_vec())));
-        drop(bytes);
-        self.http
-            .post(url.clone())
-            .header(CONTENT_TYPE, content_type)
+    async fn dispatch(&self, url: &Url, request: &TokenRequest) -> Result<Response> {
+        let mut builder = self
+            .http
+            .request(request.method().clone(), url.clone())
             .header(ACCEPT, "application/json")
             .header(CACHE_CONTROL, "no-store")
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Error::transport("token request", e))
+            .headers(request.headers().clone());
+        if let Some((content_type, bytes)) = request.body()? {
+            // Handed to reqwest as an owner that wipes the bytes when the body is dropped.
+            builder =
+                builder.header(CONTENT_TYPE, content_type).body(Bytes::from_owner(ZeroizingBody(bytes)));
+        }
+        builder.send().await.map_err(|e| Error::transport("token request", e))
     }
 }
 
@@ -378,7 +337,7 @@ fn has_error_code(body: &[u8]) -> bool {
 
 /// Turns an error status into the most specific error its body allows: an RFC 6749
 /// error if the body has one, else a description of what came back (never the body).
-pub fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     content_type: Option<String>,
     retry_after: Option<Duration>,
@@ -410,18 +369,10 @@ pub fn error_response(
     Error::invalid_response("token request", status.as_u16(), problem)
 }
 
-/// A sensitive header value (never logged by HTTP libraries).
-pub fn sensitive_header(value: &str) -> Result<HeaderValue> {
-    let mut v = HeaderValue::from_str(value).map_err(|_| {
-        Error::configuration("a credential contains characters not allowed in an HTTP header")
-    })?;
-    v.set_sensitive(true);
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::HeaderValue;
 
     #[test]
     fn url_rules() {

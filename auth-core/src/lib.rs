@@ -8,21 +8,23 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`http`] | [`AuthClient`]: bearer header, vendor extras, one replay after a 401 |
+//! | [`client`] | [`AuthClient`]: bearer header, the vendor's [`ApiProfile`], one replay after a rejected token |
+//! | [`profile`] | [`ApiProfile`]: what a vendor's API wants on every request, and how its rejections are judged |
 //! | [`manager`] | [`TokenManager`]: cache, single flight, refresh ahead, stale-while-error, backoff |
-//! | [`store`] | [`TokenStore`]: where tokens are kept ([`MemoryStore`] by default) |
+//! | [`store`] | [`TokenStore`]: where tokens are kept ([`MemoryStore`] by default, `RedisStore` for a fleet) |
 //! | [`source`] | [`CredentialSource`]: where tokens come from, and their [`CacheKey`] |
-//! | [`oauth2`] | the generic client credentials grant, a [`CredentialSource`] |
-//! | [`endpoint`] | the hardened HTTP of token requests, shared by every source |
+//! | [`oauth2`] | [`OAuth2Source`](oauth2::OAuth2Source): the generic client credentials grant |
+//! | [`request`] | [`TokenRequest`](request::TokenRequest): every request to an identity provider, built one way, knowing its own secrets |
+//! | [`endpoint`] | [`TokenEndpoint`](endpoint::TokenEndpoint): the hardened HTTP of token requests |
 //! | [`token`] | [`Token`], lenient response parsing and expiry resolution |
 //! | [`secret`] | redacting, zeroizing types for every secret |
 //! | [`error`] | one opaque [`Error`] with [`ErrorKind`] and RFC 6749 details |
 //!
 //! ```no_run
-//! use auth_core::{AuthClient, ClientSecret, TokenManager, oauth2::ClientCredentials};
+//! use auth_core::{AuthClient, ClientSecret, TokenManager, oauth2::OAuth2Source};
 //!
 //! # async fn demo() -> auth_core::Result<()> {
-//! let source = ClientCredentials::builder("https://idp.example/token", "client-id",
+//! let source = OAuth2Source::builder("https://idp.example/token", "client-id",
 //!         ClientSecret::new("from-your-secret-store"))
 //!     .scopes(["system/Patient.rs"])
 //!     .build()?;
@@ -32,26 +34,28 @@
 //! ```
 
 pub mod challenge;
+pub mod client;
 pub mod clock;
 pub mod endpoint;
 pub mod error;
-pub mod http;
 pub mod manager;
 pub mod oauth2;
+pub mod profile;
+pub mod request;
 pub mod secret;
 pub mod source;
 pub mod store;
 pub mod tls;
 pub mod token;
 
-
+pub use client::{AuthClient, AuthClientBuilder, Authenticator};
 pub use endpoint::EndpointOptions;
 pub use error::{Error, ErrorKind, OAuthError, OAuthErrorCode, ResponseProblem, Result};
-pub use http::{AuthClient, Authenticator};
 pub use manager::{ManagerConfig, ManagerStats, RetryPolicy, TokenManager};
+pub use profile::{ApiProfile, Rejection, RejectionJudge, RejectionVerdict};
 pub use secret::{
     AccessToken, ClientSecret, DeviceSecret, IdToken, PrivateKeyPem, RefreshToken, SecretValue,
 };
-pub use source::{CacheKey, CredentialSource, FetchContext, Rejection, RejectionVerdict, RequestExtras};
+pub use source::{CacheKey, CredentialSource, FetchContext};
 pub use store::{MemoryStore, TokenStore};
 pub use token::{ExpiresInUnit, ExpiryPolicy, Token};

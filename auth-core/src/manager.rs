@@ -203,9 +203,9 @@ fn bump(c: &AtomicU64) {
 /// refreshes are spawned onto it).
 ///
 /// ```
-/// # use auth_core::{TokenManager, oauth2::ClientCredentials, ClientSecret};
+/// # use auth_core::{TokenManager, oauth2::OAuth2Source, ClientSecret};
 /// # async fn demo() -> auth_core::Result<()> {
-/// let source = ClientCredentials::builder(
+/// let source = OAuth2Source::builder(
 ///     "https://idp.example/token", "my-client", ClientSecret::new("s3cret"))
 ///     .scopes(["system/Patient.rs"])
 ///     .build()?;

@@ -1,6 +1,6 @@
-//! Where tokens come from: the [`CredentialSource`] trait, the [`CacheKey`] that
-//! names what a source hands out, and the [`RequestExtras`] a vendor wants on
-//! every API request.
+//! Where tokens come from: the [`CredentialSource`] trait and the [`CacheKey`]
+//! that names what a source hands out. What a vendor adds to API requests is not a
+//! source's business: see [`ApiProfile`](crate::ApiProfile).
 //!
 //! A source only knows how to talk to its identity provider. How tokens are kept,
 //! shared and refreshed is the token manager's business, so every vendor gets
@@ -11,13 +11,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use crate::challenge::Challenge;
 use crate::clock::{Clock, SystemClock};
-use crate::error::{Error, Result};
-use crate::secret::{RefreshToken, SecretValue};
+use crate::error::Result;
+use crate::secret::RefreshToken;
 use crate::token::Token;
 
 /// Gets tokens from one identity provider, for one client and one set of scopes.
@@ -49,58 +47,6 @@ pub trait CredentialSource: Send + Sync + fmt::Debug + 'static {
         let _ = token;
         Ok(false)
     }
-
-    /// Headers and query parameters the vendor requires on every API request made
-    /// with this source's tokens (an API-gateway key, a partner id, …).
-    fn request_extras(&self) -> Option<&RequestExtras> {
-        None
-    }
-
-    /// Whether [`CredentialSource::judge_rejection`] needs the response body.
-    fn wants_rejection_body(&self) -> bool {
-        false
-    }
-
-    /// Judges an API answer that looks like a rejected token (a 401, or any status
-    /// with `WWW-Authenticate: … error="invalid_token"`). The default trusts it. A
-    /// vendor whose 401 can mean something else (MSK answers a wrong partner id with
-    /// 401) says so here, and no token is burnt replaying the request.
-    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
-        let _ = rejection;
-        RejectionVerdict::TokenRejected
-    }
-}
-
-/// An API answer that looks like a rejected token.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct Rejection<'a> {
-    /// The HTTP status.
-    pub status: u16,
-    /// The bearer challenge, if the server sent one.
-    pub challenge: Option<&'a Challenge>,
-    /// The body (capped), if the source asked for it; else empty.
-    pub body: &'a [u8],
-}
-
-impl<'a> Rejection<'a> {
-    /// A rejection with the given parts.
-    pub fn new(status: u16, challenge: Option<&'a Challenge>, body: &'a [u8]) -> Self {
-        Self { status, challenge, body }
-    }
-}
-
-/// What a source makes of a [`Rejection`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RejectionVerdict {
-    /// The token is bad: drop it and replay once with a new one.
-    TokenRejected,
-    /// Not about the token: hand the response to the caller as it is.
-    NotTokenRelated,
-    /// A configuration mistake (a wrong partner id, say): fail with a configuration
-    /// error; a new token would not help.
-    Configuration(String),
 }
 
 #[async_trait]
@@ -119,15 +65,6 @@ impl<S: CredentialSource + ?Sized> CredentialSource for Box<S> {
     }
     async fn revoke(&self, token: &Token) -> Result<bool> {
         (**self).revoke(token).await
-    }
-    fn request_extras(&self) -> Option<&RequestExtras> {
-        (**self).request_extras()
-    }
-    fn wants_rejection_body(&self) -> bool {
-        (**self).wants_rejection_body()
-    }
-    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
-        (**self).judge_rejection(rejection)
     }
 }
 
@@ -318,66 +255,6 @@ impl CacheKeyBuilder {
     }
 }
 
-/// Headers and query parameters added to every API request.
-#[derive(Debug, Clone, Default)]
-pub struct RequestExtras {
-    headers: HeaderMap,
-    query: Vec<(String, String)>,
-}
-
-impl RequestExtras {
-    /// Nothing extra.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a header. Fails on a name or value HTTP does not allow.
-    pub fn header(mut self, name: &str, value: &str) -> Result<Self> {
-        let (name, value) = header_pair(name, value)?;
-        self.headers.append(name, value);
-        Ok(self)
-    }
-
-    /// Adds a header whose value is a secret (an API-gateway subscription key):
-    /// marked sensitive, so it is never logged.
-    pub fn secret_header(mut self, name: &str, value: &SecretValue) -> Result<Self> {
-        let (name, mut value) = header_pair(name, value.expose_secret())?;
-        value.set_sensitive(true);
-        self.headers.append(name, value);
-        Ok(self)
-    }
-
-    /// Adds a query parameter.
-    pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.query.push((name.into(), value.into()));
-        self
-    }
-
-    /// The headers.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-
-    /// The query parameters.
-    pub fn query_params(&self) -> &[(String, String)] {
-        &self.query
-    }
-
-    /// Whether there is nothing to add.
-    pub fn is_empty(&self) -> bool {
-        self.headers.is_empty() && self.query.is_empty()
-    }
-}
-
-fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue)> {
-    let n = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| Error::configuration(format!("`{name}` is not a valid HTTP header name")))?;
-    let v = HeaderValue::from_str(value).map_err(|_| {
-        Error::configuration(format!("the value for header `{name}` is not a valid HTTP header value"))
-    })?;
-    Ok((n, v))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,17 +286,5 @@ mod tests {
                 assert_ne!(a.fingerprint(), b.fingerprint(), "{a:?} vs {b:?}");
             }
         }
-    }
-
-    #[test]
-    fn extras_validate_and_hide_secrets() {
-        assert!(RequestExtras::new().header("bad header", "v").is_err());
-        assert!(RequestExtras::new().header("x-partnerid", "line\nbreak").is_err());
-        let extras = RequestExtras::new()
-            .secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new("canary-sub-key"))
-            .map(|e| e.query("_format", "json"));
-        let Ok(extras) = extras else { panic!("valid header refused") };
-        assert!(!format!("{extras:?}").contains("canary"));
-        assert_eq!(extras.query_params(), [("_format".to_owned(), "json".to_owned())]);
     }
 }

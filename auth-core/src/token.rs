@@ -447,16 +447,22 @@ fn number_of(v: &Value) -> Option<f64> {
     n.is_finite().then_some(n)
 }
 
-/// Seconds since the epoch in the `exp` claim of a JWT, if `token` is one.
+/// The claims of a JWT, read without checking its signature, if `token` is one
+/// (three dot-separated parts, a JOSE header and a JSON object of claims).
 ///
-/// The signature is not checked: this is only used to schedule a refresh, never to
-/// trust the token.
-pub fn jwt_exp(token: &str) -> Option<f64> {
+/// For scheduling refreshes and for display, never to trust the token: the one
+/// decoder of the workspace, so every part reads a token alike.
+pub fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
     if token.bytes().filter(|b| *b == b'.').count() != 2 {
         return None;
     }
-    let data = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token).ok()?;
-    data.claims.get("exp").and_then(number_of)
+    Some(jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token).ok()?.claims)
+}
+
+/// Seconds since the epoch in the `exp` claim of a JWT, if `token` is one (see
+/// [`jwt_claims`]).
+pub fn jwt_exp(token: &str) -> Option<f64> {
+    jwt_claims(token)?.get("exp").and_then(number_of)
 }
 
 fn resolve_expiry(

@@ -17,7 +17,6 @@ use auth_core::{AuthClient, Error, ResponseProblem, Result};
 use crate::error::FhirError;
 use crate::model::{Bundle, JsonResource, OperationOutcome, Resource, ResourceType};
 
-
 /// The FHIR JSON media type.
 pub const FHIR_JSON: &str = "application/fhir+json";
 
@@ -132,7 +131,7 @@ impl FhirClient {
 
     fn checked(api: AuthClient, base: &str, allow_insecure_http: bool) -> Result<Self> {
         let mut base = auth_core::endpoint::check_url(base, allow_insecure_http)?;
-        let api = if allow_insecure_http { api.allow_insecure_http(true) } else { api };
+        let api = if allow_insecure_http { api.with_insecure_http(true) } else { api };
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);

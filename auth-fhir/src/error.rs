@@ -28,7 +28,12 @@ pub struct FhirError {
 
 impl FhirError {
     /// The error for a FHIR error status, as an [`auth_core::Error`].
-    pub fn into_error(status: u16, outcome: Option<OperationOutcome>, content_type: Option<String>, len: usize) -> Error {
+    pub fn into_error(
+        status: u16,
+        outcome: Option<OperationOutcome>,
+        content_type: Option<String>,
+        len: usize,
+    ) -> Error {
         let outcome = outcome.map(|mut o| {
             for issue in &mut o.issue {
                 if let Some(d) = &mut issue.diagnostics {

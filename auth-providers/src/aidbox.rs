@@ -8,15 +8,15 @@
 //! Aidbox's answers are lenient about RFC 6749: an opaque token comes without
 //! `expires_in`, some versions send `"refresh_token": null`. Expiry is therefore
 //! `expires_in` when sent, else the JWT `exp`, else the default lifetime (5 minutes,
-//! see [`AidboxCredentialsBuilder::default_lifetime`]); when both `expires_in` and
+//! see [`AidboxSourceBuilder::default_lifetime`]); when both `expires_in` and
 //! `exp` are present the earlier wins (on Aidbox they agree).
 //!
 //! ```no_run
 //! use auth_core::{AuthClient, ClientSecret, TokenManager};
-//! use auth_providers::aidbox::{AidboxAuthStyle, AidboxCredentials, SessionEndpoint};
+//! use auth_providers::aidbox::{AidboxAuthStyle, AidboxSource, SessionEndpoint};
 //!
 //! # async fn demo() -> auth_core::Result<()> {
-//! let source = AidboxCredentials::builder(
+//! let source = AidboxSource::builder(
 //!     "https://box.example.org",
 //!     "api-client",
 //!     ClientSecret::new(std::env::var("AIDBOX_CLIENT_SECRET").unwrap_or_default()),
@@ -25,7 +25,7 @@
 //! .audience("https://box.example.org/fhir")
 //! .session_endpoint(SessionEndpoint::Fhir)
 //! .build()?;
-//! let fhir_base = source.fhir_base();
+//! let fhir_base = source.fhir_base().clone();
 //! let tokens = TokenManager::new(source);
 //! let client = AuthClient::new(tokens.clone())?;
 //! let patients = client.get(format!("{fhir_base}/Patient")).send().await?;
@@ -34,22 +34,16 @@
 //! # Ok(()) }
 //! ```
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auth_core::endpoint::{
-    EndpointConfig, TokenEndpoint, TokenRequestBody, check_url, content_type, error_response, read_capped,
-    retry_after,
-};
-use auth_core::oauth2::{BasicEncoding, ClientAuth, ClientAuthMethod, GrantParams, json_body};
+use auth_core::endpoint::{EndpointConfig, EndpointOptions, TokenEndpoint, check_url};
+use auth_core::request::{BasicEncoding, ClientAuth, ClientAuthMethod, GrantParams, TokenRequest};
 use auth_core::token::ExpiryPolicy;
 use auth_core::{
-    CacheKey, ClientSecret, CredentialSource, Error, FetchContext, RefreshToken, ResponseProblem, Result,
-    Token,
+    ApiProfile, CacheKey, ClientSecret, CredentialSource, Error, FetchContext, RefreshToken, Result, Token,
 };
-use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap};
+use reqwest::header::AUTHORIZATION;
 use url::Url;
 use zeroize::Zeroizing;
 
@@ -107,11 +101,12 @@ pub enum RefreshAuth {
 
 /// Gets Aidbox tokens with the client credentials grant, refreshes them with the
 /// refresh token when Aidbox issues one, and revokes them by closing their Session.
-pub struct AidboxCredentials {
+#[derive(Debug)]
+pub struct AidboxSource {
     base: String,
+    fhir_base: Url,
     endpoint: TokenEndpoint,
     client: ClientAuth,
-    style: AidboxAuthStyle,
     grant: GrantParams,
     session_url: Option<Url>,
     refresh: bool,
@@ -119,25 +114,9 @@ pub struct AidboxCredentials {
     key: CacheKey,
 }
 
-impl fmt::Debug for AidboxCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Spelled out so no future field can print the secret by accident.
-        f.debug_struct("AidboxCredentials")
-            .field("base", &self.base)
-            .field("endpoint", &self.endpoint)
-            .field("client", &self.client)
-            .field("style", &self.style)
-            .field("grant", &self.grant)
-            .field("session_url", &self.session_url.as_ref().map(Url::as_str))
-            .field("refresh", &self.refresh)
-            .field("refresh_auth", &self.refresh_auth)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Builds [`AidboxCredentials`].
-pub struct AidboxCredentialsBuilder {
+/// Builds an [`AidboxSource`].
+#[derive(Debug)]
+pub struct AidboxSourceBuilder {
     base: String,
     token_url: Option<String>,
     client_id: String,
@@ -151,33 +130,15 @@ pub struct AidboxCredentialsBuilder {
     endpoint: EndpointConfig,
 }
 
-impl fmt::Debug for AidboxCredentialsBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AidboxCredentialsBuilder")
-            .field("base", &self.base)
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("secret", &self.secret)
-            .field("style", &self.style)
-            .field("basic", &self.basic)
-            .field("grant", &self.grant)
-            .field("session", &self.session)
-            .field("refresh", &self.refresh)
-            .field("refresh_auth", &self.refresh_auth)
-            .field("endpoint", &self.endpoint)
-            .finish()
-    }
-}
-
-impl AidboxCredentials {
+impl AidboxSource {
     /// Starts a source for `client_id` of the Aidbox at `base_url` (the URL the box
     /// is served at, without `/fhir`: `https://box.example.org`).
     pub fn builder(
         base_url: impl Into<String>,
         client_id: impl Into<String>,
         secret: ClientSecret,
-    ) -> AidboxCredentialsBuilder {
-        AidboxCredentialsBuilder {
+    ) -> AidboxSourceBuilder {
+        AidboxSourceBuilder {
             base: base_url.into(),
             token_url: None,
             client_id: client_id.into(),
@@ -206,8 +167,8 @@ impl AidboxCredentials {
     }
 
     /// The FHIR API base: `{base}/fhir`.
-    pub fn fhir_base(&self) -> String {
-        format!("{}/fhir", self.base)
+    pub fn fhir_base(&self) -> &Url {
+        &self.fhir_base
     }
 
     /// The token URL (`{base}/auth/token` unless overridden).
@@ -227,42 +188,34 @@ impl AidboxCredentials {
 
     /// How the client authenticates.
     pub fn auth_style(&self) -> AidboxAuthStyle {
-        self.style
+        match self.client.method() {
+            ClientAuthMethod::ClientSecretBasic => AidboxAuthStyle::BasicForm,
+            ClientAuthMethod::JsonBody => AidboxAuthStyle::Json,
+            ClientAuthMethod::ClientSecretPost => AidboxAuthStyle::FormPost,
+        }
     }
 
-    /// Everything secret a request may carry, for scrubbing from echoed errors.
-    fn secrets<'a>(&'a self, sent: Option<&'a str>) -> Vec<&'a str> {
-        let mut all = vec![self.client.secret().expose_secret()];
-        all.extend(sent);
-        all
+    /// The token endpoint.
+    pub fn endpoint(&self) -> &TokenEndpoint {
+        &self.endpoint
     }
 
-    async fn send(
-        &self,
-        ctx: &FetchContext,
-        mut form: Vec<(String, Zeroizing<String>)>,
-        sent_secret: Option<&str>,
-    ) -> Result<Token> {
-        let headers = self.client.apply(&mut form)?;
-        let secrets = self.secrets(sent_secret);
-        self.endpoint.request_token(ctx, headers, self.client.body(form), &secrets).await
+    /// What Aidbox's API wants of requests: nothing beyond the bearer.
+    pub fn api_profile(&self) -> ApiProfile {
+        ApiProfile::new()
     }
-}
-
-fn pair(name: &str, value: &str) -> (String, Zeroizing<String>) {
-    (name.to_owned(), Zeroizing::new(value.to_owned()))
 }
 
 #[async_trait]
-impl CredentialSource for AidboxCredentials {
+impl CredentialSource for AidboxSource {
     fn cache_key(&self) -> &CacheKey {
         &self.key
     }
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
-        let mut form = vec![pair("grant_type", "client_credentials")];
-        self.grant.append_to(&mut form);
-        self.send(ctx, form, None).await
+        let request =
+            TokenRequest::grant("client_credentials").grant_params(&self.grant).client_auth(&self.client);
+        self.endpoint.request_token(ctx, request).await
     }
 
     fn supports_refresh(&self) -> bool {
@@ -273,73 +226,46 @@ impl CredentialSource for AidboxCredentials {
         if !self.refresh {
             return Ok(None);
         }
-        let value = refresh_token.expose_secret();
-        let mut form = vec![pair("grant_type", "refresh_token")];
+        let mut request = TokenRequest::grant("refresh_token");
         if self.refresh_auth == RefreshAuth::ClientIdOnly {
-            form.push(pair("client_id", self.client.id()));
+            request = request.param("client_id", self.client.id());
         }
-        form.push(pair("refresh_token", value));
+        request = request.secret_param("refresh_token", refresh_token.expose_secret());
         if let Some(scope) = self.grant.scope() {
-            form.push(("scope".into(), Zeroizing::new(scope)));
+            request = request.param("scope", scope);
         }
-        match self.refresh_auth {
-            RefreshAuth::Client => self.send(ctx, form, Some(value)).await.map(Some),
-            RefreshAuth::ClientIdOnly => {
-                let body = match self.style {
-                    AidboxAuthStyle::Json => json_body(form),
-                    AidboxAuthStyle::BasicForm | AidboxAuthStyle::FormPost => TokenRequestBody::Form(form),
-                };
-                let secrets = self.secrets(Some(value));
-                self.endpoint.request_token(ctx, HeaderMap::new(), body, &secrets).await.map(Some)
-            }
-        }
+        request = match self.refresh_auth {
+            RefreshAuth::Client => request.client_auth(&self.client),
+            // Only the id, in the body format of the client's style, no secret.
+            RefreshAuth::ClientIdOnly if self.client.method() == ClientAuthMethod::JsonBody => request.json(),
+            RefreshAuth::ClientIdOnly => request,
+        };
+        self.endpoint.request_token(ctx, request).await.map(Some)
     }
 
     async fn revoke(&self, token: &Token) -> Result<bool> {
         let Some(url) = &self.session_url else { return Ok(false) };
-        const WHAT: &str = "session close";
         // The token endpoint's client: no redirects, its timeout and trust roots,
         // because this request carries the bearer token.
-        let response = self
-            .endpoint
-            .http()
-            .delete(url.clone())
-            .header(AUTHORIZATION, token.bearer_header())
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| Error::transport(WHAT, e))?;
-        let status = response.status();
-        let content_type = content_type(response.headers());
-        let retry_after = retry_after(response.headers());
-        let body = read_capped(response, self.endpoint.config().max_body, WHAT).await?;
-        if status.is_success() {
-            return Ok(true);
-        }
-        if status == StatusCode::UNAUTHORIZED {
+        let request = TokenRequest::delete().secret_header(AUTHORIZATION, &bearer(token));
+        match self.endpoint.send(url, request).await {
+            Ok(_) => Ok(true),
             // The Session is already closed or expired: what revoking wanted is true.
-            tracing::debug!(status = status.as_u16(), "aidbox session was no longer active");
-            return Ok(true);
+            Err(e) if e.status() == Some(401) => {
+                tracing::debug!(status = 401, "aidbox session was no longer active");
+                Ok(true)
+            }
+            Err(e) => Err(e),
         }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(Error::unavailable(WHAT, status.as_u16(), retry_after));
-        }
-        let looks_oauth = serde_json::from_slice::<serde_json::Value>(&body)
-            .is_ok_and(|v| v.get("error").is_some_and(serde_json::Value::is_string));
-        if looks_oauth {
-            let secrets = self.secrets(Some(token.access_token().expose_secret()));
-            return Err(error_response(status, content_type, retry_after, &body, &secrets));
-        }
-        let problem = if body.is_empty() {
-            ResponseProblem::Empty
-        } else {
-            ResponseProblem::UnexpectedStatus { content_type, len: body.len() }
-        };
-        Err(Error::invalid_response(WHAT, status.as_u16(), problem))
     }
 }
 
-impl AidboxCredentialsBuilder {
+/// `Bearer {token}`, wiped on drop.
+fn bearer(token: &Token) -> Zeroizing<String> {
+    Zeroizing::new(format!("Bearer {}", token.access_token().expose_secret()))
+}
+
+impl AidboxSourceBuilder {
     /// How the client authenticates (default HTTP Basic with a form body).
     pub fn auth_style(mut self, style: AidboxAuthStyle) -> Self {
         self.style = style;
@@ -411,7 +337,7 @@ impl AidboxCredentialsBuilder {
     }
 
     /// Checks the configuration and builds the source.
-    pub fn build(self) -> Result<AidboxCredentials> {
+    pub fn build(self) -> Result<AidboxSource> {
         let allow_http = self.endpoint.allow_insecure_http;
         let base = check_url(self.base.trim(), allow_http)?;
         if base.query().is_some() || base.fragment().is_some() {
@@ -433,11 +359,12 @@ impl AidboxCredentialsBuilder {
         };
         let session_url = session_url.as_deref().map(|u| endpoint.check_url(u)).transpose()?;
         let key = self.grant.cache_key(PROVIDER, endpoint.url().as_str(), client.id());
-        Ok(AidboxCredentials {
+        let fhir_base = check_url(&format!("{base}/fhir"), allow_http)?;
+        Ok(AidboxSource {
             base,
+            fhir_base,
             endpoint,
             client,
-            style: self.style,
             grant: self.grant,
             session_url,
             refresh: self.refresh,
@@ -447,8 +374,8 @@ impl AidboxCredentialsBuilder {
     }
 }
 
-impl auth_core::endpoint::EndpointOptions for AidboxCredentialsBuilder {
-    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+impl EndpointOptions for AidboxSourceBuilder {
+    fn endpoint_config(&mut self) -> &mut EndpointConfig {
         &mut self.endpoint
     }
 }
@@ -456,17 +383,16 @@ impl auth_core::endpoint::EndpointOptions for AidboxCredentialsBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use auth_core::EndpointOptions;
 
-    fn builder(base: &str) -> AidboxCredentialsBuilder {
-        AidboxCredentials::builder(base, "api-client", ClientSecret::new("verysecret-canary"))
+    fn builder(base: &str) -> AidboxSourceBuilder {
+        AidboxSource::builder(base, "api-client", ClientSecret::new("verysecret-canary"))
     }
 
     #[test]
     fn urls_follow_the_base() {
         let src = builder("https://box.example.org/").build().unwrap();
         assert_eq!(src.token_url().as_str(), "https://box.example.org/auth/token");
-        assert_eq!(src.fhir_base(), "https://box.example.org/fhir");
+        assert_eq!(src.fhir_base().as_str(), "https://box.example.org/fhir");
         assert_eq!(src.session_url().map(Url::as_str), Some("https://box.example.org/Session"));
         let src = builder("https://host/box").session_endpoint(SessionEndpoint::Fhir).build().unwrap();
         assert_eq!(src.token_url().as_str(), "https://host/box/auth/token");
@@ -487,9 +413,9 @@ mod tests {
                 .is_err()
         );
         assert!(builder("https://h").timeout(Duration::ZERO).build().is_err());
-        let colon = AidboxCredentials::builder("https://h", "a:b", ClientSecret::new("s"));
+        let colon = AidboxSource::builder("https://h", "a:b", ClientSecret::new("s"));
         assert!(colon.build().is_err(), "raw Basic cannot carry a colon in the id");
-        let colon = AidboxCredentials::builder("https://h", "a:b", ClientSecret::new("s"));
+        let colon = AidboxSource::builder("https://h", "a:b", ClientSecret::new("s"));
         assert!(colon.auth_style(AidboxAuthStyle::Json).build().is_ok());
     }
 

@@ -6,19 +6,19 @@
 //! |---|---|
 //! | `POST {token_url}` (deployment specific, e.g. `…/vlive/hpca/oauth/token`), form `grant_type=client_credentials&client_id=…&client_secret=…` | exactly that body, in that order; no Basic header |
 //! | response `{"token_type":"Bearer","access_token":"eyJ…","refresh_token":null}`, no `expires_in` | `null` tolerated; expiry from the JWT `exp` claim |
-//! | "the JWT token will contain claims listing specific APIs that have been authorised" | [`Graphnet::claims`] → [`GraphnetClaims::require_api`], so a caller can check before calling |
-//! | Azure APIM wants `Ocp-Apim-Subscription-Key` on API calls | added to every request made through [`auth_core::AuthClient`], as a sensitive header |
+//! | "the JWT token will contain claims listing specific APIs that have been authorised" | [`GraphnetSource::claims`] → [`GraphnetClaims::require_api`], so a caller can check before calling |
+//! | Azure APIM wants `Ocp-Apim-Subscription-Key` on API calls | [`GraphnetSource::api_profile`] adds it to every request of an [`auth_core::AuthClient`], as a sensitive header |
 //!
 //! Assumptions, because Graphnet does not publish them, each configurable:
 //!
 //! * The claim listing authorised APIs is named [`DEFAULT_API_CLAIM`]
-//!   (`authorised_apis`); change it with [`GraphnetBuilder::api_claim`]. Its value
+//!   (`authorised_apis`); change it with [`GraphnetSourceBuilder::api_claim`]. Its value
 //!   may be an array of strings or one string of names separated by spaces or commas.
 //! * The token endpoint does not need the subscription key (its host differs from
-//!   the APIM host); send it anyway with [`GraphnetBuilder::subscription_key_on_token_request`].
+//!   the APIM host); send it anyway with [`GraphnetSourceBuilder::subscription_key_on_token_request`].
 //! * A token that is not a JWT with `exp` has no known lifetime: fetching fails with
 //!   [`ErrorKind::InvalidResponse`](auth_core::ErrorKind) unless a lifetime is
-//!   configured with [`GraphnetBuilder::default_lifetime`].
+//!   configured with [`GraphnetSourceBuilder::default_lifetime`].
 //!
 //! An APIM `401` about the subscription key (missing or invalid) is not a token
 //! problem: it fails with [`ErrorKind::Configuration`](auth_core::ErrorKind) and
@@ -26,20 +26,21 @@
 //!
 //! ```no_run
 //! use auth_core::{AuthClient, ClientSecret, SecretValue, TokenManager};
-//! use auth_providers::graphnet::Graphnet;
+//! use auth_providers::graphnet::GraphnetSource;
 //!
 //! # async fn demo() -> auth_core::Result<()> {
-//! let source = Graphnet::builder(
+//! let source = GraphnetSource::builder(
 //!     "https://coret1.syhapp.com/vlive/hpca/oauth/token",
 //!     "my-client",
 //!     ClientSecret::new(std::env::var("GRAPHNET_SECRET").unwrap_or_default()),
 //!     SecretValue::new(std::env::var("GRAPHNET_SUBSCRIPTION_KEY").unwrap_or_default()),
 //! )
 //! .build()?;
+//! let profile = source.api_profile();
 //! let tokens = TokenManager::new(source);
 //! let token = tokens.token().await?;
 //! tokens.source().claims(&token)?.require_api("Patient")?;
-//! let client = AuthClient::new(tokens)?;
+//! let client = AuthClient::builder(tokens).profile(profile).build()?;
 //! let patient = client.get("https://api.example/fhir/Patient/123").send().await?;
 //! # let _ = patient; Ok(()) }
 //! ```
@@ -49,21 +50,17 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use auth_core::endpoint::{EndpointConfig, TokenEndpoint};
+use auth_core::endpoint::{EndpointConfig, EndpointOptions, TokenEndpoint};
 use auth_core::error::ResponseProblem;
-use auth_core::oauth2::{ClientAuth, ClientAuthMethod};
-use auth_core::source::{Rejection, RejectionVerdict};
-use auth_core::token::ExpirySource;
+use auth_core::request::{ClientAuth, ClientAuthMethod, TokenRequest};
+use auth_core::token::{ExpirySource, jwt_claims};
 use auth_core::{
-    AccessToken, CacheKey, ClientSecret, CredentialSource, Error, FetchContext, RequestExtras, Result,
-    SecretValue, Token,
+    AccessToken, ApiProfile, CacheKey, ClientSecret, CredentialSource, Error, FetchContext, Rejection,
+    RejectionJudge, RejectionVerdict, Result, SecretValue, Token,
 };
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reqwest::header::HeaderMap;
-use serde_json::{Map, Value};
+use reqwest::header::HeaderName;
+use serde_json::Value;
 use url::Url;
-use zeroize::Zeroizing;
 
 /// The provider kind in cache keys.
 pub const PROVIDER: &str = "graphnet";
@@ -72,41 +69,26 @@ pub const PROVIDER: &str = "graphnet";
 pub const SUBSCRIPTION_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
 
 /// The JWT claim assumed to list the authorised APIs. Graphnet documents that such
-/// claims exist but not their names; see [`GraphnetBuilder::api_claim`].
+/// claims exist but not their names; see [`GraphnetSourceBuilder::api_claim`].
 pub const DEFAULT_API_CLAIM: &str = "authorised_apis";
 
-/// Gets Graphnet tokens with the client credentials grant and adds the APIM
-/// subscription key to every API request.
-#[derive(Clone)]
-pub struct Graphnet {
+/// Gets Graphnet tokens with the client credentials grant; its
+/// [`GraphnetSource::api_profile`] puts the subscription key on every API request
+/// and tells APIM's key 401s from a rejected token.
+#[derive(Debug, Clone)]
+pub struct GraphnetSource {
     endpoint: TokenEndpoint,
     client: ClientAuth,
     subscription_key: SecretValue,
     key_on_token_request: bool,
     default_lifetime: Option<Duration>,
     api_claim: String,
-    extras: RequestExtras,
     key: CacheKey,
 }
 
-impl fmt::Debug for Graphnet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Graphnet")
-            .field("endpoint", &self.endpoint)
-            .field("client", &self.client)
-            .field("subscription_key", &self.subscription_key)
-            .field("key_on_token_request", &self.key_on_token_request)
-            .field("default_lifetime", &self.default_lifetime)
-            .field("api_claim", &self.api_claim)
-            // Header names only: the values are the subscription key.
-            .field("extra_headers", &self.extras.headers().keys().collect::<Vec<_>>())
-            .field("key", &self.key)
-            .finish()
-    }
-}
-
-/// Builds [`Graphnet`].
-pub struct GraphnetBuilder {
+/// Builds a [`GraphnetSource`].
+#[derive(Debug)]
+pub struct GraphnetSourceBuilder {
     token_url: String,
     client: ClientAuth,
     subscription_key: SecretValue,
@@ -116,21 +98,7 @@ pub struct GraphnetBuilder {
     endpoint: EndpointConfig,
 }
 
-impl fmt::Debug for GraphnetBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GraphnetBuilder")
-            .field("token_url", &self.token_url)
-            .field("client", &self.client)
-            .field("subscription_key", &self.subscription_key)
-            .field("key_on_token_request", &self.key_on_token_request)
-            .field("default_lifetime", &self.default_lifetime)
-            .field("api_claim", &self.api_claim)
-            .field("endpoint", &self.endpoint)
-            .finish()
-    }
-}
-
-impl Graphnet {
+impl GraphnetSource {
     /// Starts a source for `client_id` at the deployment's `token_url`, with the
     /// APIM `subscription_key` for API calls.
     pub fn builder(
@@ -138,8 +106,8 @@ impl Graphnet {
         client_id: impl Into<String>,
         client_secret: ClientSecret,
         subscription_key: SecretValue,
-    ) -> GraphnetBuilder {
-        GraphnetBuilder {
+    ) -> GraphnetSourceBuilder {
+        GraphnetSourceBuilder {
             token_url: token_url.into(),
             // Graphnet documents the credentials in the form body only.
             client: ClientAuth::new(client_id, client_secret, ClientAuthMethod::ClientSecretPost),
@@ -171,10 +139,16 @@ impl Graphnet {
         &self.api_claim
     }
 
-    /// The subscription-key header, marked sensitive, for requests not sent through
-    /// an [`auth_core::AuthClient`] (which adds it by itself).
-    pub fn subscription_key_headers(&self) -> HeaderMap {
-        self.extras.headers().clone()
+    /// What Graphnet's API wants of every request: the subscription key, as a
+    /// sensitive header; and a judge that takes APIM's key 401s for the
+    /// configuration mistakes they are, so no token is burnt replaying them.
+    pub fn api_profile(&self) -> ApiProfile {
+        let profile = ApiProfile::new().judge(SubscriptionKeyJudge);
+        // Checked when building: the key is one HTTP can carry.
+        match profile.clone().secret_header(SUBSCRIPTION_KEY_HEADER, &self.subscription_key) {
+            Ok(with_key) => with_key,
+            Err(_) => profile,
+        }
     }
 
     /// Whether the subscription key is also sent to the token endpoint.
@@ -195,7 +169,7 @@ impl Graphnet {
         if token.expiry_source() != ExpirySource::Default || self.default_lifetime.is_some() {
             return None;
         }
-        let what = match jwt_payload(token.access_token().expose_secret()) {
+        let what = match jwt_claims(token.access_token().expose_secret()) {
             Some(_) => "the access token is a JWT without an `exp` claim",
             None => "the access token is not a JWT",
         };
@@ -205,45 +179,46 @@ impl Graphnet {
             ResponseProblem::Other(format!(
                 "{what} and the response has no `expires_in`, so its lifetime is unknown; \
                  if this deployment issues such tokens, configure one with \
-                 `GraphnetBuilder::default_lifetime`"
+                 `GraphnetSourceBuilder::default_lifetime`"
             )),
         ))
     }
 }
 
 #[async_trait]
-impl CredentialSource for Graphnet {
+impl CredentialSource for GraphnetSource {
     fn cache_key(&self) -> &CacheKey {
         &self.key
     }
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
-        let mut form = vec![("grant_type".to_owned(), Zeroizing::new("client_credentials".to_owned()))];
-        let mut headers = self.client.apply(&mut form)?;
-        let mut secrets = vec![self.client.secret().expose_secret()];
+        let mut request = TokenRequest::grant("client_credentials").client_auth(&self.client);
         if self.key_on_token_request {
             // The same sensitive header API calls carry.
-            headers.extend(self.extras.headers().clone());
-            secrets.push(self.subscription_key.expose_secret());
+            request = request.secret_header(SUBSCRIPTION_KEY, self.subscription_key.expose_secret());
         }
-        let token = self.endpoint.request_token(ctx, headers, self.client.body(form), &secrets).await?;
+        let token = self.endpoint.request_token(ctx, request).await?;
         match self.missing_expiry(&token) {
             Some(error) => Err(error),
             None => Ok(token),
         }
     }
+}
 
-    fn request_extras(&self) -> Option<&RequestExtras> {
-        Some(&self.extras)
-    }
+/// The subscription key header, as a name.
+const SUBSCRIPTION_KEY: HeaderName = HeaderName::from_static("ocp-apim-subscription-key");
 
-    fn wants_rejection_body(&self) -> bool {
+/// Tells Azure API Management's own 401s about the subscription key from a
+/// rejected token: only the body can.
+#[derive(Debug, Clone, Copy)]
+struct SubscriptionKeyJudge;
+
+impl RejectionJudge for SubscriptionKeyJudge {
+    fn wants_body(&self) -> bool {
         true
     }
 
-    /// APIM answers a missing or wrong subscription key with a 401 that has no
-    /// bearer challenge: the key, not the token, is wrong, so no token is dropped.
-    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
+    fn judge(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
         if rejection.challenge.is_some_and(|c| c.is_invalid_token()) {
             return RejectionVerdict::TokenRejected;
         }
@@ -282,7 +257,7 @@ fn apim_key_problem(body: &[u8]) -> Option<KeyProblem> {
     Some(if message.contains("missing") { KeyProblem::Missing } else { KeyProblem::Invalid })
 }
 
-impl GraphnetBuilder {
+impl GraphnetSourceBuilder {
     /// Also sends the subscription key to the token endpoint (default off: Graphnet
     /// does not say the token endpoint needs it).
     pub fn subscription_key_on_token_request(mut self, on: bool) -> Self {
@@ -304,7 +279,7 @@ impl GraphnetBuilder {
     }
 
     /// Checks the configuration and builds the source.
-    pub fn build(mut self) -> Result<Graphnet> {
+    pub fn build(mut self) -> Result<GraphnetSource> {
         self.client.check()?;
         if self.subscription_key.is_empty() {
             return Err(Error::configuration(
@@ -321,17 +296,16 @@ impl GraphnetBuilder {
             self.endpoint.parse.expiry = self.endpoint.parse.expiry.clone().with_default_lifetime(lifetime);
         }
         // Fails on a key HTTP cannot carry, without echoing it.
-        let extras = RequestExtras::new().secret_header(SUBSCRIPTION_KEY_HEADER, &self.subscription_key)?;
+        ApiProfile::new().secret_header(SUBSCRIPTION_KEY_HEADER, &self.subscription_key)?;
         let endpoint = TokenEndpoint::new(&self.token_url, self.endpoint)?;
         let key = CacheKey::builder(PROVIDER, endpoint.url().as_str(), self.client.id()).build();
-        Ok(Graphnet {
+        Ok(GraphnetSource {
             endpoint,
             client: self.client,
             subscription_key: self.subscription_key,
             key_on_token_request: self.key_on_token_request,
             default_lifetime: self.default_lifetime,
             api_claim: self.api_claim,
-            extras,
             key,
         })
     }
@@ -385,7 +359,7 @@ impl GraphnetClaims {
     /// Fails if the token is not a JWT, or the claim is neither a string nor an
     /// array of strings.
     pub fn decode(token: &AccessToken, api_claim: &str) -> Result<Self> {
-        let claims = jwt_payload(token.expose_secret()).ok_or_else(|| {
+        let claims = jwt_claims(token.expose_secret()).ok_or_else(|| {
             problem("the access token is not a JWT, so it lists no authorised APIs".to_owned())
         })?;
         let apis = match claims.get(api_claim) {
@@ -442,7 +416,7 @@ impl GraphnetClaims {
             None => Err(Error::configuration(format!(
                 "the Graphnet token has no `{}` claim listing authorised APIs, so `{api}` cannot be \
                  confirmed; if this deployment names the claim differently, set \
-                 `GraphnetBuilder::api_claim`",
+                 `GraphnetSourceBuilder::api_claim`",
                 self.claim
             ))),
         }
@@ -472,23 +446,8 @@ fn split_names(s: &str) -> impl Iterator<Item = String> + '_ {
     s.split(|c: char| c.is_whitespace() || c == ',').filter(|n| !n.is_empty()).map(str::to_owned)
 }
 
-/// The payload of a JWT, decoded without checking the signature.
-fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
-    let mut parts = token.split('.');
-    let (Some(_header), Some(payload), Some(_signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    let bytes = Zeroizing::new(URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?);
-    match serde_json::from_slice(&bytes).ok()? {
-        Value::Object(claims) => Some(claims),
-        _ => None,
-    }
-}
-
-impl auth_core::endpoint::EndpointOptions for GraphnetBuilder {
-    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+impl EndpointOptions for GraphnetSourceBuilder {
+    fn endpoint_config(&mut self) -> &mut EndpointConfig {
         &mut self.endpoint
     }
 }

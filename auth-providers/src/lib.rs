@@ -14,7 +14,7 @@
 //! | [`smart`] | SMART Backend Services (`private_key_jwt` with RS384 or ES384, discovery); Aidbox supports it too |
 //!
 //! The generic OAuth 2.0 client credentials source, for every other server, is
-//! [`auth_core::oauth2::ClientCredentials`].
+//! [`auth_core::oauth2::OAuth2Source`].
 
 #[cfg(feature = "aidbox")]
 pub mod aidbox;

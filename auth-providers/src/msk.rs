@@ -11,7 +11,7 @@
 //! * every API request carries the partner id in the `x-partnerid` header, the MSK
 //!   study number in the `researchstudy` query parameter, and `_format=json` (without
 //!   it Blaze answers `Content-Type: text/plain`), through
-//!   [`CredentialSource::request_extras`];
+//!   [`MskSource::api_profile`];
 //! * a 401 whose OperationOutcome is about the partner id ("Incorrect Partnerid
 //!   name", "Api Key was not provided") is a configuration error, not an expired
 //!   token: it fails with [`ErrorKind::Configuration`](auth_core::ErrorKind) and no
@@ -31,26 +31,26 @@
 //! .partner_id("MSK_PROVIDED_PARTNERID")
 //! .research_study("FHIR-T")
 //! .build()?;
-//! let patients = format!("{}/Patient", source.fhir_base_url());
-//! let client = AuthClient::new(TokenManager::new(source))?;
+//! let patients = format!("{}/Patient", source.fhir_base());
+//! let client = AuthClient::builder(TokenManager::new(source.clone())).profile(source.api_profile()).build()?;
 //! let bundle = client.get(patients).send().await?;
 //! # let _ = bundle; Ok(()) }
 //! ```
 
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use auth_core::endpoint::{EndpointConfig, TokenEndpoint, TokenRequestBody};
-use auth_core::oauth2::{ClientAuth, ClientAuthMethod};
+use auth_core::endpoint::{EndpointConfig, EndpointOptions, TokenEndpoint};
+use auth_core::request::{ClientAuth, ClientAuthMethod, TokenRequest};
 use auth_core::{
-    CacheKey, ClientSecret, CredentialSource, Error, ExpiryPolicy, FetchContext, Rejection, RejectionVerdict,
-    RequestExtras, Result, Token,
+    ApiProfile, CacheKey, ClientSecret, CredentialSource, Error, ExpiryPolicy, FetchContext, Rejection,
+    RejectionJudge, RejectionVerdict, Result, Token,
 };
 use serde_json::Value;
 use url::Url;
-use zeroize::Zeroizing;
 
+/// The provider kind in cache keys.
+pub const PROVIDER: &str = "msk";
 /// MSK's staging API gateway.
 pub const STAGING_BASE_URL: &str = "https://apigateway.apps.stageapi.mskcc.org";
 /// MSK's production API gateway.
@@ -84,34 +84,19 @@ pub fn consented_on(token: &Token) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
-/// Gets MSK tokens with the client credentials grant and decorates API requests
-/// with the partner id, the research study and `_format=json`.
-#[derive(Clone)]
+/// Gets MSK tokens with the client credentials grant; its [`MskSource::api_profile`]
+/// decorates API requests with the partner id, the research study and
+/// `_format=json`, and tells a partner-id 401 from a token 401.
+#[derive(Debug, Clone)]
 pub struct MskSource {
     endpoint: TokenEndpoint,
     client: ClientAuth,
     scope: String,
     partner_id: String,
     research_study: String,
+    json_format: bool,
     fhir_base: Url,
-    extras: RequestExtras,
     key: CacheKey,
-}
-
-impl fmt::Debug for MskSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Written out so that adding a field cannot print a secret by accident; the
-        // client secret only ever shows as `ClientSecret([redacted])`.
-        f.debug_struct("MskSource")
-            .field("token_url", &self.endpoint.url().as_str())
-            .field("fhir_base", &self.fhir_base.as_str())
-            .field("client", &self.client)
-            .field("scope", &self.scope)
-            .field("partner_id", &self.partner_id)
-            .field("research_study", &self.research_study)
-            .field("key", &self.key)
-            .finish()
-    }
 }
 
 impl MskSource {
@@ -129,7 +114,7 @@ impl MskSource {
         MskSourceBuilder {
             base_url: base_url.into(),
             token_url: None,
-            fhir_base_url: None,
+            fhir_base: None,
             client_id: client_id.into(),
             client_secret,
             partner_id: None,
@@ -165,14 +150,31 @@ impl MskSource {
         self.endpoint.url()
     }
 
-    /// The FHIR base URL, without a trailing slash (append `/Patient` and so on).
-    pub fn fhir_base_url(&self) -> &str {
-        self.fhir_base.as_str().trim_end_matches('/')
+    /// The FHIR base URL.
+    pub fn fhir_base(&self) -> &Url {
+        &self.fhir_base
     }
 
     /// The token endpoint.
     pub fn endpoint(&self) -> &TokenEndpoint {
         &self.endpoint
+    }
+
+    /// What MSK's API wants of every request: `x-partnerid`, `researchstudy` and
+    /// `_format=json`; and a judge that takes a partner-id 401 for the configuration
+    /// mistake it is, so no token is burnt replaying it.
+    pub fn api_profile(&self) -> ApiProfile {
+        let mut profile = ApiProfile::new()
+            .query(RESEARCH_STUDY_PARAM, self.research_study.clone())
+            .judge(PartnerIdJudge { partner_id: self.partner_id.clone() });
+        // Checked when building: the header value is one HTTP can carry.
+        if let Ok(with_partner) = profile.clone().header(PARTNER_ID_HEADER, &self.partner_id) {
+            profile = with_partner;
+        }
+        if self.json_format {
+            profile = profile.query("_format", "json");
+        }
+        profile
     }
 }
 
@@ -190,25 +192,27 @@ impl CredentialSource for MskSource {
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
         // Field order as in MSK's samples: client_id, client_secret, grant_type, scope.
-        let mut form = Vec::with_capacity(4);
-        let headers = self.client.apply(&mut form)?;
-        form.push(("grant_type".to_owned(), Zeroizing::new("client_credentials".to_owned())));
-        form.push(("scope".to_owned(), Zeroizing::new(self.scope.clone())));
-        let secrets = [self.client.secret().expose_secret()];
-        self.endpoint.request_token(ctx, headers, TokenRequestBody::Form(form), &secrets).await
+        let request = TokenRequest::post()
+            .client_in_body(&self.client)
+            .param("grant_type", "client_credentials")
+            .param("scope", self.scope.as_str());
+        self.endpoint.request_token(ctx, request).await
     }
+}
 
-    fn request_extras(&self) -> Option<&RequestExtras> {
-        Some(&self.extras)
-    }
+/// Tells a partner-id 401 (Blaze's OperationOutcome) from a token 401 (the
+/// gateway's `httpCode` document): only the body can.
+#[derive(Debug, Clone)]
+struct PartnerIdJudge {
+    partner_id: String,
+}
 
-    fn wants_rejection_body(&self) -> bool {
-        // Only the body tells a partner-id 401 (Blaze's OperationOutcome) from a
-        // token 401 (the gateway's `httpCode` document).
+impl RejectionJudge for PartnerIdJudge {
+    fn wants_body(&self) -> bool {
         true
     }
 
-    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
+    fn judge(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
         match partner_id_problem(rejection.body) {
             Some(text) => RejectionVerdict::Configuration(format!(
                 "MSK refused the partner id `{}` sent in `{PARTNER_ID_HEADER}` (HTTP {}: {text}); \
@@ -258,10 +262,11 @@ fn quote(text: &str) -> String {
 }
 
 /// Builds an [`MskSource`].
+#[derive(Debug)]
 pub struct MskSourceBuilder {
     base_url: String,
     token_url: Option<String>,
-    fhir_base_url: Option<String>,
+    fhir_base: Option<String>,
     client_id: String,
     client_secret: ClientSecret,
     partner_id: Option<String>,
@@ -269,23 +274,6 @@ pub struct MskSourceBuilder {
     scope: String,
     json_format: bool,
     endpoint: EndpointConfig,
-}
-
-impl fmt::Debug for MskSourceBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MskSourceBuilder")
-            .field("base_url", &self.base_url)
-            .field("token_url", &self.token_url)
-            .field("fhir_base_url", &self.fhir_base_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret)
-            .field("partner_id", &self.partner_id)
-            .field("research_study", &self.research_study)
-            .field("scope", &self.scope)
-            .field("json_format", &self.json_format)
-            .field("endpoint", &self.endpoint)
-            .finish()
-    }
 }
 
 impl MskSourceBuilder {
@@ -310,8 +298,8 @@ impl MskSourceBuilder {
 
     /// Overrides the FHIR base URL (default `{base}/msk-apim/external/v2/crit/blaze/api`),
     /// for the older v1 API, say.
-    pub fn fhir_base_url(mut self, url: impl Into<String>) -> Self {
-        self.fhir_base_url = Some(url.into());
+    pub fn fhir_base(mut self, url: impl Into<String>) -> Self {
+        self.fhir_base = Some(url.into());
         self
     }
 
@@ -359,21 +347,17 @@ impl MskSourceBuilder {
         let base = self.base_url.trim_end_matches('/');
         let token_url = self.token_url.unwrap_or_else(|| format!("{base}{TOKEN_PATH}"));
         let endpoint = TokenEndpoint::new(&token_url, self.endpoint)?;
-        let fhir_base = self.fhir_base_url.unwrap_or_else(|| format!("{base}{FHIR_PATH}"));
+        let fhir_base = self.fhir_base.unwrap_or_else(|| format!("{base}{FHIR_PATH}"));
         let fhir_base = endpoint.check_url(&fhir_base)?;
 
         let client = ClientAuth::new(self.client_id, self.client_secret, ClientAuthMethod::ClientSecretPost);
         client.check()?;
 
-        let mut extras = RequestExtras::new()
-            .header(PARTNER_ID_HEADER, &partner_id)?
-            .query(RESEARCH_STUDY_PARAM, research_study.clone());
-        if self.json_format {
-            extras = extras.query("_format", "json");
-        }
+        // Refused here rather than dropped from every request later.
+        ApiProfile::new().header(PARTNER_ID_HEADER, &partner_id)?;
         // The token depends on client and scope only; partner id and study decorate
         // API requests, so sources for other studies may share the cached token.
-        let key = CacheKey::builder("msk", endpoint.url().as_str(), client.id())
+        let key = CacheKey::builder(PROVIDER, endpoint.url().as_str(), client.id())
             .scopes([self.scope.clone()])
             .build();
         Ok(MskSource {
@@ -382,15 +366,15 @@ impl MskSourceBuilder {
             scope: self.scope,
             partner_id,
             research_study,
+            json_format: self.json_format,
             fhir_base,
-            extras,
             key,
         })
     }
 }
 
-impl auth_core::endpoint::EndpointOptions for MskSourceBuilder {
-    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+impl EndpointOptions for MskSourceBuilder {
+    fn endpoint_config(&mut self) -> &mut EndpointConfig {
         &mut self.endpoint
     }
 }
@@ -413,7 +397,7 @@ mod tests {
             "https://apigateway.apps.stageapi.mskcc.org/msk-apim/external/msk-oidc/oauth2/token"
         );
         assert_eq!(
-            source.fhir_base_url(),
+            source.fhir_base().as_str(),
             "https://apigateway.apps.stageapi.mskcc.org/msk-apim/external/v2/crit/blaze/api"
         );
         assert!(!format!("{source:?} {:?}", builder()).contains("hunter2"));

@@ -6,21 +6,21 @@
 //! | SanteDB | here |
 //! |---|---|
 //! | `POST {root}/auth/oauth2_token`, form body only; `client_id`/`client_secret` in the body | always a form; the client credentials go in the body |
-//! | the calling machine (the *node*) authenticates too: 2.x `X-Device-Authorization: BASIC …`, 3.x `Authorization: Basic …`, or a client certificate | [`SanteDbBuilder::device`], [`SanteDbBuilder::client_certificate`]; the header follows [`SanteDbVersion`] |
+//! | the calling machine (the *node*) authenticates too: 2.x `X-Device-Authorization: BASIC …`, 3.x `Authorization: Basic …`, or a client certificate | [`SanteDbSourceBuilder::device`], [`SanteDbSourceBuilder::client_certificate`]; the header follows [`SanteDbVersion`] |
 //! | Basic credentials are split at every `:` and never url-decoded | sent raw; a 3.x device secret with `:` is refused when building |
 //! | `expires_in` is milliseconds on 2.x, seconds on 3.x | the id_token's `exp` decides first, then `expires_in` in the version's unit |
 //! | `scope=*` asks for every granted policy | the default scope |
 //! | refresh wants the client credentials again, and may rotate the refresh token | sent; the manager stores the rotated token and falls back to client credentials |
-//! | FHIR answers XML unless asked for `application/fhir+json` | added to every API request through [`CredentialSource::request_extras`] |
+//! | FHIR answers XML unless asked for `application/fhir+json` | added to every API request by [`SanteDbSource::api_profile`] |
 //! | an invalid bearer is a **403** with `WWW-Authenticate: bearer … error="invalid_token"` | [`AuthClient`](auth_core::AuthClient) replays once on it |
 //! | 3.x sign-out: `POST /auth/signout` with `id_token_hint` | [`CredentialSource::revoke`] |
 //!
 //! ```no_run
 //! use auth_core::{AuthClient, ClientSecret, DeviceSecret, TokenManager};
-//! use auth_providers::santedb::{SanteDb, SanteDbVersion};
+//! use auth_providers::santedb::{SanteDbSource, SanteDbVersion};
 //!
 //! # async fn demo() -> auth_core::Result<()> {
-//! let source = SanteDb::builder(
+//! let source = SanteDbSource::builder(
 //!     "https://mpi.example:8443",
 //!     "EXAMPLE_APPLICATION",
 //!     ClientSecret::new(std::env::var("SANTEDB_CLIENT_SECRET").unwrap_or_default()),
@@ -28,9 +28,11 @@
 //! .version(SanteDbVersion::V3)
 //! .device("EXAMPLE_DEVICE_NODE", DeviceSecret::new(std::env::var("SANTEDB_DEVICE_SECRET").unwrap_or_default()))
 //! .build()?;
-//! let fhir = source.fhir_base().to_owned();
-//! let http = source.api_http_client().clone();
-//! let client = AuthClient::with_http_client(http, TokenManager::new(source));
+//! let fhir = source.fhir_base().clone();
+//! let client = AuthClient::builder(TokenManager::new(source.clone()))
+//!     .http_client(source.api_http_client().clone())
+//!     .profile(source.api_profile())
+//!     .build()?;
 //! let patients = client.get(format!("{fhir}/Patient?name=Chalmers")).send().await?;
 //! # let _ = patients; Ok(()) }
 //! ```
@@ -39,23 +41,23 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use auth_core::endpoint::{EndpointConfig, TokenEndpoint, TokenRequestBody, sensitive_header};
+use auth_core::client::same_origin_redirects;
+use auth_core::endpoint::{EndpointConfig, EndpointOptions, TokenEndpoint};
 use auth_core::error::ResponseProblem;
-use auth_core::http::same_origin_redirects;
-use auth_core::oauth2::{ClientAuth, ClientAuthMethod, GrantParams};
-use auth_core::token::{ExpirySource, jwt_exp, parse_token_response};
+use auth_core::request::{BasicEncoding, ClientAuth, ClientAuthMethod, GrantParams, TokenRequest};
+use auth_core::token::{ExpirySource, jwt_claims, jwt_exp, parse_token_response};
 use auth_core::{
-    CacheKey, ClientSecret, CredentialSource, DeviceSecret, Error, ExpiresInUnit, ExpiryPolicy, FetchContext,
-    IdToken, PrivateKeyPem, RefreshToken, RequestExtras, Result, Token,
+    ApiProfile, CacheKey, ClientSecret, CredentialSource, DeviceSecret, Error, ExpiresInUnit, ExpiryPolicy,
+    FetchContext, IdToken, PrivateKeyPem, RefreshToken, Result, Token,
 };
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName};
+use reqwest::header::{AUTHORIZATION, HeaderName};
 use reqwest::{Certificate, Identity};
 use serde_json::{Map, Value};
 use url::Url;
 use zeroize::Zeroizing;
 
+/// The provider kind in cache keys.
+pub const PROVIDER: &str = "santedb";
 /// The token endpoint, relative to the server root.
 pub const TOKEN_PATH: &str = "/auth/oauth2_token";
 /// The 3.x sign-out endpoint, relative to the server root.
@@ -172,7 +174,7 @@ pub enum NodeAuth {
 
 /// Gets SanteDB sessions with the client credentials grant.
 #[derive(Clone)]
-pub struct SanteDb {
+pub struct SanteDbSource {
     endpoint: TokenEndpoint,
     client: ClientAuth,
     grant: GrantParams,
@@ -181,15 +183,15 @@ pub struct SanteDb {
     node: NodeAuth,
     refresh: bool,
     signout_url: Option<Url>,
-    fhir_base: String,
-    extras: RequestExtras,
+    fhir_base: Url,
+    profile: ApiProfile,
     api_http: reqwest::Client,
     key: CacheKey,
 }
 
-impl fmt::Debug for SanteDb {
+impl fmt::Debug for SanteDbSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SanteDb")
+        f.debug_struct("SanteDbSource")
             .field("endpoint", &self.endpoint)
             .field("client", &self.client)
             .field("grant", &self.grant)
@@ -198,14 +200,15 @@ impl fmt::Debug for SanteDb {
             .field("node", &self.node)
             .field("refresh", &self.refresh)
             .field("signout_url", &self.signout_url.as_ref().map(Url::as_str))
-            .field("fhir_base", &self.fhir_base)
+            .field("fhir_base", &self.fhir_base.as_str())
+            .field("profile", &self.profile)
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`SanteDb`] source.
-pub struct SanteDbBuilder {
+/// Builds a [`SanteDbSource`] source.
+pub struct SanteDbSourceBuilder {
     root: String,
     token_url: Option<String>,
     signout_url: Option<String>,
@@ -222,12 +225,12 @@ pub struct SanteDbBuilder {
     sign_out: Option<bool>,
     root_pems: Vec<Vec<u8>>,
     endpoint: EndpointConfig,
-    extras: Option<RequestExtras>,
+    profile: Option<ApiProfile>,
 }
 
-impl fmt::Debug for SanteDbBuilder {
+impl fmt::Debug for SanteDbSourceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SanteDbBuilder")
+        f.debug_struct("SanteDbSourceBuilder")
             .field("root", &self.root)
             .field("token_url", &self.token_url)
             .field("client_id", &self.client_id)
@@ -241,15 +244,15 @@ impl fmt::Debug for SanteDbBuilder {
     }
 }
 
-impl SanteDb {
+impl SanteDbSource {
     /// Starts a source for application `client_id` on the server at `root` (the
     /// token endpoint is `{root}/auth/oauth2_token`, the FHIR base `{root}/fhir`).
     pub fn builder(
         root: impl Into<String>,
         client_id: impl Into<String>,
         secret: ClientSecret,
-    ) -> SanteDbBuilder {
-        SanteDbBuilder {
+    ) -> SanteDbSourceBuilder {
+        SanteDbSourceBuilder {
             root: root.into(),
             token_url: None,
             signout_url: None,
@@ -266,7 +269,7 @@ impl SanteDb {
             sign_out: None,
             root_pems: Vec::new(),
             endpoint: EndpointConfig::default(),
-            extras: None,
+            profile: None,
         }
     }
 
@@ -295,9 +298,16 @@ impl SanteDb {
         self.signout_url.as_ref()
     }
 
-    /// The FHIR base URL, without a trailing `/`.
-    pub fn fhir_base(&self) -> &str {
+    /// The FHIR base URL.
+    pub fn fhir_base(&self) -> &Url {
         &self.fhir_base
+    }
+
+    /// What SanteDB's API wants of every request: `Accept: application/fhir+json`
+    /// (it answers XML otherwise), plus what [`SanteDbSourceBuilder::api_profile`]
+    /// added.
+    pub fn api_profile(&self) -> ApiProfile {
+        self.profile.clone()
     }
 
     /// The token endpoint's hardened HTTP client and settings.
@@ -316,7 +326,7 @@ impl SanteDb {
     }
 
     /// The claims of `token`'s id_token, read without checking the signature (fine
-    /// for display and scheduling; use [`SanteDb::verify_claims`] to trust them).
+    /// for display and scheduling; use [`SanteDbSource::verify_claims`] to trust them).
     /// `Ok(None)` when the server sent no id_token.
     pub fn claims(&self, token: &Token) -> Result<Option<SanteDbClaims>> {
         token.id_token().map(SanteDbClaims::from_id_token).transpose()
@@ -351,30 +361,21 @@ impl SanteDb {
         Ok(SanteDbClaims::from_map(data.claims))
     }
 
-    /// Adds the node's credentials to a token request.
-    fn node_headers(&self, headers: &mut HeaderMap) -> Result<()> {
+    /// Adds the application's credentials to the body (SanteDB reads them nowhere
+    /// else) and the node's to its header, raw rather than form-url-encoded:
+    /// SanteDB base64-decodes and splits, nothing more.
+    fn authenticated(&self, request: TokenRequest) -> TokenRequest {
+        let mut request = request.client_in_body(&self.client);
         if let Some((name, id, secret)) = &self.device {
-            // Raw, not form-url-encoded: SanteDB base64-decodes and splits, nothing more.
-            let raw = Zeroizing::new(format!("{id}:{}", secret.expose_secret()));
             let scheme = if *name == AUTHORIZATION { "Basic" } else { "BASIC" };
-            let value = Zeroizing::new(format!("{scheme} {}", STANDARD.encode(raw.as_bytes())));
-            headers.insert(name.clone(), sensitive_header(&value)?);
+            request =
+                request.basic_auth(name.clone(), scheme, id, secret.expose_secret(), BasicEncoding::Raw);
         }
-        Ok(())
+        request
     }
 
-    async fn send(
-        &self,
-        ctx: &FetchContext,
-        mut form: Vec<(String, Zeroizing<String>)>,
-        refresh_token: Option<&RefreshToken>,
-    ) -> Result<Token> {
-        let mut headers = self.client.apply(&mut form)?;
-        self.node_headers(&mut headers)?;
-        let mut secrets = vec![self.client.secret().expose_secret()];
-        secrets.extend(self.device.as_ref().map(|(_, _, s)| s.expose_secret()));
-        secrets.extend(refresh_token.map(RefreshToken::expose_secret));
-        let token = self.endpoint.request_token(ctx, headers, TokenRequestBody::Form(form), &secrets).await?;
+    async fn send(&self, ctx: &FetchContext, request: TokenRequest) -> Result<Token> {
+        let token = self.endpoint.request_token(ctx, request).await?;
         self.id_token_expiry_first(token)
     }
 
@@ -438,16 +439,15 @@ fn id_token_problem(message: String) -> Error {
 }
 
 #[async_trait]
-impl CredentialSource for SanteDb {
+impl CredentialSource for SanteDbSource {
     fn cache_key(&self) -> &CacheKey {
         &self.key
     }
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
         // Field order as in the vendor's guide: grant_type, scope, client_id, client_secret.
-        let mut form = vec![("grant_type".to_owned(), Zeroizing::new("client_credentials".to_owned()))];
-        self.grant.append_to(&mut form);
-        self.send(ctx, form, None).await
+        let request = TokenRequest::grant("client_credentials").grant_params(&self.grant);
+        self.send(ctx, self.authenticated(request)).await
     }
 
     fn supports_refresh(&self) -> bool {
@@ -460,32 +460,24 @@ impl CredentialSource for SanteDb {
         }
         // SanteDB's refresh handler needs the application credentials as well as the
         // token ("missing client_id" otherwise), and the node as for any token request.
-        let form = vec![
-            ("grant_type".to_owned(), Zeroizing::new("refresh_token".to_owned())),
-            ("refresh_token".to_owned(), Zeroizing::new(refresh_token.expose_secret().to_owned())),
-        ];
-        self.send(ctx, form, Some(refresh_token)).await.map(Some)
+        let request =
+            TokenRequest::grant("refresh_token").secret_param("refresh_token", refresh_token.expose_secret());
+        self.send(ctx, self.authenticated(request)).await.map(Some)
     }
 
     async fn revoke(&self, token: &Token) -> Result<bool> {
         let (Some(url), Some(id_token)) = (&self.signout_url, token.id_token()) else {
             return Ok(false);
         };
-        let form = vec![
-            ("id_token_hint".to_owned(), Zeroizing::new(id_token.expose_secret().to_owned())),
-            ("client_id".to_owned(), Zeroizing::new(self.client.id().to_owned())),
-        ];
-        let secrets = [id_token.expose_secret(), self.client.secret().expose_secret()];
-        self.endpoint.post_status(url, HeaderMap::new(), TokenRequestBody::Form(form), &secrets).await?;
+        let request = TokenRequest::post()
+            .secret_param("id_token_hint", id_token.expose_secret())
+            .param("client_id", self.client.id());
+        self.endpoint.send(url, request).await?;
         Ok(true)
-    }
-
-    fn request_extras(&self) -> Option<&RequestExtras> {
-        Some(&self.extras)
     }
 }
 
-impl SanteDbBuilder {
+impl SanteDbSourceBuilder {
     /// The server generation (default 3.x). Decides the device header and the unit
     /// of `expires_in`, and whether [`CredentialSource::revoke`] signs out.
     pub fn version(mut self, version: SanteDbVersion) -> Self {
@@ -551,7 +543,7 @@ impl SanteDbBuilder {
 
     /// How expiry is resolved (default lifetime, bounds, JWT `exp` on or off). The
     /// unit of `expires_in` in `policy` is replaced by the version's unit, or by
-    /// [`SanteDbBuilder::expires_in_unit`].
+    /// [`SanteDbSourceBuilder::expires_in_unit`].
     pub fn expiry(mut self, policy: ExpiryPolicy) -> Self {
         self.expiry = policy;
         self
@@ -591,14 +583,14 @@ impl SanteDbBuilder {
 
     /// Headers and query parameters to add to every API request (an
     /// `X-SanteDBClient-Claim`, say). `Accept: application/fhir+json` is added unless
-    /// these set `Accept` themselves.
-    pub fn request_extras(mut self, extras: RequestExtras) -> Self {
-        self.extras = Some(extras);
+    /// this profile sets `Accept` itself.
+    pub fn api_profile(mut self, profile: ApiProfile) -> Self {
+        self.profile = Some(profile);
         self
     }
 
     /// Checks the configuration and builds the source.
-    pub fn build(self) -> Result<SanteDb> {
+    pub fn build(self) -> Result<SanteDbSource> {
         let client = ClientAuth::new(self.client_id, self.secret, ClientAuthMethod::ClientSecretPost);
         client.check()?;
         if client.secret().is_empty() {
@@ -662,11 +654,11 @@ impl SanteDbBuilder {
             None
         };
         let fhir_base = self.fhir_base.unwrap_or_else(|| format!("{root}{FHIR_PATH}"));
-        let fhir_base = endpoint.check_url(&fhir_base)?.as_str().trim_end_matches('/').to_owned();
+        let fhir_base = endpoint.check_url(&fhir_base)?;
 
-        let mut extras = self.extras.unwrap_or_default();
-        if !extras.headers().contains_key(reqwest::header::ACCEPT) {
-            extras = extras.header("Accept", FHIR_JSON)?;
+        let mut profile = self.profile.unwrap_or_default();
+        if !profile.headers().contains_key(reqwest::header::ACCEPT) {
+            profile = profile.header("Accept", FHIR_JSON)?;
         }
         let api_http = api_client(endpoint.config())?;
 
@@ -677,12 +669,12 @@ impl SanteDbBuilder {
             grant.add_scopes(self.scopes);
         }
         // The node and version change what session is issued, so they are part of the key.
-        let key = CacheKey::builder("santedb", endpoint.url().as_str(), client.id())
+        let key = CacheKey::builder(PROVIDER, endpoint.url().as_str(), client.id())
             .scopes(grant.scopes().iter().cloned())
             .param("node", node_key)
             .param("version", self.version.major().to_string())
             .build();
-        Ok(SanteDb {
+        Ok(SanteDbSource {
             endpoint,
             client,
             grant,
@@ -692,7 +684,7 @@ impl SanteDbBuilder {
             refresh: self.refresh,
             signout_url,
             fhir_base,
-            extras,
+            profile,
             api_http,
             key,
         })
@@ -776,13 +768,9 @@ pub struct SanteDbClaims {
 impl SanteDbClaims {
     /// Reads the claims of an id_token without checking its signature.
     pub fn from_id_token(id_token: &IdToken) -> Result<Self> {
-        let value = id_token.expose_secret();
-        if value.bytes().filter(|b| *b == b'.').count() != 2 {
-            return Err(id_token_problem("the id_token is not a JWT".into()));
-        }
-        let data = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(value)
-            .map_err(|_| id_token_problem("the id_token's claims cannot be read".into()))?;
-        Ok(Self::from_map(data.claims))
+        let claims = jwt_claims(id_token.expose_secret())
+            .ok_or_else(|| id_token_problem("the id_token is not a JWT whose claims can be read".into()))?;
+        Ok(Self::from_map(claims))
     }
 
     /// The claims of `token`'s id_token, if it has one (signature not checked).
@@ -853,8 +841,8 @@ fn epoch_time(value: &Value) -> Option<SystemTime> {
     Duration::try_from_secs_f64(secs).ok().and_then(|d| UNIX_EPOCH.checked_add(d))
 }
 
-impl auth_core::endpoint::EndpointOptions for SanteDbBuilder {
-    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+impl EndpointOptions for SanteDbSourceBuilder {
+    fn endpoint_config(&mut self) -> &mut EndpointConfig {
         &mut self.endpoint
     }
 }
@@ -863,8 +851,8 @@ impl auth_core::endpoint::EndpointOptions for SanteDbBuilder {
 mod tests {
     use super::*;
 
-    fn builder() -> SanteDbBuilder {
-        SanteDb::builder(
+    fn builder() -> SanteDbSourceBuilder {
+        SanteDbSource::builder(
             "https://santedb.example:8443/",
             "EXAMPLE_APPLICATION",
             ClientSecret::new("app-secret"),
@@ -876,7 +864,7 @@ mod tests {
         let Ok(s) = builder().build() else { panic!("valid configuration refused") };
         assert_eq!(s.token_url().as_str(), "https://santedb.example:8443/auth/oauth2_token");
         assert_eq!(s.signout_url().map(Url::as_str), Some("https://santedb.example:8443/auth/signout"));
-        assert_eq!(s.fhir_base(), "https://santedb.example:8443/fhir");
+        assert_eq!(s.fhir_base().as_str(), "https://santedb.example:8443/fhir");
         let Ok(v2) = builder().version(SanteDbVersion::V2).build() else { panic!("refused") };
         assert!(v2.signout_url().is_none(), "2.x has no sign-out endpoint");
     }

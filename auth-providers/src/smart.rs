@@ -6,11 +6,11 @@
 //! | SMART Backend Services | here |
 //! |---|---|
 //! | assertion signed with RS384 or ES384 | [`SigningAlgorithm`]; the key is PEM (PKCS#8, SEC1 or PKCS#1), checked at build |
-//! | header `alg`, `kid`, `typ: "JWT"`, optional `jku` | exactly those ([`SmartBackendBuilder::jku`]) |
+//! | header `alg`, `kid`, `typ: "JWT"`, optional `jku` | exactly those ([`SmartSourceBuilder::jku`]) |
 //! | claims `iss` = `sub` = client id, `aud` = token URL, `exp` ≤ 5 min, unique `jti` | a new assertion, with a new `jti`, for every token request |
 //! | `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer` | [`CLIENT_ASSERTION_TYPE`] |
 //! | `scope` required (`system/…`) | an empty scope list is a configuration error |
-//! | discovery at `{fhir-base}/.well-known/smart-configuration` | [`SmartBackendBuilder::fhir_base`] (at the first token request) or [`SmartConfiguration::fetch`] |
+//! | discovery at `{fhir-base}/.well-known/smart-configuration` | [`SmartSourceBuilder::fhir_base`] (at the first token request) or [`SmartConfiguration::fetch`] |
 //!
 //! Discovery fails with [`ErrorKind::Configuration`](auth_core::ErrorKind) when the
 //! server does not list `private_key_jwt` in `token_endpoint_auth_methods_supported`
@@ -20,11 +20,11 @@
 //!
 //! ```no_run
 //! use auth_core::{AuthClient, PrivateKeyPem, TokenManager};
-//! use auth_providers::smart::{SigningAlgorithm, SmartBackend};
+//! use auth_providers::smart::{SigningAlgorithm, SmartSource};
 //!
 //! # async fn demo() -> auth_core::Result<()> {
 //! let pem = std::fs::read_to_string("backend-key.pem").unwrap_or_default();
-//! let source = SmartBackend::builder("my-client", PrivateKeyPem::new(pem), SigningAlgorithm::Es384, "key-1")
+//! let source = SmartSource::builder("my-client", PrivateKeyPem::new(pem), SigningAlgorithm::Es384, "key-1")
 //!     .fhir_base("https://fhir.example/r4") // discovers the token endpoint
 //!     .scopes(["system/Patient.rs"])
 //!     .build()?;
@@ -38,13 +38,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use auth_core::endpoint::{EndpointConfig, TokenEndpoint, TokenRequestBody, check_url, read_capped};
+use auth_core::endpoint::{EndpointConfig, EndpointOptions, TokenEndpoint, check_url, read_capped};
 use auth_core::error::ResponseProblem;
-use auth_core::{CacheKey, CredentialSource, Error, FetchContext, PrivateKeyPem, Result, Token};
+use auth_core::request::TokenRequest;
+use auth_core::{ApiProfile, CacheKey, CredentialSource, Error, FetchContext, PrivateKeyPem, Result, Token};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::header::{ACCEPT, HeaderMap};
+use reqwest::header::ACCEPT;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use url::Url;
@@ -260,7 +261,7 @@ struct Discovery {
 }
 
 /// Gets tokens with SMART Backend Services (`private_key_jwt` client credentials).
-pub struct SmartBackend {
+pub struct SmartSource {
     client_id: String,
     key_id: String,
     jku: Option<String>,
@@ -272,9 +273,9 @@ pub struct SmartBackend {
     key: CacheKey,
 }
 
-impl fmt::Debug for SmartBackend {
+impl fmt::Debug for SmartSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmartBackend")
+        f.debug_struct("SmartSource")
             .field("client_id", &self.client_id)
             .field("key_id", &self.key_id)
             .field("jku", &self.jku)
@@ -288,8 +289,8 @@ impl fmt::Debug for SmartBackend {
     }
 }
 
-/// Builds [`SmartBackend`].
-pub struct SmartBackendBuilder {
+/// Builds [`SmartSource`].
+pub struct SmartSourceBuilder {
     client_id: String,
     private_key: PrivateKeyPem,
     alg: SigningAlgorithm,
@@ -302,9 +303,9 @@ pub struct SmartBackendBuilder {
     endpoint: EndpointConfig,
 }
 
-impl fmt::Debug for SmartBackendBuilder {
+impl fmt::Debug for SmartSourceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmartBackendBuilder")
+        f.debug_struct("SmartSourceBuilder")
             .field("client_id", &self.client_id)
             .field("private_key", &self.private_key)
             .field("alg", &self.alg)
@@ -330,7 +331,7 @@ struct AssertionClaims<'a> {
     jti: String,
 }
 
-impl SmartBackend {
+impl SmartSource {
     /// Starts a source for `client_id`, signing with `private_key` (PEM) under
     /// `alg`, announcing `key_id` as the `kid` the server finds in the client's JWKS.
     pub fn builder(
@@ -338,8 +339,8 @@ impl SmartBackend {
         private_key: PrivateKeyPem,
         alg: SigningAlgorithm,
         key_id: impl Into<String>,
-    ) -> SmartBackendBuilder {
-        SmartBackendBuilder {
+    ) -> SmartSourceBuilder {
+        SmartSourceBuilder {
             client_id: client_id.into(),
             private_key,
             alg,
@@ -369,6 +370,11 @@ impl SmartBackend {
             Target::Fixed(e) => Some(e.url()),
             Target::Discover(d) => d.endpoint.get().map(TokenEndpoint::url),
         }
+    }
+
+    /// What SMART servers want of API requests: nothing beyond the bearer.
+    pub fn api_profile(&self) -> ApiProfile {
+        ApiProfile::new()
     }
 
     /// Signs a new client assertion for `token_url`: a fresh `jti` every call.
@@ -443,7 +449,7 @@ fn new_jti() -> String {
 }
 
 #[async_trait]
-impl CredentialSource for SmartBackend {
+impl CredentialSource for SmartSource {
     fn cache_key(&self) -> &CacheKey {
         &self.key
     }
@@ -451,20 +457,16 @@ impl CredentialSource for SmartBackend {
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
         let endpoint = self.endpoint().await?;
         let assertion = self.sign_assertion(endpoint.url().as_str())?;
-        let form = vec![
-            ("grant_type".to_owned(), Zeroizing::new("client_credentials".to_owned())),
-            ("scope".to_owned(), Zeroizing::new(self.scope.clone())),
-            ("client_assertion_type".to_owned(), Zeroizing::new(CLIENT_ASSERTION_TYPE.to_owned())),
-            ("client_assertion".to_owned(), assertion.clone()),
-        ];
-        endpoint
-            .request_token(ctx, HeaderMap::new(), TokenRequestBody::Form(form), &[assertion.as_str()])
-            .await
+        let request = TokenRequest::grant("client_credentials")
+            .param("scope", self.scope.as_str())
+            .param("client_assertion_type", CLIENT_ASSERTION_TYPE)
+            .secret_param("client_assertion", &assertion);
+        endpoint.request_token(ctx, request).await
     }
 }
 
-impl SmartBackendBuilder {
-    /// The token URL. Without it, [`SmartBackendBuilder::fhir_base`] is required and
+impl SmartSourceBuilder {
+    /// The token URL. Without it, [`SmartSourceBuilder::fhir_base`] is required and
     /// the token URL is discovered.
     pub fn token_url(mut self, url: impl Into<String>) -> Self {
         self.token_url = Some(url.into());
@@ -502,7 +504,7 @@ impl SmartBackendBuilder {
 
     /// Checks the configuration (including the key: it must parse, match the
     /// algorithm and sign) and builds the source.
-    pub fn build(self) -> Result<SmartBackend> {
+    pub fn build(self) -> Result<SmartSource> {
         if self.client_id.trim().is_empty() {
             return Err(Error::configuration("the SMART client id is empty"));
         }
@@ -556,7 +558,7 @@ impl SmartBackendBuilder {
             .param("alg", self.alg.as_str())
             .param("kid", &self.key_id)
             .build();
-        let source = SmartBackend {
+        let source = SmartSource {
             client_id: self.client_id,
             key_id: self.key_id,
             jku: self.jku,
@@ -660,8 +662,8 @@ fn sec1_to_pkcs8_p384(sec1: &[u8]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-impl auth_core::endpoint::EndpointOptions for SmartBackendBuilder {
-    fn endpoint_config(&mut self) -> &mut auth_core::endpoint::EndpointConfig {
+impl EndpointOptions for SmartSourceBuilder {
+    fn endpoint_config(&mut self) -> &mut EndpointConfig {
         &mut self.endpoint
     }
 }

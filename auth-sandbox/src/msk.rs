@@ -242,7 +242,7 @@ impl MskEmulator {
     }
 
     /// The FHIR base URL.
-    pub fn fhir_base_url(&self) -> String {
+    pub fn fhir_base(&self) -> String {
         format!("{}{FHIR_PATH}", self.base)
     }
 

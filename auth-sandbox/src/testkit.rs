@@ -8,13 +8,13 @@
 //!
 //! ```
 //! use auth_sandbox::testkit::TestIdentityProvider;
-//! use auth_core::{TokenManager, oauth2::ClientCredentials};
+//! use auth_core::{TokenManager, oauth2::OAuth2Source};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> auth_core::Result<()> {
 //! let idp = TestIdentityProvider::start().await?;
 //! let (id, secret) = idp.credentials();
-//! let tokens = TokenManager::new(ClientCredentials::builder(idp.token_url(), id, secret).build()?);
+//! let tokens = TokenManager::new(OAuth2Source::builder(idp.token_url(), id, secret).build()?);
 //! tokens.token().await?;
 //! tokens.token().await?;
 //! assert_eq!(idp.token_requests(), 1);
@@ -39,9 +39,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use auth_core::ClientSecret;
 use auth_core::clock::{Clock, SystemClock};
 use auth_core::{Error, Result};
-use auth_core::ClientSecret;
 
 /// What the token endpoint does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use auth_core::TokenManager;
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
 use auth_sandbox::testkit::TestIdentityProvider;
 use criterion::{Criterion, criterion_group, criterion_main};
 use oauth2::basic::BasicClient;
@@ -79,7 +79,7 @@ impl Bearer for Middle {
     }
 }
 
-struct Ours(TokenManager<ClientCredentials>);
+struct Ours(TokenManager<OAuth2Source>);
 
 impl Bearer for Ours {
     async fn bearer(&self) -> HeaderValue {
@@ -127,7 +127,7 @@ fn contenders(rt: &tokio::runtime::Runtime) -> Contenders {
         .await
         .expect("middle authorizer");
 
-        let source = ClientCredentials::builder(idp.token_url(), id, secret).build().expect("source");
+        let source = OAuth2Source::builder(idp.token_url(), id, secret).build().expect("source");
         let manager = TokenManager::new(source);
         manager.token().await.expect("first token");
 

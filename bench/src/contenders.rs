@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::{AuthClient, ClientSecret, ErrorKind, TokenManager};
 use middle::Authorizer;
 use oauth2::basic::{
@@ -37,7 +37,7 @@ impl Api {
     pub fn new(server: &BenchServer, h2: bool) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .redirect(auth_core::http::same_origin_redirects());
+            .redirect(auth_core::client::same_origin_redirects());
         if h2 {
             builder = builder.http2_prior_knowledge();
         }
@@ -189,9 +189,12 @@ pub async fn build(
             Arc::new(Middle { id, api, authorizer })
         }
         Kind::Ours | Kind::OursTokenOnly => {
-            let source = ClientCredentials::builder(server.token_url(), client_id, ClientSecret::new(SECRET));
+            let source = OAuth2Source::builder(server.token_url(), client_id, ClientSecret::new(SECRET));
             let manager = TokenManager::new(source.build().map_err(|e| anyhow!("ours: {e}"))?);
-            let client = AuthClient::with_http_client(api.http.clone(), manager.clone());
+            let client = AuthClient::builder(manager.clone())
+                .http_client(api.http.clone())
+                .build()
+                .map_err(|e| anyhow!("ours: {e}"))?;
             Arc::new(Ours { plain: kind == Kind::OursTokenOnly, id, api, manager, client })
         }
     })
@@ -385,7 +388,7 @@ struct Ours {
     plain: bool,
     id: String,
     api: Api,
-    manager: TokenManager<ClientCredentials>,
+    manager: TokenManager<OAuth2Source>,
     client: AuthClient,
 }
 

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::store::{RedisStore, StoreKey};
 use auth_core::{ClientSecret, ManagerStats, TokenManager, TokenStore};
 use serde_json::json;
@@ -110,14 +110,14 @@ pub struct Row {
     pub from_store: u64,
 }
 
-fn source(server: &BenchServer, id: &str) -> anyhow::Result<ClientCredentials> {
-    ClientCredentials::builder(server.token_url(), id, ClientSecret::new(SECRET))
+fn source(server: &BenchServer, id: &str) -> anyhow::Result<OAuth2Source> {
+    OAuth2Source::builder(server.token_url(), id, ClientSecret::new(SECRET))
         .build()
         .map_err(|e| anyhow::anyhow!("source: {e}"))
 }
 
 async fn drive<T: TokenStore>(
-    managers: Vec<TokenManager<ClientCredentials, T>>,
+    managers: Vec<TokenManager<OAuth2Source, T>>,
     p: &Params,
 ) -> (Tally, ManagerStats) {
     let deadline = Instant::now() + p.duration;

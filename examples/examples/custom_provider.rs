@@ -6,15 +6,14 @@
 
 use async_trait::async_trait;
 use auth_core::endpoint::{EndpointConfig, TokenEndpoint};
-use auth_fhir::{Bundle, FhirClient, Patient};
-use auth_core::oauth2::{ClientAuth, ClientAuthMethod, GrantParams};
+use auth_core::request::{ClientAuth, ClientAuthMethod, GrantParams, TokenRequest};
 use auth_core::{
-    AuthClient, CacheKey, ClientSecret, CredentialSource, FetchContext, RequestExtras, Result, Token,
+    ApiProfile, AuthClient, CacheKey, ClientSecret, CredentialSource, FetchContext, Result, Token,
     TokenManager,
 };
+use auth_fhir::{Bundle, FhirClient, Patient};
 use auth_macros::authenticated_api;
 use auth_sandbox::{Sandbox, SandboxConfig};
-use zeroize::Zeroizing;
 
 /// "Acme Health": client credentials as a JSON body, and an `X-Acme-Tenant` header
 /// its API gateway wants on every request.
@@ -23,7 +22,7 @@ struct AcmeHealth {
     endpoint: TokenEndpoint,
     client: ClientAuth,
     grant: GrantParams,
-    extras: RequestExtras,
+    tenant: String,
     key: CacheKey,
 }
 
@@ -38,8 +37,14 @@ impl AcmeHealth {
         // request identity here: two tenants must not share a cached token.
         let key =
             CacheKey::builder("acme", endpoint.url().as_str(), client_id).param("tenant", tenant).build();
-        let extras = RequestExtras::new().header("X-Acme-Tenant", tenant)?;
-        Ok(Self { endpoint, client, grant, extras, key })
+        // Refused now rather than on every request.
+        ApiProfile::new().header("X-Acme-Tenant", tenant)?;
+        Ok(Self { endpoint, client, grant, tenant: tenant.to_owned(), key })
+    }
+
+    /// What Acme's API gateway wants on every request.
+    fn api_profile(&self) -> Result<ApiProfile> {
+        ApiProfile::new().header("X-Acme-Tenant", &self.tenant)
     }
 }
 
@@ -50,15 +55,11 @@ impl CredentialSource for AcmeHealth {
     }
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
-        let mut form = vec![("grant_type".to_owned(), Zeroizing::new("client_credentials".to_owned()))];
-        self.grant.append_to(&mut form);
-        let headers = self.client.apply(&mut form)?;
-        let secret = self.client.secret().expose_secret();
-        self.endpoint.request_token(ctx, headers, self.client.body(form), &[secret]).await
-    }
-
-    fn request_extras(&self) -> Option<&RequestExtras> {
-        Some(&self.extras)
+        // The request knows the client secret is secret: a server echoing it in an
+        // error gets it redacted, with nothing to remember here.
+        let request =
+            TokenRequest::grant("client_credentials").grant_params(&self.grant).client_auth(&self.client);
+        self.endpoint.request_token(ctx, request).await
     }
 }
 
@@ -81,8 +82,10 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let aidbox = sandbox.aidbox();
     let (client_id, secret) = aidbox.credentials();
     let acme = AcmeHealth::new(&aidbox.token_url(), &client_id, secret, "tenant-42")?;
+    let profile = acme.api_profile()?;
     let tokens = TokenManager::new(acme);
-    let patients = Patients { fhir: FhirClient::new(AuthClient::new(tokens.clone())?, &aidbox.fhir_base())? };
+    let api = AuthClient::builder(tokens.clone()).profile(profile).build()?;
+    let patients = Patients { fhir: FhirClient::new(api, &aidbox.fhir_base())? };
 
     let found = patients.by_identifier("urn:oid:1.2.36.146.595.217.0.1|12345").await?;
     for p in found.matches() {

@@ -1,9 +1,9 @@
 //! A typed Patient client in under 40 lines, against the Aidbox emulator.
 //! `cargo run -p examples --example patient_client`
-use auth_fhir::{Bundle, Created, FhirClient, Patient};
 use auth_core::{AuthClient, Result, TokenManager};
+use auth_fhir::{Bundle, Created, FhirClient, Patient};
 use auth_macros::authenticated_api;
-use auth_providers::aidbox::AidboxCredentials;
+use auth_providers::aidbox::AidboxSource;
 use auth_sandbox::{Sandbox, SandboxConfig};
 
 struct Patients {
@@ -25,7 +25,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let sandbox = Sandbox::start(SandboxConfig::default()).await?;
     let aidbox = sandbox.aidbox();
     let (client_id, secret) = aidbox.credentials();
-    let tokens = TokenManager::new(AidboxCredentials::builder(aidbox.base_url(), client_id, secret).build()?);
+    let tokens = TokenManager::new(AidboxSource::builder(aidbox.base_url(), client_id, secret).build()?);
     let patients = Patients { fhir: FhirClient::new(AuthClient::new(tokens)?, &aidbox.fhir_base())? };
     let created = patients.create(&Patient::new().with_name("Chalmers", ["Nora"])).await?;
     let id = created.id.unwrap_or_default();

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use auth_core::clock::{Clock, ManualClock};
 
-use auth_core::oauth2::ClientCredentials;
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
+use auth_core::oauth2::OAuth2Source;
 use auth_core::{AuthClient, RetryPolicy, TokenManager};
+use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -39,9 +39,8 @@ async fn run() -> auth_core::Result<()> {
     println!("protected API      {}\n", idp.api_url(""));
 
     let (client_id, secret) = idp.credentials();
-    let source = ClientCredentials::builder(idp.token_url(), client_id, secret)
-        .scopes(["system/Patient.rs"])
-        .build()?;
+    let source =
+        OAuth2Source::builder(idp.token_url(), client_id, secret).scopes(["system/Patient.rs"]).build()?;
     // One attempt per fetch (the default makes 3, 100 ms apart, in real time), so
     // the counts below are refreshes, not attempts.
     let mut retry = RetryPolicy::default();

@@ -4,16 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_fhir::FhirClient;
-use auth_core::http::same_origin_redirects;
-use auth_core::oauth2::{ClientAuthMethod, ClientCredentials};
+use auth_core::client::same_origin_redirects;
+use auth_core::oauth2::OAuth2Source;
+use auth_core::request::ClientAuthMethod;
 use auth_core::store::{RedisStore, StoreKey};
-use auth_core::{AuthClient, Authenticator, CredentialSource, EndpointOptions, PrivateKeyPem, TokenManager};
-use auth_providers::aidbox::{AidboxAuthStyle, AidboxCredentials};
-use auth_providers::graphnet::Graphnet;
+use auth_core::{
+    ApiProfile, AuthClient, Authenticator, CredentialSource, EndpointOptions, PrivateKeyPem, TokenManager,
+};
+use auth_fhir::FhirClient;
+use auth_providers::aidbox::{AidboxAuthStyle, AidboxSource};
+use auth_providers::graphnet::GraphnetSource;
 use auth_providers::msk::MskSource;
-use auth_providers::santedb::{SanteDb, SanteDbVersion};
-use auth_providers::smart::{SigningAlgorithm, SmartBackend};
+use auth_providers::santedb::{SanteDbSource, SanteDbVersion};
+use auth_providers::smart::{SigningAlgorithm, SmartSource};
 use reqwest::{Certificate, Identity};
 use zeroize::Zeroizing;
 
@@ -27,6 +30,8 @@ pub struct Connection {
     pub auth: Arc<dyn Authenticator>,
     /// The HTTP client for API calls (carries the CA and client certificate).
     api_http: reqwest::Client,
+    /// What the vendor's API wants on every request.
+    profile: ApiProfile,
     fhir_base: Option<String>,
 }
 
@@ -36,7 +41,10 @@ impl Connection {
         let base = self.fhir_base.as_deref().ok_or_else(|| {
             CliError::config("a FHIR base URL is required: --fhir-base or FHIR_AUTH_FHIR_BASE")
         })?;
-        let api = AuthClient::with_shared(self.api_http.clone(), self.auth.clone());
+        let api = AuthClient::builder(self.auth.clone())
+            .http_client(self.api_http.clone())
+            .profile(self.profile.clone())
+            .build()?;
         Ok(FhirClient::new(api, base)?)
     }
 }
@@ -148,128 +156,135 @@ pub fn connect(settings: Settings) -> Result<Connection, CliError> {
     };
     let auth_method = settings.auth_method.as_deref();
 
-    let (auth, api_http, default_base): (Arc<dyn Authenticator>, reqwest::Client, Option<String>) =
-        match provider.as_str() {
-            "santedb" => {
-                let root = token_url.strip_suffix("/auth/oauth2_token").unwrap_or(&token_url).to_owned();
-                let version = match settings.santedb_version.as_deref() {
-                    Some("2") => SanteDbVersion::V2,
-                    _ => SanteDbVersion::V3,
-                };
-                let mut b = SanteDb::builder(root, client_id, secret).version(version).token_url(&token_url);
-                if !scopes.is_empty() {
-                    b = b.scopes(scopes);
-                }
-                match (&settings.device_id, &settings.device_secret) {
-                    (Some(id), Some(s)) => b = b.device(id.clone(), s.clone()),
-                    (None, None) => {}
-                    _ => return Err(CliError::config("--device-id and --device-secret go together")),
-                }
-                if let Some((cert, key)) = &client_pem {
-                    b = b.client_certificate(cert.as_str(), PrivateKeyPem::new(key.as_str()));
-                }
-                if let Some(pem) = &ca_pem {
-                    b = b.root_certificate_pem(pem.as_bytes());
-                }
-                if let Some(base) = &settings.fhir_base {
-                    b = b.fhir_base(base.clone());
-                }
-                let source = b.build()?;
-                let base = source.fhir_base().to_owned();
-                // SanteDB's own API client carries its mutual-TLS identity.
-                let http = source.api_http_client().clone();
-                (manage(source, &store), http, Some(base))
+    type Parts = (Arc<dyn Authenticator>, reqwest::Client, ApiProfile, Option<String>);
+    let (auth, api_http, profile, default_base): Parts = match provider.as_str() {
+        "santedb" => {
+            let root = token_url.strip_suffix("/auth/oauth2_token").unwrap_or(&token_url).to_owned();
+            let version = match settings.santedb_version.as_deref() {
+                Some("2") => SanteDbVersion::V2,
+                _ => SanteDbVersion::V3,
+            };
+            let mut b =
+                SanteDbSource::builder(root, client_id, secret).version(version).token_url(&token_url);
+            if !scopes.is_empty() {
+                b = b.scopes(scopes);
             }
-            "aidbox" => {
-                // Aidbox is addressed by the box's URL; the token URL sits under it.
-                let base = token_url.strip_suffix("/auth/token").map(str::to_owned).unwrap_or_else(|| {
-                    settings
-                        .fhir_base
-                        .as_deref()
-                        .and_then(|f| f.trim_end_matches('/').strip_suffix("/fhir"))
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| origin_of(&token_url))
-                });
-                let style = match auth_method {
-                    Some("json") => AidboxAuthStyle::Json,
-                    Some("post") => AidboxAuthStyle::FormPost,
-                    _ => AidboxAuthStyle::BasicForm,
-                };
-                let mut b = AidboxCredentials::builder(base, client_id, secret)
-                    .token_url(&token_url)
-                    .auth_style(style);
-                if !scopes.is_empty() {
-                    b = b.scopes(scopes);
-                }
-                if let Some(a) = &settings.audience {
-                    b = b.audience(a.clone());
-                }
-                if let Some(ca) = &ca {
-                    b = b.add_root_certificate(ca.clone());
-                }
-                let source = b.build()?;
-                let base = source.fhir_base();
-                (manage(source, &store), api_http, Some(base))
+            match (&settings.device_id, &settings.device_secret) {
+                (Some(id), Some(s)) => b = b.device(id.clone(), s.clone()),
+                (None, None) => {}
+                _ => return Err(CliError::config("--device-id and --device-secret go together")),
             }
-            "msk" => {
-                let partner = required(&settings.partner_id, "partner-id", "FHIR_AUTH_PARTNER_ID")?;
-                let study = required(&settings.research_study, "research-study", "FHIR_AUTH_RESEARCH_STUDY")?;
-                let mut b = MskSource::builder(origin_of(&token_url), client_id, secret)
-                    .token_url(&token_url)
-                    .partner_id(partner)
-                    .research_study(study);
-                if let Some(base) = &settings.fhir_base {
-                    b = b.fhir_base_url(base.clone());
-                }
-                if !scopes.is_empty() {
-                    b = b.scope(scopes.join(" "));
-                }
-                if let Some(ca) = &ca {
-                    b = b.add_root_certificate(ca.clone());
-                }
-                let source = b.build()?;
-                let base = source.fhir_base_url().to_owned();
-                (manage(source, &store), api_http, Some(base))
+            if let Some((cert, key)) = &client_pem {
+                b = b.client_certificate(cert.as_str(), PrivateKeyPem::new(key.as_str()));
             }
-            "graphnet" => {
-                let key = settings.subscription_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
-                    CliError::config(
-                        "--subscription-key (or FHIR_AUTH_SUBSCRIPTION_KEY) is required for Graphnet",
-                    )
-                })?;
-                let mut b = Graphnet::builder(&token_url, client_id, secret, key);
-                if let Some(ca) = &ca {
-                    b = b.add_root_certificate(ca.clone());
-                }
-                if let Some(id) = &identity {
-                    b = b.identity(id.clone());
-                }
-                (manage(b.build()?, &store), api_http, None)
+            if let Some(pem) = &ca_pem {
+                b = b.root_certificate_pem(pem.as_bytes());
             }
-            _ => {
-                let method = match auth_method {
-                    Some("post") => ClientAuthMethod::ClientSecretPost,
-                    Some("json") => ClientAuthMethod::JsonBody,
-                    _ => ClientAuthMethod::ClientSecretBasic,
-                };
-                let mut b = ClientCredentials::builder(&token_url, client_id, secret).auth_method(method);
-                if !scopes.is_empty() {
-                    b = b.scopes(scopes);
-                }
-                if let Some(a) = &settings.audience {
-                    b = b.audience(a.clone());
-                }
-                if let Some(ca) = &ca {
-                    b = b.add_root_certificate(ca.clone());
-                }
-                if let Some(id) = &identity {
-                    b = b.identity(id.clone());
-                }
-                (manage(b.build()?, &store), api_http, None)
+            if let Some(base) = &settings.fhir_base {
+                b = b.fhir_base(base.clone());
             }
-        };
+            let source = b.build()?;
+            let base = source.fhir_base().to_string();
+            // SanteDB's own API client carries its mutual-TLS identity.
+            let http = source.api_http_client().clone();
+            let profile = source.api_profile();
+            (manage(source, &store), http, profile, Some(base))
+        }
+        "aidbox" => {
+            // Aidbox is addressed by the box's URL; the token URL sits under it.
+            let base = token_url.strip_suffix("/auth/token").map(str::to_owned).unwrap_or_else(|| {
+                settings
+                    .fhir_base
+                    .as_deref()
+                    .and_then(|f| f.trim_end_matches('/').strip_suffix("/fhir"))
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| origin_of(&token_url))
+            });
+            let style = match auth_method {
+                Some("json") => AidboxAuthStyle::Json,
+                Some("post") => AidboxAuthStyle::FormPost,
+                _ => AidboxAuthStyle::BasicForm,
+            };
+            let mut b =
+                AidboxSource::builder(base, client_id, secret).token_url(&token_url).auth_style(style);
+            if !scopes.is_empty() {
+                b = b.scopes(scopes);
+            }
+            if let Some(a) = &settings.audience {
+                b = b.audience(a.clone());
+            }
+            if let Some(ca) = &ca {
+                b = b.add_root_certificate(ca.clone());
+            }
+            let source = b.build()?;
+            let base = source.fhir_base().to_string();
+            let profile = source.api_profile();
+            (manage(source, &store), api_http, profile, Some(base))
+        }
+        "msk" => {
+            let partner = required(&settings.partner_id, "partner-id", "FHIR_AUTH_PARTNER_ID")?;
+            let study = required(&settings.research_study, "research-study", "FHIR_AUTH_RESEARCH_STUDY")?;
+            let mut b = MskSource::builder(origin_of(&token_url), client_id, secret)
+                .token_url(&token_url)
+                .partner_id(partner)
+                .research_study(study);
+            if let Some(base) = &settings.fhir_base {
+                b = b.fhir_base(base.clone());
+            }
+            if !scopes.is_empty() {
+                b = b.scope(scopes.join(" "));
+            }
+            if let Some(ca) = &ca {
+                b = b.add_root_certificate(ca.clone());
+            }
+            let source = b.build()?;
+            let base = source.fhir_base().to_string();
+            let profile = source.api_profile();
+            (manage(source, &store), api_http, profile, Some(base))
+        }
+        "graphnet" => {
+            let key = settings.subscription_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+                CliError::config(
+                    "--subscription-key (or FHIR_AUTH_SUBSCRIPTION_KEY) is required for Graphnet",
+                )
+            })?;
+            let mut b = GraphnetSource::builder(&token_url, client_id, secret, key);
+            if let Some(ca) = &ca {
+                b = b.add_root_certificate(ca.clone());
+            }
+            if let Some(id) = &identity {
+                b = b.identity(id.clone());
+            }
+            let source = b.build()?;
+            let profile = source.api_profile();
+            (manage(source, &store), api_http, profile, None)
+        }
+        _ => {
+            let method = match auth_method {
+                Some("post") => ClientAuthMethod::ClientSecretPost,
+                Some("json") => ClientAuthMethod::JsonBody,
+                _ => ClientAuthMethod::ClientSecretBasic,
+            };
+            let mut b = OAuth2Source::builder(&token_url, client_id, secret).auth_method(method);
+            if !scopes.is_empty() {
+                b = b.scopes(scopes);
+            }
+            if let Some(a) = &settings.audience {
+                b = b.audience(a.clone());
+            }
+            if let Some(ca) = &ca {
+                b = b.add_root_certificate(ca.clone());
+            }
+            if let Some(id) = &identity {
+                b = b.identity(id.clone());
+            }
+            let source = b.build()?;
+            let profile = source.api_profile();
+            (manage(source, &store), api_http, profile, None)
+        }
+    };
     let fhir_base = settings.fhir_base.clone().or(default_base);
-    Ok(Connection { provider, auth, api_http, fhir_base })
+    Ok(Connection { provider, auth, api_http, profile, fhir_base })
 }
 
 /// SMART Backend Services: a signed assertion instead of a client secret, and the
@@ -288,7 +303,7 @@ fn smart(settings: Settings, provider: String, store: &Option<RedisStore>) -> Re
         );
     }
     let pem = read_file(key_path, "private key")?;
-    let mut b = SmartBackend::builder(client_id, PrivateKeyPem::new(pem.as_str()), alg, key_id)
+    let mut b = SmartSource::builder(client_id, PrivateKeyPem::new(pem.as_str()), alg, key_id)
         .scopes(scope.split_whitespace());
     drop(pem);
     match (&settings.token_url, &settings.fhir_base) {
@@ -320,8 +335,10 @@ fn smart(settings: Settings, provider: String, store: &Option<RedisStore>) -> Re
         .redirect(same_origin_redirects())
         .build()
         .map_err(|e| CliError::config(format!("cannot build the HTTP client: {e}")))?;
-    let auth = manage(b.build()?, store);
-    Ok(Connection { provider, auth, api_http, fhir_base: settings.fhir_base })
+    let source = b.build()?;
+    let profile = source.api_profile();
+    let auth = manage(source, store);
+    Ok(Connection { provider, auth, api_http, profile, fhir_base: settings.fhir_base })
 }
 
 /// `scheme://host:port` of `url` (the URL itself when it does not parse: the

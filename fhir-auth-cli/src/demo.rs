@@ -3,8 +3,8 @@
 
 use std::time::SystemTime;
 
-use auth_fhir::{Bundle, Created, FhirClient, Patient};
 use auth_core::{ErrorKind, Result};
+use auth_fhir::{Bundle, Created, FhirClient, Patient};
 use auth_macros::authenticated_api;
 use auth_sandbox::{Sandbox, SandboxConfig, SanteDbEmulator};
 
@@ -69,7 +69,7 @@ pub fn vendor_settings(sandbox: &Sandbox) -> Vec<(&'static str, Settings)> {
             Settings {
                 provider: Some("msk".into()),
                 token_url: Some(m.token_url()),
-                fhir_base: Some(m.fhir_base_url()),
+                fhir_base: Some(m.fhir_base()),
                 client_id: Some(m.client_id().to_owned()),
                 client_secret: Some(m.client_secret()),
                 partner_id: Some(m.partner_id().to_owned()),

@@ -28,7 +28,7 @@ pub async fn run(port: u16) -> Result<(), CliError> {
     let m = sandbox.msk();
     out(&st.bold("MSK"));
     out(&format!("  token URL     {}", m.token_url()));
-    out(&format!("  FHIR base     {}", m.fhir_base_url()));
+    out(&format!("  FHIR base     {}", m.fhir_base()));
     out(&format!("  client        {} / {}", m.client_id(), m.client_secret().expose_secret()));
     out(&format!("  partner id    {}  research study {}", m.partner_id(), m.research_study()));
     let g = sandbox.graphnet();

@@ -142,7 +142,7 @@ fn vendor_env(sb: &Sandbox, vendor: &str) -> Vec<(&'static str, String)> {
             let m = sb.msk();
             env.extend([
                 ("FHIR_AUTH_TOKEN_URL", m.token_url()),
-                ("FHIR_AUTH_FHIR_BASE", m.fhir_base_url()),
+                ("FHIR_AUTH_FHIR_BASE", m.fhir_base()),
                 ("FHIR_AUTH_CLIENT_ID", m.client_id().to_owned()),
                 ("FHIR_AUTH_CLIENT_SECRET", m.client_secret().expose_secret().to_owned()),
                 ("FHIR_AUTH_PARTNER_ID", m.partner_id().to_owned()),

@@ -5,17 +5,17 @@ use std::time::Duration;
 
 use auth_core::clock::ManualClock;
 use auth_core::manager::{ManagerConfig, RetryPolicy};
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::{MemoryStore, TokenManager};
 use auth_providers::msk::{MskSource, MskSourceBuilder};
-use auth_providers::smart::{SigningAlgorithm, SmartBackend, SmartBackendBuilder};
+use auth_providers::smart::{SigningAlgorithm, SmartSource, SmartSourceBuilder};
 use auth_sandbox::testkit::TestIdentityProvider;
 use auth_sandbox::{MskEmulator, SmartEmulator};
 
 /// A client credentials source for the provider's default client.
-pub fn source(idp: &TestIdentityProvider) -> ClientCredentials {
+pub fn source(idp: &TestIdentityProvider) -> OAuth2Source {
     let (id, secret) = idp.credentials();
-    ClientCredentials::builder(idp.token_url(), id, secret)
+    OAuth2Source::builder(idp.token_url(), id, secret)
         .scopes(["system/Patient.rs"])
         .build()
         .expect("valid test configuration")
@@ -34,7 +34,7 @@ pub fn predictable() -> ManagerConfig {
 /// A provider and a manager sharing one manual clock.
 pub async fn on_virtual_time(
     config: ManagerConfig,
-) -> (TestIdentityProvider, TokenManager<ClientCredentials, MemoryStore>, ManualClock) {
+) -> (TestIdentityProvider, TokenManager<OAuth2Source, MemoryStore>, ManualClock) {
     let clock = ManualClock::new();
     let idp = TestIdentityProvider::start_with_clock(clock.clone()).await.expect("provider starts");
     let manager = TokenManager::builder(source(&idp)).clock(clock.clone()).config(config).build();
@@ -70,8 +70,8 @@ pub fn msk_source(msk: &MskEmulator) -> MskSourceBuilder {
 
 /// A source builder for the SMART emulator's seeded client, with the token URL
 /// given and `system/Patient.rs` as its scope.
-pub fn smart_source(smart: &SmartEmulator) -> SmartBackendBuilder {
-    SmartBackend::builder(smart.client_id(), smart.private_key(), SigningAlgorithm::Es384, smart.key_id())
+pub fn smart_source(smart: &SmartEmulator) -> SmartSourceBuilder {
+    SmartSource::builder(smart.client_id(), smart.private_key(), SigningAlgorithm::Es384, smart.key_id())
         .token_url(smart.token_url())
         .scopes(["system/Patient.rs"])
 }
@@ -101,5 +101,8 @@ pub fn run_in_child(name: &str, configure: impl FnOnce(&mut std::process::Comman
 /// such a test must not run beside others (it takes over the whole process).
 pub fn assert_child(name: &str) {
     let started_for = std::env::var(CHILD_ENV).unwrap_or_default();
-    assert_eq!(started_for, name, "{name} takes over its process; it runs in a child started by its parent test");
+    assert_eq!(
+        started_for, name,
+        "{name} takes over its process; it runs in a child started by its parent test"
+    );
 }

@@ -19,15 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_fhir::{Bundle, FhirClient, FhirErrorExt, Patient, SearchParams};
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::source::FetchContext;
-use auth_sandbox::testkit::fake_jwt;
 use auth_core::token::ExpirySource;
 use auth_core::{
     AuthClient, ClientSecret, CredentialSource, EndpointOptions, Error, ErrorKind, OAuthErrorCode,
     ResponseProblem, TokenManager,
 };
+use auth_fhir::{Bundle, FhirClient, FhirErrorExt, Patient, SearchParams};
+use auth_sandbox::testkit::fake_jwt;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, Response, StatusCode};
@@ -607,7 +607,7 @@ enum Outcome {
 }
 
 async fn run(base: &str, mock: &Mock, input: Input) -> Outcome {
-    let source = ClientCredentials::builder(format!("{base}/token"), CLIENT_ID, ClientSecret::new(SECRET))
+    let source = OAuth2Source::builder(format!("{base}/token"), CLIENT_ID, ClientSecret::new(SECRET))
         .max_body(CAP)
         .build()
         .unwrap();

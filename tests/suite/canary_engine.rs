@@ -5,13 +5,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use auth_core::manager::{ManagerConfig, RetryPolicy};
-use auth_core::oauth2::{ClientAuthMethod, ClientCredentials};
+use auth_core::oauth2::OAuth2Source;
+use auth_core::request::ClientAuthMethod;
 use auth_core::source::FetchContext;
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 use auth_core::{
-    AccessToken, AuthClient, ClientSecret, CredentialSource, DeviceSecret, IdToken, PrivateKeyPem,
-    RefreshToken, RequestExtras, SecretValue, TokenManager,
+    AccessToken, ApiProfile, AuthClient, ClientSecret, CredentialSource, DeviceSecret, IdToken,
+    PrivateKeyPem, RefreshToken, SecretValue, TokenManager,
 };
+use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 
 const CLIENT_SECRET: &str = "CANARY-client-secret-7f3a";
 const ACCESS: &str = "CANARY-access-token-91bd";
@@ -69,25 +70,24 @@ async fn logs_errors_debug_and_display() {
         body: token_body,
     });
 
-    let extras =
-        RequestExtras::new().secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new(SUB_KEY)).unwrap();
+    let profile = ApiProfile::new()
+        .secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new(SUB_KEY))
+        .unwrap()
+        .secret_query("subscription-key", &SecretValue::new(SUB_KEY));
     let mut outputs: Vec<(String, String)> = Vec::new();
     for method in
         [ClientAuthMethod::ClientSecretBasic, ClientAuthMethod::ClientSecretPost, ClientAuthMethod::JsonBody]
     {
-        let source = ClientCredentials::builder(
-            idp.token_url(),
-            "leak-check-client",
-            ClientSecret::new(CLIENT_SECRET),
-        )
-        .auth_method(method)
-        .request_extras(extras.clone())
-        .build()
-        .unwrap();
+        let source =
+            OAuth2Source::builder(idp.token_url(), "leak-check-client", ClientSecret::new(CLIENT_SECRET))
+                .auth_method(method)
+                .build()
+                .unwrap();
         let mut config = ManagerConfig::default();
         config.retry = RetryPolicy::default();
         let manager = TokenManager::builder(source.clone()).config(config).build();
-        let client = AuthClient::new(manager.clone()).unwrap();
+        let client = AuthClient::builder(manager.clone()).profile(profile.clone()).build().unwrap();
+        outputs.push(("AuthClient Debug".into(), format!("{client:?}")));
 
         // Fetch, use, get rejected (the provider's API does not know these tokens),
         // replay, fail: every path that logs.
@@ -153,14 +153,11 @@ async fn logs_errors_debug_and_display() {
                 ),
             },
         );
-        let revoking = ClientCredentials::builder(
-            idp.token_url(),
-            "leak-check-client",
-            ClientSecret::new(CLIENT_SECRET),
-        )
-        .revocation_url(idp.token_url())
-        .build()
-        .unwrap();
+        let revoking =
+            OAuth2Source::builder(idp.token_url(), "leak-check-client", ClientSecret::new(CLIENT_SECRET))
+                .revocation_url(idp.token_url())
+                .build()
+                .unwrap();
         let echoed = revoking.revoke(&token).await.unwrap_err();
         outputs.push(("echoed revoke error".into(), format!("{echoed} {echoed:?}")));
         let refreshed = source.refresh(&FetchContext::default(), &RefreshToken::new(REFRESH)).await;
@@ -176,7 +173,7 @@ async fn logs_errors_debug_and_display() {
         ("RefreshToken", format!("{0:?} {0}", RefreshToken::new(REFRESH))),
         ("IdToken", format!("{0:?} {0}", IdToken::new(ID))),
         ("SecretValue", format!("{0:?} {0}", SecretValue::new(SUB_KEY))),
-        ("RequestExtras", format!("{extras:?}")),
+        ("ApiProfile", format!("{profile:?}")),
         ("recorded requests", format!("{:?}", idp.requests())),
     ] {
         outputs.push((name.into(), text));

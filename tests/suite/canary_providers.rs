@@ -14,26 +14,26 @@
 //! Debug, the Debug of sources, managers, clients and tokens, the emulators'
 //! records, or any panic message.
 
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auth_fhir::{FhirClient, Patient};
-use auth_core::oauth2::{BasicEncoding, ClientAuthMethod, ClientCredentials};
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
+use auth_core::oauth2::OAuth2Source;
+use auth_core::request::{BasicEncoding, ClientAuthMethod};
 use auth_core::{
-    AuthClient, CacheKey, ClientSecret, CredentialSource, DeviceSecret, FetchContext, ManagerConfig,
-    RetryPolicy, SecretValue, Token, TokenManager,
+    ApiProfile, AuthClient, CacheKey, ClientSecret, CredentialSource, DeviceSecret, FetchContext,
+    ManagerConfig, RetryPolicy, SecretValue, Token, TokenManager,
 };
-use auth_providers::aidbox::AidboxCredentials;
-use auth_providers::graphnet::Graphnet;
+use auth_fhir::{FhirClient, Patient};
+use auth_providers::aidbox::AidboxSource;
+use auth_providers::graphnet::GraphnetSource;
 use auth_providers::msk::MskSource;
+use auth_providers::santedb::SanteDbSource;
 use auth_sandbox::faults::Faults;
+use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 use auth_sandbox::tokens::TokenRegistry;
 use auth_sandbox::{Sandbox, SandboxConfig};
-use auth_providers::santedb::SanteDb;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -177,9 +177,11 @@ async fn exercise<S: CredentialSource + 'static>(
     idp: &Idp<'_>,
     make: impl Fn() -> S,
     wrong_secret: S,
+    profile: ApiProfile,
 ) {
     let manager = TokenManager::builder(make()).config(config()).build();
-    let client = AuthClient::new(manager.clone()).unwrap();
+    let client = AuthClient::builder(manager.clone()).profile(profile.clone()).build().unwrap();
+    cx.output(format!("{name}: api profile"), format!("{profile:?}"));
     let fhir = FhirClient::new(client.clone(), &idp.fhir_base).unwrap();
 
     // The happy path: token, read, search.
@@ -289,7 +291,7 @@ async fn every_provider_at_trace() {
     let idp = Idp { registry: aidbox.registry(), faults: aidbox.idp_faults(), fhir_base: aidbox.fhir_base() };
     for method in [ClientAuthMethod::ClientSecretBasic, ClientAuthMethod::ClientSecretPost] {
         let generic = |secret: &str| {
-            ClientCredentials::builder(aidbox.token_url(), "generic-client", ClientSecret::new(secret))
+            OAuth2Source::builder(aidbox.token_url(), "generic-client", ClientSecret::new(secret))
                 .auth_method(method)
                 // Aidbox does not url-decode Basic credentials (its docs; the emulator's rule).
                 .basic_encoding(BasicEncoding::Raw)
@@ -302,6 +304,7 @@ async fn every_provider_at_trace() {
             &idp,
             || generic(CLIENT_SECRET),
             generic(WRONG_SECRET),
+            ApiProfile::new(),
         )
         .await;
     }
@@ -311,11 +314,10 @@ async fn every_provider_at_trace() {
     cx.basic("aidbox-client", CLIENT_SECRET);
     cx.basic("aidbox-client", WRONG_SECRET);
     let make = |secret: &str| {
-        AidboxCredentials::builder(aidbox.base_url(), "aidbox-client", ClientSecret::new(secret))
-            .build()
-            .unwrap()
+        AidboxSource::builder(aidbox.base_url(), "aidbox-client", ClientSecret::new(secret)).build().unwrap()
     };
-    exercise(&mut cx, "aidbox", &idp, || make(CLIENT_SECRET), make(WRONG_SECRET)).await;
+    let profile = make(CLIENT_SECRET).api_profile();
+    exercise(&mut cx, "aidbox", &idp, || make(CLIENT_SECRET), make(WRONG_SECRET), profile).await;
     cx.output("aidbox records", format!("{:?}", aidbox.requests()));
 
     // SanteDB: client secret and device secret (Basic device header).
@@ -327,16 +329,17 @@ async fn every_provider_at_trace() {
     let idp =
         Idp { registry: santedb.registry(), faults: santedb.idp_faults(), fhir_base: santedb.fhir_base() };
     let make = |secret: &str| {
-        SanteDb::builder(santedb.base_url(), "santedb-app", ClientSecret::new(secret))
+        SanteDbSource::builder(santedb.base_url(), "santedb-app", ClientSecret::new(secret))
             .device("santedb-device", DeviceSecret::new(DEVICE_SECRET))
             .build()
             .unwrap()
     };
-    exercise(&mut cx, "santedb", &idp, || make(CLIENT_SECRET), make(WRONG_SECRET)).await;
+    let profile = make(CLIENT_SECRET).api_profile();
+    exercise(&mut cx, "santedb", &idp, || make(CLIENT_SECRET), make(WRONG_SECRET), profile).await;
     // SanteDB over mutual TLS: the client key is the secret.
     cx.pem(santedb.client_key_pem().expose_secret());
     let mtls = |secret: &str| {
-        SanteDb::builder(santedb.mtls_base_url(), "santedb-app", ClientSecret::new(secret))
+        SanteDbSource::builder(santedb.mtls_base_url(), "santedb-app", ClientSecret::new(secret))
             .client_certificate(santedb.client_cert_pem(), santedb.client_key_pem().clone())
             .root_certificate_pem(santedb.ca_cert_pem())
             .build()
@@ -356,7 +359,7 @@ async fn every_provider_at_trace() {
     msk.register_client("msk-client", CLIENT_SECRET);
     msk.register_partner("msk-partner", "msk-client", [msk.research_study()]);
     cx.basic("msk-client", CLIENT_SECRET);
-    let idp = Idp { registry: msk.registry(), faults: msk.idp_faults(), fhir_base: msk.fhir_base_url() };
+    let idp = Idp { registry: msk.registry(), faults: msk.idp_faults(), fhir_base: msk.fhir_base() };
     let make = |secret: &str| {
         MskSource::builder(msk.base_url(), "msk-client", ClientSecret::new(secret))
             .partner_id("msk-partner")
@@ -364,7 +367,8 @@ async fn every_provider_at_trace() {
             .build()
             .unwrap()
     };
-    exercise(&mut cx, "msk", &idp, || make(CLIENT_SECRET), make(WRONG_SECRET)).await;
+    let profile = make(CLIENT_SECRET).api_profile();
+    exercise(&mut cx, "msk", &idp, || make(CLIENT_SECRET), make(WRONG_SECRET), profile).await;
 
     // Graphnet: client secret and subscription key (JWT access tokens).
     let graphnet = sandbox.graphnet();
@@ -373,7 +377,7 @@ async fn every_provider_at_trace() {
     let idp =
         Idp { registry: graphnet.registry(), faults: graphnet.idp_faults(), fhir_base: graphnet.fhir_base() };
     let make = |secret: &str, key: &str| {
-        Graphnet::builder(
+        GraphnetSource::builder(
             graphnet.token_url(),
             "graphnet-client",
             ClientSecret::new(secret),
@@ -382,16 +386,29 @@ async fn every_provider_at_trace() {
         .build()
         .unwrap()
     };
-    exercise(&mut cx, "graphnet", &idp, || make(CLIENT_SECRET, SUB_KEY), make(WRONG_SECRET, SUB_KEY)).await;
+    let profile = make(CLIENT_SECRET, SUB_KEY).api_profile();
+    exercise(
+        &mut cx,
+        "graphnet",
+        &idp,
+        || make(CLIENT_SECRET, SUB_KEY),
+        make(WRONG_SECRET, SUB_KEY),
+        profile,
+    )
+    .await;
     // A wrong subscription key: the gateway's 401 is a configuration error.
     let manager = TokenManager::builder(make(CLIENT_SECRET, WRONG_SUB_KEY)).config(config()).build();
-    let fhir = FhirClient::new(AuthClient::new(manager.clone()).unwrap(), &graphnet.fhir_base()).unwrap();
+    let fhir = FhirClient::new(
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap(),
+        &graphnet.fhir_base(),
+    )
+    .unwrap();
     let err = fhir.read::<Patient>("pat-1").await;
     assert!(err.is_err(), "a wrong subscription key fails");
     cx.result("graphnet wrong key", &err);
     // Opaque Graphnet tokens carry the marker.
     graphnet.set_opaque_tokens(true);
-    let source = Graphnet::builder(
+    let source = GraphnetSource::builder(
         graphnet.token_url(),
         "graphnet-client",
         ClientSecret::new(CLIENT_SECRET),
@@ -411,7 +428,7 @@ async fn every_provider_at_trace() {
     cx.pem(smart.private_key().expose_secret());
     let idp = Idp { registry: smart.registry(), faults: smart.idp_faults(), fhir_base: smart.fhir_base() };
     // "Wrong secret" for SMART: a client the server does not know (same key).
-    let wrong = auth_providers::smart::SmartBackend::builder(
+    let wrong = auth_providers::smart::SmartSource::builder(
         "unknown-client",
         smart.private_key(),
         auth_providers::smart::SigningAlgorithm::Es384,
@@ -421,9 +438,10 @@ async fn every_provider_at_trace() {
     .scopes(["system/Patient.rs"])
     .build()
     .unwrap();
-    exercise(&mut cx, "smart", &idp, || integration_tests::smart_source(smart).build().unwrap(), wrong).await;
+    let make = || integration_tests::smart_source(smart).build().unwrap();
+    exercise(&mut cx, "smart", &idp, make, wrong, ApiProfile::new()).await;
     // Discovery, then a key that is not a key: refused at build, without quoting it.
-    let discovering = auth_providers::smart::SmartBackend::builder(
+    let discovering = auth_providers::smart::SmartSource::builder(
         smart.client_id(),
         smart.private_key(),
         auth_providers::smart::SigningAlgorithm::Es384,
@@ -436,7 +454,7 @@ async fn every_provider_at_trace() {
     let token = TokenManager::builder(discovering).config(config()).build().token().await.unwrap();
     cx.token("smart discovered", &token);
     let garbage = format!("-----BEGIN PRIVATE KEY-----\n{WRONG_SECRET}\n-----END PRIVATE KEY-----\n");
-    let err = auth_providers::smart::SmartBackend::builder(
+    let err = auth_providers::smart::SmartSource::builder(
         "c",
         auth_core::PrivateKeyPem::new(garbage),
         auth_providers::smart::SigningAlgorithm::Es384,
@@ -467,20 +485,18 @@ async fn every_provider_at_trace() {
             content_type: "application/json".into(),
             body,
         });
-        let source = ClientCredentials::builder(
-            testkit.token_url(),
-            "generic-client",
-            ClientSecret::new(CLIENT_SECRET),
-        )
-        .build()
-        .unwrap();
+        let source =
+            OAuth2Source::builder(testkit.token_url(), "generic-client", ClientSecret::new(CLIENT_SECRET))
+                .build()
+                .unwrap();
         let manager = TokenManager::builder(source).config(config()).build();
-        let client = AuthClient::new(manager.clone()).unwrap();
+        let client =
+            AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
         let result = client.get(testkit.api_url("Patient/1")).send().await.map(|r| r.status());
         cx.result("odd token response", &result);
         cx.output("odd token manager", format!("{manager:?}"));
     }
-    let bad_header = auth_core::RequestExtras::new()
+    let bad_header = ApiProfile::new()
         .secret_header("X-Api-Key", &SecretValue::new(format!("{SUB_KEY}\r\nInjected: yes")))
         .map(|_| ());
     cx.result("secret header with a newline", &bad_header);

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use auth_core::EndpointOptions;
-use auth_core::oauth2::{BasicEncoding, ClientAuthMethod, ClientCredentials};
+use auth_core::oauth2::OAuth2Source;
+use auth_core::request::{BasicEncoding, ClientAuthMethod};
 use auth_core::source::FetchContext;
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 use auth_core::{ClientSecret, CredentialSource, ErrorKind, OAuthErrorCode, ResponseProblem};
+use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 use integration_tests::serve;
 
 const AWKWARD_ID: &str = "id: %+/= x";
@@ -17,7 +18,7 @@ const AWKWARD_SECRET: &str = "p: %+/= s";
 async fn client_secret_basic_is_encoded_per_rfc_6749_section_2_3_1() {
     let idp = TestIdentityProvider::start().await.unwrap();
     idp.register_client(AWKWARD_ID, AWKWARD_SECRET);
-    let source = ClientCredentials::builder(idp.token_url(), AWKWARD_ID, ClientSecret::new(AWKWARD_SECRET))
+    let source = OAuth2Source::builder(idp.token_url(), AWKWARD_ID, ClientSecret::new(AWKWARD_SECRET))
         .build()
         .unwrap();
     source.fetch(&FetchContext::default()).await.expect("the provider decodes and accepts the credentials");
@@ -33,7 +34,7 @@ async fn client_secret_basic_is_encoded_per_rfc_6749_section_2_3_1() {
 async fn raw_basic_sends_the_credentials_as_they_are() {
     let idp = TestIdentityProvider::start().await.unwrap();
     idp.register_client("raw-id", AWKWARD_SECRET);
-    let source = ClientCredentials::builder(idp.token_url(), "raw-id", ClientSecret::new(AWKWARD_SECRET))
+    let source = OAuth2Source::builder(idp.token_url(), "raw-id", ClientSecret::new(AWKWARD_SECRET))
         .basic_encoding(BasicEncoding::Raw)
         .build()
         .unwrap();
@@ -52,15 +53,14 @@ async fn client_secret_post_and_json_bodies() {
         (ClientAuthMethod::ClientSecretPost, "application/x-www-form-urlencoded"),
         (ClientAuthMethod::JsonBody, "application/json"),
     ] {
-        let source =
-            ClientCredentials::builder(idp.token_url(), AWKWARD_ID, ClientSecret::new(AWKWARD_SECRET))
-                .auth_method(method)
-                .scopes(["system/Patient.rs", "system/Observation.rs"])
-                .audience("https://fhir.example/r4")
-                .resource("https://fhir.example/r4")
-                .param("tenant", "t-1")
-                .build()
-                .unwrap();
+        let source = OAuth2Source::builder(idp.token_url(), AWKWARD_ID, ClientSecret::new(AWKWARD_SECRET))
+            .auth_method(method)
+            .scopes(["system/Patient.rs", "system/Observation.rs"])
+            .audience("https://fhir.example/r4")
+            .resource("https://fhir.example/r4")
+            .param("tenant", "t-1")
+            .build()
+            .unwrap();
         source.fetch(&FetchContext::default()).await.unwrap_or_else(|e| panic!("{method:?}: {e}"));
         let seen = idp.requests().pop().unwrap();
         assert_eq!(seen.content_type.as_deref(), Some(content_type));
@@ -90,7 +90,7 @@ async fn token_requests_do_not_follow_redirects() {
     let addr = serve(app).await;
 
     let (id, secret) = elsewhere.credentials();
-    let source = ClientCredentials::builder(format!("http://{addr}/token"), id, secret).build().unwrap();
+    let source = OAuth2Source::builder(format!("http://{addr}/token"), id, secret).build().unwrap();
     let error = source.fetch(&FetchContext::default()).await.expect_err("a redirect is not a token");
     assert_eq!(error.status(), Some(307));
     assert_eq!(elsewhere.token_requests(), 0, "the secret never reached the redirect target");
@@ -102,11 +102,11 @@ async fn the_response_body_is_capped() {
     let (id, secret) = idp.credentials();
     let big = format!(r#"{{"access_token":"a","padding":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
     idp.set_behavior(TokenBehavior::Raw { status: 200, content_type: "application/json".into(), body: big });
-    let source = ClientCredentials::builder(idp.token_url(), id.clone(), secret.clone()).build().unwrap();
+    let source = OAuth2Source::builder(idp.token_url(), id.clone(), secret.clone()).build().unwrap();
     let error = source.fetch(&FetchContext::default()).await.unwrap_err();
     assert_eq!(error.response_problem(), Some(&ResponseProblem::TooLarge { limit: 1024 * 1024 }));
 
-    let small = ClientCredentials::builder(idp.token_url(), id, secret).max_body(100).build().unwrap();
+    let small = OAuth2Source::builder(idp.token_url(), id, secret).max_body(100).build().unwrap();
     idp.set_behavior(TokenBehavior::Raw {
         status: 200,
         content_type: "application/json".into(),
@@ -123,7 +123,7 @@ async fn token_requests_time_out() {
     let idp = TestIdentityProvider::start().await.unwrap();
     idp.set_delay(Duration::from_secs(5));
     let (id, secret) = idp.credentials();
-    let source = ClientCredentials::builder(idp.token_url(), id, secret)
+    let source = OAuth2Source::builder(idp.token_url(), id, secret)
         .timeout(Duration::from_millis(200))
         .build()
         .unwrap();
@@ -136,7 +136,7 @@ async fn token_requests_time_out() {
 
 #[tokio::test]
 async fn plain_http_to_a_remote_host_is_refused_before_anything_is_sent() {
-    let error = ClientCredentials::builder("http://idp.example.org/token", "c", ClientSecret::new("s"))
+    let error = OAuth2Source::builder("http://idp.example.org/token", "c", ClientSecret::new("s"))
         .build()
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Configuration);
@@ -155,9 +155,8 @@ async fn a_streamed_body_without_length_is_capped_too() {
         }),
     );
     let addr = serve(app).await;
-    let source = ClientCredentials::builder(format!("http://{addr}/token"), "c", ClientSecret::new("s"))
-        .build()
-        .unwrap();
+    let source =
+        OAuth2Source::builder(format!("http://{addr}/token"), "c", ClientSecret::new("s")).build().unwrap();
     let error = source.fetch(&FetchContext::default()).await.unwrap_err();
     assert_eq!(error.response_problem(), Some(&ResponseProblem::TooLarge { limit: 1024 * 1024 }));
 }

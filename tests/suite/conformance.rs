@@ -19,12 +19,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::oauth2::{ClientAuthMethod, ClientCredentials};
+use auth_core::oauth2::OAuth2Source;
+use auth_core::request::ClientAuthMethod;
 use auth_core::token::ExpirySource;
 use auth_core::{
     ClientSecret, CredentialSource, FetchContext, OAuthErrorCode, PrivateKeyPem, Token, TokenManager,
 };
-use auth_providers::smart::{CLIENT_ASSERTION_TYPE, SigningAlgorithm, SmartBackend};
+use auth_providers::smart::{CLIENT_ASSERTION_TYPE, SigningAlgorithm, SmartSource};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
@@ -196,24 +197,24 @@ impl OidcServer {
         format!("{}/token", self.issuer)
     }
 
-    fn secret_client(&self, id: &str, secret: &str, method: ClientAuthMethod) -> ClientCredentials {
-        ClientCredentials::builder(self.token_url(), id, ClientSecret::new(secret))
+    fn secret_client(&self, id: &str, secret: &str, method: ClientAuthMethod) -> OAuth2Source {
+        OAuth2Source::builder(self.token_url(), id, ClientSecret::new(secret))
             .auth_method(method)
             .scopes(SCOPE.split(' '))
             .build()
             .expect("valid configuration")
     }
 
-    fn smart(&self, alg: SigningAlgorithm) -> SmartBackend {
+    fn smart(&self, alg: SigningAlgorithm) -> SmartSource {
         self.smart_as(alg, None)
     }
 
-    fn smart_as(&self, alg: SigningAlgorithm, client_id: Option<&str>) -> SmartBackend {
+    fn smart_as(&self, alg: SigningAlgorithm, client_id: Option<&str>) -> SmartSource {
         let (id, kid, key) = match alg {
             SigningAlgorithm::Rs384 => ("rs384-client", "rs-key", &self.rs384.private),
             _ => ("es384-client", "es-key", &self.es384.private),
         };
-        SmartBackend::builder(client_id.unwrap_or(id), PrivateKeyPem::new(key.as_str()), alg, kid)
+        SmartSource::builder(client_id.unwrap_or(id), PrivateKeyPem::new(key.as_str()), alg, kid)
             .token_url(self.token_url())
             .scopes(SCOPE.split(' '))
             .build()
@@ -293,7 +294,7 @@ async fn wrong_credentials_are_a_typed_invalid_client() {
         server.secret_client("post-client", "wrong-secret-0123456789", ClientAuthMethod::ClientSecretPost);
     // Signed with a key the server has never seen, under a registered kid.
     let stranger = key_pair(SigningAlgorithm::Es384);
-    let wrong_key = SmartBackend::builder(
+    let wrong_key = SmartSource::builder(
         "es384-client",
         PrivateKeyPem::new(stranger.private),
         SigningAlgorithm::Es384,

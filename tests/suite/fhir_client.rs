@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use auth_fhir::{Bundle, Created, FhirClient, FhirErrorExt, JsonResource, Patient, Resource, SearchParams};
-use auth_core::oauth2::ClientCredentials;
-use auth_sandbox::testkit::TestIdentityProvider;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::{AuthClient, ErrorKind, Result, TokenManager};
+use auth_fhir::{Bundle, Created, FhirClient, FhirErrorExt, JsonResource, Patient, Resource, SearchParams};
 use auth_macros::authenticated_api;
 use auth_sandbox::fhir::{FhirStore, sample_patients};
+use auth_sandbox::testkit::TestIdentityProvider;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -103,7 +103,7 @@ async fn setup() -> Setup {
         .layer(axum::middleware::from_fn_with_state(gate_state.clone(), gate));
     tokio::spawn(async move { axum::serve(listener, app).await });
     let (id, secret) = idp.credentials();
-    let source = ClientCredentials::builder(idp.token_url(), id, secret).build().unwrap();
+    let source = OAuth2Source::builder(idp.token_url(), id, secret).build().unwrap();
     let api = AuthClient::new(TokenManager::new(source)).unwrap();
     let fhir = FhirClient::new(api, &base).unwrap();
     Setup { idp, store, gate: gate_state, patients: Patients { fhir: fhir.clone() }, fhir }

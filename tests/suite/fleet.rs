@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::store::{RedisStore, StoreKey};
-use auth_sandbox::testkit::TestIdentityProvider;
 use auth_core::{TokenManager, TokenStore};
+use auth_sandbox::testkit::TestIdentityProvider;
 use integration_tests::source;
 
 const REDIS_SERVER: &str = "redis-server";
@@ -109,7 +109,7 @@ fn store(redis: &RedisServer, id: &str, byte: u8) -> RedisStore {
     RedisStore::builder(redis.url(), StoreKey::new(id, [byte; 32]).unwrap()).build().unwrap()
 }
 
-type Manager = TokenManager<ClientCredentials, RedisStore>;
+type Manager = TokenManager<OAuth2Source, RedisStore>;
 
 fn managers(idp: &TestIdentityProvider, store: &RedisStore, n: usize) -> Vec<Manager> {
     (0..n).map(|_| TokenManager::builder(source(idp)).store(store.clone()).build()).collect()

@@ -20,17 +20,16 @@
 //! kind instead of a third each. The report printed gives the rate actually achieved: a
 //! debug build on a busy machine may not reach the rate asked.
 
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use auth_fhir::{FhirClient, Patient};
 use auth_core::{AuthClient, CredentialSource, EndpointOptions, ManagerConfig, RetryPolicy, TokenManager};
-use auth_providers::graphnet::Graphnet;
+use auth_fhir::{FhirClient, Patient};
+use auth_providers::graphnet::GraphnetSource;
+use auth_providers::smart::SmartSource;
 use auth_sandbox::faults::{FaultStats, Faults};
 use auth_sandbox::{Sandbox, SandboxConfig};
-use auth_providers::smart::SmartBackend;
 use tokio::sync::Mutex;
 
 /// Lifetime of issued tokens: several renewals must happen during the outage.
@@ -381,14 +380,19 @@ async fn run<S: CredentialSource + 'static>(s: Subject<'_, S>, rate: u64, outage
     report
 }
 
-fn graphnet(sandbox: &Sandbox) -> Subject<'_, Graphnet> {
+fn graphnet(sandbox: &Sandbox) -> Subject<'_, GraphnetSource> {
     let g = sandbox.graphnet();
-    let source = Graphnet::builder(g.token_url(), g.client_id(), g.client_secret(), g.subscription_key())
-        .timeout(token_timeout())
-        .build()
-        .unwrap();
+    let source =
+        GraphnetSource::builder(g.token_url(), g.client_id(), g.client_secret(), g.subscription_key())
+            .timeout(token_timeout())
+            .build()
+            .unwrap();
     let manager = TokenManager::builder(source).config(manager_config()).build();
-    let fhir = FhirClient::new(AuthClient::new(manager.clone()).unwrap(), &g.fhir_base()).unwrap();
+    let fhir = FhirClient::new(
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap(),
+        &g.fhir_base(),
+    )
+    .unwrap();
     Subject {
         name: "graphnet",
         manager,
@@ -400,11 +404,15 @@ fn graphnet(sandbox: &Sandbox) -> Subject<'_, Graphnet> {
     }
 }
 
-fn smart(sandbox: &Sandbox) -> Subject<'_, SmartBackend> {
+fn smart(sandbox: &Sandbox) -> Subject<'_, SmartSource> {
     let e = sandbox.smart();
     let source = integration_tests::smart_source(e).timeout(token_timeout()).build().unwrap();
     let manager = TokenManager::builder(source).config(manager_config()).build();
-    let fhir = FhirClient::new(AuthClient::new(manager.clone()).unwrap(), &e.fhir_base()).unwrap();
+    let fhir = FhirClient::new(
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap(),
+        &e.fhir_base(),
+    )
+    .unwrap();
     Subject {
         name: "smart",
         manager,

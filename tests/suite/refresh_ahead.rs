@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::clock::Clock;
-use auth_sandbox::testkit::TokenBehavior;
 use auth_core::token::Token;
 use auth_core::{ErrorKind, Result};
+use auth_sandbox::testkit::TokenBehavior;
 use integration_tests::{eventually, on_virtual_time, predictable};
 
 const LIFETIME: u64 = 300;

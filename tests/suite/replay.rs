@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
+use auth_core::{ApiProfile, AuthClient, ErrorKind, SecretValue, TokenManager};
 use auth_sandbox::testkit::{ApiBehavior, TestIdentityProvider};
-use auth_core::{AuthClient, ErrorKind, RequestExtras, SecretValue, TokenManager};
 use integration_tests::{serve, source};
 
-async fn setup() -> (TestIdentityProvider, TokenManager<ClientCredentials>, AuthClient) {
+async fn setup() -> (TestIdentityProvider, TokenManager<OAuth2Source>, AuthClient) {
     let idp = TestIdentityProvider::start().await.unwrap();
     let manager = TokenManager::new(source(&idp));
     let client = AuthClient::new(manager.clone()).unwrap();
@@ -152,15 +152,14 @@ async fn concurrent_rejections_fetch_one_new_token() {
 async fn vendor_extras_go_on_every_request() {
     let idp = TestIdentityProvider::start().await.unwrap();
     let (id, secret) = idp.credentials();
-    let extras = RequestExtras::new()
+    let profile = ApiProfile::new()
         .header("x-partnerid", "partner-7")
         .unwrap()
         .secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new("sub-key"))
         .unwrap()
         .query("_format", "json");
-    let source =
-        ClientCredentials::builder(idp.token_url(), id, secret).request_extras(extras).build().unwrap();
-    let client = AuthClient::new(TokenManager::new(source)).unwrap();
+    let source = OAuth2Source::builder(idp.token_url(), id, secret).build().unwrap();
+    let client = AuthClient::builder(TokenManager::new(source)).profile(profile).build().unwrap();
     client.get(idp.api_url("Patient?name=x")).send().await.unwrap();
     let seen = idp.api_log().pop().unwrap();
     assert_eq!(seen.header("x-partnerid"), Some("partner-7"));
@@ -205,12 +204,10 @@ async fn redirects_are_followed_within_the_origin_only() {
     let front = serve(app).await;
 
     let (id, secret) = idp.credentials();
-    let extras = RequestExtras::new()
-        .secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new("sub-key"))
-        .unwrap();
-    let source =
-        ClientCredentials::builder(idp.token_url(), id, secret).request_extras(extras).build().unwrap();
-    let client = AuthClient::new(TokenManager::new(source)).unwrap();
+    let profile =
+        ApiProfile::new().secret_header("Ocp-Apim-Subscription-Key", &SecretValue::new("sub-key")).unwrap();
+    let source = OAuth2Source::builder(idp.token_url(), id, secret).build().unwrap();
+    let client = AuthClient::builder(TokenManager::new(source)).profile(profile).build().unwrap();
 
     // Cross-origin: handed back, not followed; the other host sees nothing.
     let response = client.get(format!("http://{front}/gone")).send().await.unwrap();
@@ -222,22 +219,15 @@ async fn redirects_are_followed_within_the_origin_only() {
     assert_eq!(response.status(), 200);
 }
 
-/// A source that, like MSK, knows some 401s are not about the token.
+/// A judge that, like MSK's, knows some 401s are not about the token.
 #[derive(Debug)]
-struct Judging(ClientCredentials);
+struct Judging;
 
-#[async_trait::async_trait]
-impl auth_core::CredentialSource for Judging {
-    fn cache_key(&self) -> &auth_core::CacheKey {
-        self.0.cache_key()
-    }
-    async fn fetch(&self, ctx: &auth_core::FetchContext) -> auth_core::Result<auth_core::Token> {
-        self.0.fetch(ctx).await
-    }
-    fn wants_rejection_body(&self) -> bool {
+impl auth_core::RejectionJudge for Judging {
+    fn wants_body(&self) -> bool {
         true
     }
-    fn judge_rejection(&self, r: &auth_core::Rejection<'_>) -> auth_core::RejectionVerdict {
+    fn judge(&self, r: &auth_core::Rejection<'_>) -> auth_core::RejectionVerdict {
         let body = String::from_utf8_lossy(r.body);
         if body.contains("Partnerid") {
             auth_core::RejectionVerdict::Configuration("the partner id is wrong".into())
@@ -250,15 +240,16 @@ impl auth_core::CredentialSource for Judging {
 }
 
 #[tokio::test]
-async fn a_source_can_say_a_rejection_is_not_about_the_token() {
+async fn a_profile_can_say_a_rejection_is_not_about_the_token() {
     use axum::http::StatusCode;
     let idp = TestIdentityProvider::start().await.unwrap();
     let app = axum::Router::new()
         .route("/partner", axum::routing::get(|| async { (StatusCode::UNAUTHORIZED, r#"{"resourceType":"OperationOutcome","issue":[{"diagnostics":"Incorrect Partnerid name"}]}"#) }))
         .route("/maintenance", axum::routing::get(|| async { (StatusCode::UNAUTHORIZED, "down for maintenance") }));
     let front = serve(app).await;
-    let manager = TokenManager::new(Judging(source(&idp)));
-    let client = AuthClient::new(manager.clone()).unwrap();
+    let manager = TokenManager::new(source(&idp));
+    let client =
+        AuthClient::builder(manager.clone()).profile(ApiProfile::new().judge(Judging)).build().unwrap();
 
     let error = client.get(format!("http://{front}/partner")).send().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Configuration);

@@ -8,19 +8,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use auth_core::clock::{Clock, ManualClock};
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::source::FetchContext;
 use auth_core::store::Lease;
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 use auth_core::{
     CacheKey, CredentialSource, ErrorKind, MemoryStore, Result, Token, TokenManager, TokenStore,
 };
+use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 use integration_tests::{eventually, on_virtual_time, predictable, source};
 
 /// A source that panics on its first fetch, then behaves.
 #[derive(Debug)]
 struct PanicsOnce {
-    inner: ClientCredentials,
+    inner: OAuth2Source,
     armed: AtomicBool,
 }
 
@@ -119,7 +119,7 @@ async fn a_rejected_token_is_never_taken_back_from_the_store() {
 /// its refresh window the moment it arrives (a custom source, or a token shared
 /// through a store by an instance that fetched it earlier).
 #[derive(Debug)]
-struct IssuedLongAgo(ClientCredentials);
+struct IssuedLongAgo(OAuth2Source);
 
 #[async_trait]
 impl CredentialSource for IssuedLongAgo {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 use auth_core::{ErrorKind, MemoryStore, OAuthErrorCode, TokenManager};
+use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
 use integration_tests::source;
 
 const CALLERS: usize = 1_000;

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::source::FetchContext;
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior, fake_jwt};
 use auth_core::token::ExpirySource;
 use auth_core::{CredentialSource, ErrorKind, ResponseProblem};
+use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior, fake_jwt};
 use serde_json::json;
 
 const HTML: &str = "<html><body>Sign in</body></html>";
@@ -22,7 +22,7 @@ enum Want {
 async fn lenient_parsing_table() {
     let idp = TestIdentityProvider::start().await.unwrap();
     let (id, secret) = idp.credentials();
-    let source = ClientCredentials::builder(idp.token_url(), id, secret).build().unwrap();
+    let source = OAuth2Source::builder(idp.token_url(), id, secret).build().unwrap();
     let exp_in = |secs: u64| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + secs;
     let jwt = fake_jwt(&json!({"sub": "x", "exp": exp_in(900)}));
 
@@ -127,7 +127,7 @@ async fn vendor_fields_survive() {
             .into(),
     });
     let ms = auth_core::ExpiryPolicy::default().with_unit(auth_core::ExpiresInUnit::Milliseconds);
-    let source = ClientCredentials::builder(idp.token_url(), id, secret).expiry(ms).build().unwrap();
+    let source = OAuth2Source::builder(idp.token_url(), id, secret).expiry(ms).build().unwrap();
     let token = source.fetch(&FetchContext::default()).await.unwrap();
     assert_eq!(token.extra().get("consented_on"), Some(&json!(1610000000)));
     // SanteDB 2.x: 1 799 984 ms is 30 minutes, not 20 days.

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use auth_fhir::{FhirClient, Patient};
-use auth_core::http::same_origin_redirects;
-use auth_core::oauth2::ClientCredentials;
+use auth_core::client::same_origin_redirects;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::source::FetchContext;
-use auth_sandbox::testkit::TestIdentityProvider;
 use auth_core::{
     AccessToken, AuthClient, ClientSecret, CredentialSource, EndpointOptions, Error, ErrorKind,
     ResponseProblem, Token, TokenManager,
 };
+use auth_fhir::{FhirClient, Patient};
+use auth_sandbox::testkit::TestIdentityProvider;
 use auth_sandbox::tls::{CertificateAuthority, IssuedCertificate, TlsServer};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -63,7 +63,7 @@ async fn token_and_revocation_requests_follow_no_redirect_of_any_kind() {
     let (id, _) = target.credentials();
     for status in [301, 302, 303, 307, 308] {
         let url = format!("http://{addr}/token/{status}");
-        let source = ClientCredentials::builder(url.clone(), id.clone(), ClientSecret::new(SECRET))
+        let source = OAuth2Source::builder(url.clone(), id.clone(), ClientSecret::new(SECRET))
             .revocation_url(url)
             .build()
             .unwrap();
@@ -104,10 +104,9 @@ async fn a_redirect_without_a_usable_location_is_still_typed() {
         );
     let addr = serve(app).await;
     for (path, want) in [("none", None), ("garbage", None), ("relative", Some(format!("http://{addr}")))] {
-        let source =
-            ClientCredentials::builder(format!("http://{addr}/{path}"), "c", ClientSecret::new(SECRET))
-                .build()
-                .unwrap();
+        let source = OAuth2Source::builder(format!("http://{addr}/{path}"), "c", ClientSecret::new(SECRET))
+            .build()
+            .unwrap();
         let e = source.fetch(&FetchContext::default()).await.unwrap_err();
         assert_eq!(e.response_problem(), Some(&ResponseProblem::Redirect { location: want }), "{path}");
     }
@@ -121,14 +120,14 @@ async fn plain_http_to_a_remote_host_is_refused_before_any_connection() {
     // Refused when the source or client is built, so no request can exist to be
     // sent; the addresses are documentation ranges and nothing is contacted.
     for url in ["http://idp.example.org/token", "http://10.1.2.3/token", "http://[2001:db8::1]/token"] {
-        let e = ClientCredentials::builder(url, "c", ClientSecret::new(SECRET)).build().unwrap_err();
+        let e = OAuth2Source::builder(url, "c", ClientSecret::new(SECRET)).build().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Configuration, "{url}");
         assert!(e.to_string().contains("refusing plain http://"), "{e}");
     }
     let idp = TestIdentityProvider::start().await.unwrap();
     let (id, secret) = idp.credentials();
     let api = || {
-        let source = ClientCredentials::builder(idp.token_url(), id.clone(), secret.clone()).build().unwrap();
+        let source = OAuth2Source::builder(idp.token_url(), id.clone(), secret.clone()).build().unwrap();
         AuthClient::new(TokenManager::new(source)).unwrap()
     };
     for base in ["http://fhir.example.org/r4", "http://10.1.2.3/fhir"] {
@@ -142,7 +141,7 @@ async fn plain_http_to_a_remote_host_is_refused_before_any_connection() {
 async fn an_authenticated_request_over_plain_http_to_a_remote_host_is_refused() {
     let idp = TestIdentityProvider::start().await.unwrap();
     let (id, secret) = idp.credentials();
-    let source = ClientCredentials::builder(idp.token_url(), id, secret).build().unwrap();
+    let source = OAuth2Source::builder(idp.token_url(), id, secret).build().unwrap();
     let client = AuthClient::new(TokenManager::new(source)).unwrap();
     for url in ["http://fhir.example.org/r4/Patient/1", "http://10.1.2.3/Patient", "ftp://127.0.0.1/x"] {
         let e = client.get(url).send().await.unwrap_err();
@@ -179,7 +178,7 @@ async fn fhir_bodies_are_capped_by_default_and_as_configured() {
     let base = format!("http://{addr}/fhir");
     let idp = TestIdentityProvider::start().await.unwrap();
     let (id, secret) = idp.credentials();
-    let source = ClientCredentials::builder(idp.token_url(), id, secret).build().unwrap();
+    let source = OAuth2Source::builder(idp.token_url(), id, secret).build().unwrap();
     let fhir = FhirClient::new(AuthClient::new(TokenManager::new(source)).unwrap(), &base).unwrap();
     let e = fhir.read::<Patient>("big").await.unwrap_err();
     assert_eq!(
@@ -198,9 +197,9 @@ async fn fhir_bodies_are_capped_by_default_and_as_configured() {
 async fn fhir_client_for(base: &str) -> (TestIdentityProvider, FhirClient) {
     let idp = TestIdentityProvider::start().await.unwrap();
     let (id, secret) = idp.credentials();
-    let source = ClientCredentials::builder(idp.token_url(), id, secret).build().unwrap();
+    let source = OAuth2Source::builder(idp.token_url(), id, secret).build().unwrap();
     let http = reqwest::Client::builder().timeout(SHORT).redirect(same_origin_redirects()).build().unwrap();
-    let api = AuthClient::with_http_client(http, TokenManager::new(source));
+    let api = AuthClient::builder(TokenManager::new(source)).http_client(http).build().unwrap();
     (idp, FhirClient::new(api, base).unwrap())
 }
 
@@ -256,7 +255,7 @@ async fn every_request_times_out_against_a_server_that_never_answers() {
     for (name, addr) in [("silent", silent), ("stalling mid-body", stalling)] {
         let url = format!("http://{addr}/token");
         let source = || {
-            ClientCredentials::builder(url.clone(), "c", ClientSecret::new(SECRET))
+            OAuth2Source::builder(url.clone(), "c", ClientSecret::new(SECRET))
                 .timeout(SHORT)
                 .revocation_url(url.clone())
                 .build()
@@ -272,7 +271,10 @@ async fn every_request_times_out_against_a_server_that_never_answers() {
         // API requests: the FHIR runtime and the raw authenticated client.
         let (_idp, fhir) = fhir_client_for(&format!("http://{addr}/fhir")).await;
         within_bound(&format!("{name} FHIR read"), fhir.read::<Patient>("1")).await;
-        let raw = AuthClient::with_shared(reqwest::Client::new(), fhir.api().authenticator().clone());
+        let raw = AuthClient::builder(fhir.api().authenticator().clone())
+            .http_client(reqwest::Client::new())
+            .build()
+            .unwrap();
         let request = raw.get(format!("http://{addr}/api")).timeout(SHORT);
         within_bound(&format!("{name} raw API request"), async move {
             let response = request.send().await?;
@@ -325,7 +327,7 @@ async fn a_private_ca_is_trusted_only_when_added() {
     let ca_cert = || Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap();
 
     // The default trust (rustls, the webpki roots) does not know this CA.
-    let untrusting = ClientCredentials::builder(url.clone(), "c", ClientSecret::new(SECRET)).build().unwrap();
+    let untrusting = OAuth2Source::builder(url.clone(), "c", ClientSecret::new(SECRET)).build().unwrap();
     let e = untrusting.fetch(&FetchContext::default()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
     assert_no_secret(&e);
@@ -333,13 +335,13 @@ async fn a_private_ca_is_trusted_only_when_added() {
 
     // Another CA's certificate does not help either.
     let other = CertificateAuthority::new("Some other CA").unwrap();
-    let wrong = ClientCredentials::builder(url.clone(), "c", ClientSecret::new(SECRET))
+    let wrong = OAuth2Source::builder(url.clone(), "c", ClientSecret::new(SECRET))
         .add_root_certificate(Certificate::from_pem(other.cert_pem().as_bytes()).unwrap())
         .build()
         .unwrap();
     assert_eq!(wrong.fetch(&FetchContext::default()).await.unwrap_err().kind(), ErrorKind::Transport);
 
-    let trusting = ClientCredentials::builder(url, "c", ClientSecret::new(SECRET))
+    let trusting = OAuth2Source::builder(url, "c", ClientSecret::new(SECRET))
         .add_root_certificate(ca_cert())
         .build()
         .unwrap();
@@ -349,7 +351,7 @@ async fn a_private_ca_is_trusted_only_when_added() {
 
     // The FHIR side: an AuthClient on a reqwest client that trusts the CA.
     let http = reqwest::Client::builder().add_root_certificate(ca_cert()).build().unwrap();
-    let api = AuthClient::with_http_client(http, TokenManager::new(trusting));
+    let api = AuthClient::builder(TokenManager::new(trusting)).http_client(http).build().unwrap();
     let fhir = FhirClient::new(api, &format!("{}/fhir", server.base_url())).unwrap();
     assert_eq!(fhir.read::<Patient>("1").await.unwrap().id.as_deref(), Some("1"));
 }
@@ -359,7 +361,7 @@ async fn a_certificate_for_another_name_is_refused_even_from_a_trusted_ca() {
     let ca = CertificateAuthority::new("Transport test CA").unwrap();
     let (server, hits) = tls_token_endpoint(&ca.issue_server(&["idp.example.org"]).unwrap()).await;
     let source =
-        ClientCredentials::builder(format!("{}/token", server.base_url()), "c", ClientSecret::new(SECRET))
+        OAuth2Source::builder(format!("{}/token", server.base_url()), "c", ClientSecret::new(SECRET))
             .add_root_certificate(Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
             .build()
             .unwrap();
@@ -402,14 +404,14 @@ async fn system_store_child() {
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
     // The token endpoint's client does not.
-    let source = ClientCredentials::builder(url.clone(), "c", ClientSecret::new(SECRET)).build().unwrap();
+    let source = OAuth2Source::builder(url.clone(), "c", ClientSecret::new(SECRET)).build().unwrap();
     let e = source.fetch(&FetchContext::default()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
     assert_eq!(hits.load(Ordering::SeqCst), 1, "the handshake failed before any request");
 
     // Nor does AuthClient::new's default client (the token comes from a source that
     // was given the CA explicitly, so only the FHIR request is judged).
-    let trusting = ClientCredentials::builder(url, "c", ClientSecret::new(SECRET))
+    let trusting = OAuth2Source::builder(url, "c", ClientSecret::new(SECRET))
         .add_root_certificate(Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
         .build()
         .unwrap();

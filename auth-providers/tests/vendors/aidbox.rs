@@ -15,7 +15,7 @@ use auth_core::{
     AuthClient, ClientSecret, CredentialSource, ErrorKind, FetchContext, OAuthErrorCode, TokenManager,
 };
 use auth_providers::aidbox::{
-    AidboxAuthStyle, AidboxCredentials, AidboxCredentialsBuilder, RefreshAuth, SessionEndpoint,
+    AidboxAuthStyle, AidboxSource, AidboxSourceBuilder, RefreshAuth, SessionEndpoint,
 };
 use auth_sandbox::{AidboxEmulator, Sandbox, SandboxConfig};
 use base64::Engine;
@@ -31,14 +31,14 @@ async fn sandbox(clock: &ManualClock) -> Sandbox {
     Sandbox::start(SandboxConfig::default().with_clock(clock.clone())).await.unwrap()
 }
 
-fn seed_source(emu: &AidboxEmulator) -> AidboxCredentialsBuilder {
+fn seed_source(emu: &AidboxEmulator) -> AidboxSourceBuilder {
     let (id, secret) = emu.credentials();
-    AidboxCredentials::builder(emu.base_url(), id, secret)
+    AidboxSource::builder(emu.base_url(), id, secret)
 }
 
-fn jwt_source(emu: &AidboxEmulator) -> AidboxCredentialsBuilder {
+fn jwt_source(emu: &AidboxEmulator) -> AidboxSourceBuilder {
     let (id, secret) = emu.jwt_credentials();
-    AidboxCredentials::builder(emu.base_url(), id, secret)
+    AidboxSource::builder(emu.base_url(), id, secret)
 }
 
 fn ctx(clock: &ManualClock) -> FetchContext {
@@ -236,7 +236,7 @@ async fn null_refresh_token_is_tolerated() {
 }
 
 async fn wait_for_new_token(
-    manager: &TokenManager<AidboxCredentials>,
+    manager: &TokenManager<AidboxSource>,
     old: &auth_core::Token,
 ) -> Arc<auth_core::Token> {
     for _ in 0..500 {
@@ -297,7 +297,8 @@ async fn refresh_rotates_through_the_manager_on_virtual_time() {
     assert_eq!(reuse.json::<Value>().await.unwrap()["error"], "invalid_grant");
 
     // The refreshed token works, the next refresh uses the rotated token.
-    let client = AuthClient::new(manager.clone()).unwrap();
+    let client =
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
     let ok = client.get(format!("{}/Patient", emu.fhir_base())).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     clock.advance(Duration::from_secs(500));
@@ -345,7 +346,8 @@ async fn revoke_on(endpoint: SessionEndpoint, expected_path: &str) {
     let emu = sb.aidbox();
     let source = seed_source(emu).session_endpoint(endpoint).build().unwrap();
     let manager = TokenManager::builder(source).clock(clock.clone()).build();
-    let client = AuthClient::new(manager.clone()).unwrap();
+    let client =
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
     let patients = format!("{}/Patient", emu.fhir_base());
 
     assert_eq!(client.get(&patients).send().await.unwrap().status(), 200);
@@ -437,11 +439,10 @@ async fn wrong_credentials_are_a_typed_rfc_error() {
     let sb = sandbox(&clock).await;
     let emu = sb.aidbox();
     for style in [AidboxAuthStyle::BasicForm, AidboxAuthStyle::Json, AidboxAuthStyle::FormPost] {
-        let source =
-            AidboxCredentials::builder(emu.base_url(), "api-client", ClientSecret::new("wrong-canary"))
-                .auth_style(style)
-                .build()
-                .unwrap();
+        let source = AidboxSource::builder(emu.base_url(), "api-client", ClientSecret::new("wrong-canary"))
+            .auth_style(style)
+            .build()
+            .unwrap();
         let err = source.fetch(&ctx(&clock)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::OAuth);
         let oauth = err.oauth_error().unwrap();
@@ -452,8 +453,7 @@ async fn wrong_credentials_are_a_typed_rfc_error() {
         assert!(!format!("{err} {err:?} {source:?}").contains("canary"));
     }
     // Through a manager: one request, the failure remembered, not hammered.
-    let source =
-        AidboxCredentials::builder(emu.base_url(), "nobody", ClientSecret::new("x")).build().unwrap();
+    let source = AidboxSource::builder(emu.base_url(), "nobody", ClientSecret::new("x")).build().unwrap();
     let manager = TokenManager::builder(source).clock(clock.clone()).build();
     let first = manager.token().await.unwrap_err();
     let second = manager.token().await.unwrap_err();
@@ -571,7 +571,8 @@ async fn fhir_create_read_and_paged_search_through_auth_client() {
     let sb = sandbox(&clock).await;
     let emu = sb.aidbox();
     let manager = TokenManager::builder(seed_source(emu).build().unwrap()).clock(clock.clone()).build();
-    let client = AuthClient::new(manager).unwrap();
+    let client =
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
     let base = emu.fhir_base();
 
     let created = client
@@ -622,7 +623,8 @@ async fn a_401_is_replayed_once_with_a_fresh_token() {
     let sb = sandbox(&clock).await;
     let emu = sb.aidbox();
     let manager = TokenManager::builder(seed_source(emu).build().unwrap()).clock(clock.clone()).build();
-    let client = AuthClient::new(manager.clone()).unwrap();
+    let client =
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
     let base = emu.fhir_base();
 
     assert_eq!(client.get(format!("{base}/Patient")).send().await.unwrap().status(), 200);
@@ -667,7 +669,8 @@ async fn bearer_enforcement_and_access_policy() {
 
     emu.set_access_policy("api-client", false);
     let manager = TokenManager::builder(seed_source(emu).build().unwrap()).clock(clock.clone()).build();
-    let client = AuthClient::new(manager).unwrap();
+    let client =
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
     let denied = client.get(&patients).send().await.unwrap();
     assert_eq!(denied.status(), 403);
     assert_eq!(emu.token_requests(), 2, "a 403 burns no token");
@@ -696,7 +699,7 @@ async fn aidbox_expires_in_wins_over_the_exp_of_a_box_whose_clock_runs_behind() 
     let sandbox = Sandbox::start(SandboxConfig::default().with_clock(behind.clone())).await.expect("starts");
     let aidbox = sandbox.aidbox();
     let (id, secret) = aidbox.jwt_credentials();
-    let source = AidboxCredentials::builder(aidbox.base_url(), id, secret).build().expect("valid source");
+    let source = AidboxSource::builder(aidbox.base_url(), id, secret).build().expect("valid source");
     let token = source.fetch(&FetchContext::default()).await.expect("a token");
     assert_eq!(token.expiry_source(), ExpirySource::ExpiresIn);
     assert!(token.lifetime() >= Duration::from_secs(590), "lifetime {:?}", token.lifetime());

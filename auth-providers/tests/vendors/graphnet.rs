@@ -7,13 +7,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use auth_core::challenge::parse_challenges;
 use auth_core::clock::ManualClock;
-use auth_core::source::{Rejection, RejectionVerdict};
 use auth_core::token::ExpirySource;
 use auth_core::{
     AuthClient, ClientSecret, CredentialSource, ErrorKind, OAuthErrorCode, ResponseProblem, SecretValue,
     TokenManager,
 };
-use auth_providers::graphnet::{DEFAULT_API_CLAIM, Graphnet, GraphnetBuilder, SUBSCRIPTION_KEY_HEADER};
+use auth_core::{Rejection, RejectionVerdict};
+use auth_providers::graphnet::{
+    DEFAULT_API_CLAIM, GraphnetSource, GraphnetSourceBuilder, SUBSCRIPTION_KEY_HEADER,
+};
 use auth_sandbox::{Sandbox, SandboxConfig};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -34,12 +36,12 @@ async fn sandbox(lifetime: Duration, clock: &ManualClock) -> std::io::Result<San
 }
 
 /// A source for the emulator's seeded client (Graphnet's documented example).
-fn source(sandbox: &Sandbox) -> GraphnetBuilder {
+fn source(sandbox: &Sandbox) -> GraphnetSourceBuilder {
     let g = sandbox.graphnet();
-    Graphnet::builder(g.token_url(), g.client_id(), g.client_secret(), g.subscription_key())
+    GraphnetSource::builder(g.token_url(), g.client_id(), g.client_secret(), g.subscription_key())
 }
 
-fn manager(source: Graphnet, clock: &ManualClock) -> TokenManager<Graphnet> {
+fn manager(source: GraphnetSource, clock: &ManualClock) -> TokenManager<GraphnetSource> {
     TokenManager::builder(source).clock(clock.clone()).build()
 }
 
@@ -169,7 +171,7 @@ async fn an_opaque_token_is_a_clear_error_unless_a_default_lifetime_is_configure
     assert!(claims.to_string().contains("not a JWT"), "{claims}");
 
     // And the opaque token works at the gateway.
-    let client = AuthClient::new(tokens).unwrap();
+    let client = AuthClient::builder(tokens.clone()).profile(tokens.source().api_profile()).build().unwrap();
     let read = client.get(format!("{}/Patient/pat-1", g.fhir_base())).send().await.unwrap();
     assert_eq!(read.status(), 200);
 }
@@ -196,7 +198,7 @@ async fn authorised_api_claims_are_typed_and_checkable_before_calling() {
     // A client on-boarded for Encounter only can tell before calling Patient, and
     // the gateway agrees if it calls anyway (403, not a token problem: no replay).
     g.register_client("gp-practice-7", "practice-7-secret", &["Encounter"]);
-    let narrow = Graphnet::builder(
+    let narrow = GraphnetSource::builder(
         g.token_url(),
         "gp-practice-7",
         ClientSecret::new("practice-7-secret"),
@@ -208,7 +210,7 @@ async fn authorised_api_claims_are_typed_and_checkable_before_calling() {
     let token = narrow.token().await.unwrap();
     let claims = narrow.source().claims(&token).unwrap();
     assert!(!claims.allows("Patient") && claims.allows("Encounter"));
-    let client = AuthClient::new(narrow.clone()).unwrap();
+    let client = AuthClient::builder(narrow.clone()).profile(narrow.source().api_profile()).build().unwrap();
     let forbidden = client.get(format!("{}/Patient/pat-1", g.fhir_base())).send().await.unwrap();
     assert_eq!(forbidden.status(), 403);
     assert_eq!(g.token_requests_for("gp-practice-7"), 1);
@@ -229,7 +231,7 @@ async fn fhir_create_read_search_carry_the_subscription_key_on_every_request() {
     let sandbox = sandbox(Duration::from_secs(600), &clock).await.unwrap();
     let g = sandbox.graphnet();
     let tokens = manager(source(&sandbox).build().unwrap(), &clock);
-    let client = AuthClient::new(tokens.clone()).unwrap();
+    let client = AuthClient::builder(tokens.clone()).profile(tokens.source().api_profile()).build().unwrap();
     let fhir = g.fhir_base();
 
     let patient = json!({"resourceType": "Patient", "name": [{"family": "Hatherly", "given": ["Ada"]}],
@@ -268,7 +270,7 @@ async fn fhir_create_read_search_carry_the_subscription_key_on_every_request() {
     assert_eq!(g.token_requests(), 1, "one token for all three calls");
 
     // The key and every other secret stay out of Debug output.
-    let headers = tokens.source().subscription_key_headers();
+    let headers = tokens.source().api_profile().headers().clone();
     assert!(headers[SUBSCRIPTION_KEY_HEADER].is_sensitive());
     let debug = format!(
         "{tokens:?} {client:?} {:?} {:?} {token:?} {headers:?} {log:?} {:?} {g:?}",
@@ -318,11 +320,11 @@ async fn a_key_problem_is_a_configuration_error_and_burns_no_token() {
     // A wrong key: one token fetched, one API call, no replay, the token kept.
     let wrong_key = "wrong-key-canary-0000";
     let source =
-        Graphnet::builder(g.token_url(), g.client_id(), g.client_secret(), SecretValue::new(wrong_key))
+        GraphnetSource::builder(g.token_url(), g.client_id(), g.client_secret(), SecretValue::new(wrong_key))
             .build()
             .unwrap();
     let tokens = manager(source, &clock);
-    let client = AuthClient::new(tokens.clone()).unwrap();
+    let client = AuthClient::builder(tokens.clone()).profile(tokens.source().api_profile()).build().unwrap();
     let error = client.get(&url).send().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Configuration);
     let text = error.to_string();
@@ -342,7 +344,8 @@ async fn a_key_problem_is_a_configuration_error_and_burns_no_token() {
     assert!(tokens.cached().unwrap().same_value(&kept));
 
     // A missing key (a caller blanking it on one request) says so.
-    let good = AuthClient::new(manager(self::source(&sandbox).build().unwrap(), &clock)).unwrap();
+    let fresh = manager(self::source(&sandbox).build().unwrap(), &clock);
+    let good = AuthClient::builder(fresh.clone()).profile(fresh.source().api_profile()).build().unwrap();
     let error = good.get(&url).header(SUBSCRIPTION_KEY_HEADER, "").send().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Configuration);
     assert!(error.to_string().contains("subscription key is missing"), "{error}");
@@ -353,13 +356,13 @@ async fn a_key_problem_is_a_configuration_error_and_burns_no_token() {
 #[test]
 fn the_rejection_judge_tells_key_problems_from_token_problems() {
     let source =
-        Graphnet::builder("http://127.0.0.1:9/t", "c", ClientSecret::new("s"), SecretValue::new("k"))
+        GraphnetSource::builder("http://127.0.0.1:9/t", "c", ClientSecret::new("s"), SecretValue::new("k"))
             .build()
             .unwrap();
-    assert!(source.wants_rejection_body());
+    assert!(source.api_profile().wants_rejection_body());
     let judge = |body: &str, challenge: Option<&str>| {
         let challenge = challenge.and_then(|c| parse_challenges(c).into_iter().next());
-        source.judge_rejection(&Rejection::new(401, challenge.as_ref(), body.as_bytes()))
+        source.api_profile().judge_rejection(&Rejection::new(401, challenge.as_ref(), body.as_bytes()))
     };
     assert!(matches!(judge(MISSING_KEY, None), RejectionVerdict::Configuration(m) if m.contains("missing")));
     assert!(matches!(judge(INVALID_KEY, None), RejectionVerdict::Configuration(m) if m.contains("invalid")));
@@ -382,7 +385,7 @@ async fn an_expired_token_is_replayed_once_with_a_new_one() {
     let sandbox = sandbox(Duration::from_secs(600), &gateway_clock).await.unwrap();
     let g = sandbox.graphnet();
     let tokens = manager(source(&sandbox).build().unwrap(), &our_clock);
-    let client = AuthClient::new(tokens.clone()).unwrap();
+    let client = AuthClient::builder(tokens.clone()).profile(tokens.source().api_profile()).build().unwrap();
     let url = format!("{}/Patient/pat-1", g.fhir_base());
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
     let first = tokens.cached().unwrap();
@@ -429,10 +432,14 @@ async fn wrong_credentials_give_the_typed_rfc_6749_error_with_its_description() 
     let sandbox = sandbox(Duration::from_secs(600), &clock).await.unwrap();
     let g = sandbox.graphnet();
     let canary = "wrong-secret-canary";
-    let source =
-        Graphnet::builder(g.token_url(), g.client_id(), ClientSecret::new(canary), g.subscription_key())
-            .build()
-            .unwrap();
+    let source = GraphnetSource::builder(
+        g.token_url(),
+        g.client_id(),
+        ClientSecret::new(canary),
+        g.subscription_key(),
+    )
+    .build()
+    .unwrap();
     let tokens = manager(source, &clock);
     let error = tokens.token().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::OAuth);
@@ -448,9 +455,10 @@ async fn wrong_credentials_give_the_typed_rfc_6749_error_with_its_description() 
     assert!(!format!("{error} {error:?}").contains(canary));
 
     // An unknown client is refused the same way.
-    let stranger = Graphnet::builder(g.token_url(), "stranger", g.client_secret(), g.subscription_key())
-        .build()
-        .unwrap();
+    let stranger =
+        GraphnetSource::builder(g.token_url(), "stranger", g.client_secret(), g.subscription_key())
+            .build()
+            .unwrap();
     let error = manager(stranger, &clock).token().await.unwrap_err();
     assert_eq!(error.oauth_error().map(|o| o.code.clone()), Some(OAuthErrorCode::InvalidClient));
     assert_eq!(g.token_requests_for("stranger"), 1);
@@ -562,7 +570,7 @@ async fn gateway_faults_surface_as_retryable_errors_and_clear() {
 #[test]
 fn configurations_that_cannot_work_are_refused_when_built() {
     let b = |url: &str, id: &str, key: &str| {
-        Graphnet::builder(url, id, ClientSecret::new("secret-canary"), SecretValue::new(key))
+        GraphnetSource::builder(url, id, ClientSecret::new("secret-canary"), SecretValue::new(key))
     };
     let ok = "https://coret1.syhapp.com/vlive/hpca/oauth/token";
     let source = b(ok, "c", "k").build().unwrap();
@@ -570,7 +578,7 @@ fn configurations_that_cannot_work_are_refused_when_built() {
     assert_eq!(source.cache_key().token_url(), ok);
     assert_eq!(source.api_claim(), DEFAULT_API_CLAIM);
     assert!(!source.sends_key_on_token_request());
-    let kind = |r: auth_core::Result<Graphnet>| r.map(|_| ()).unwrap_err().kind();
+    let kind = |r: auth_core::Result<GraphnetSource>| r.map(|_| ()).unwrap_err().kind();
     assert_eq!(kind(b(ok, "c", "").build()), ErrorKind::Configuration, "no subscription key");
     assert_eq!(kind(b(ok, "", "k").build()), ErrorKind::Configuration, "no client id");
     assert_eq!(kind(b("http://graphnet.example/token", "c", "k").build()), ErrorKind::Configuration);

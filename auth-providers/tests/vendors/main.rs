@@ -7,4 +7,5 @@ mod aidbox;
 mod graphnet;
 mod msk;
 mod santedb;
+mod scrubbing;
 mod smart;

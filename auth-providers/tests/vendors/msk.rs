@@ -7,8 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use auth_core::clock::{Clock, ManualClock};
 use auth_core::token::ExpirySource;
 use auth_core::{
-    AuthClient, ClientSecret, CredentialSource, ErrorKind, OAuthErrorCode, Rejection, RejectionVerdict,
-    TokenManager,
+    AuthClient, ClientSecret, ErrorKind, OAuthErrorCode, Rejection, RejectionVerdict, TokenManager,
 };
 use auth_providers::msk::{self, MskSource};
 use auth_sandbox::{MskEmulator, Sandbox, SandboxConfig};
@@ -147,10 +146,11 @@ async fn api_requests_carry_partner_id_study_and_format() {
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
     let source = source_builder(&msk).build().unwrap();
-    let fhir = source.fhir_base_url().to_owned();
-    assert_eq!(fhir, msk.fhir_base_url());
+    let fhir = source.fhir_base().to_owned();
+    assert_eq!(fhir.as_str(), msk.fhir_base());
     let manager = manager_on(source, &clock);
-    let client = AuthClient::new(manager.clone()).unwrap();
+    let client =
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
 
     let search = client.get(format!("{fhir}/Patient")).send().await.unwrap();
     assert_eq!(search.status(), 200);
@@ -190,9 +190,10 @@ async fn a_wrong_partner_id_is_a_configuration_error_and_burns_no_token() {
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
     let source = source_builder(&msk).partner_id("NOT-OUR-PARTNER").build().unwrap();
-    let fhir = source.fhir_base_url().to_owned();
+    let fhir = source.fhir_base().to_owned();
     let manager = manager_on(source, &clock);
-    let client = AuthClient::new(manager.clone()).unwrap();
+    let client =
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
 
     let err = client.get(format!("{fhir}/Patient")).send().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
@@ -207,7 +208,8 @@ async fn a_wrong_partner_id_is_a_configuration_error_and_burns_no_token() {
     // A partner id that exists but belongs to another client is just as wrong.
     msk.register_partner("SOMEONE-ELSES", "another-client", ["FHIR-T"]);
     let other = source_builder(&msk).partner_id("SOMEONE-ELSES").build().unwrap();
-    let client = AuthClient::new(manager_on(other, &clock)).unwrap();
+    let profile = other.api_profile();
+    let client = AuthClient::builder(manager_on(other, &clock)).profile(profile).build().unwrap();
     let err = client.get(format!("{fhir}/Patient")).send().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Configuration);
     assert_eq!(msk.api_requests(), 2);
@@ -220,11 +222,11 @@ async fn rejections_are_judged_by_their_body() {
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
     let source = source_builder(&msk).build().unwrap();
-    assert!(source.wants_rejection_body());
+    assert!(source.api_profile().wants_rejection_body());
     let http = reqwest::Client::new();
     let token = manager_on(source_builder(&msk).build().unwrap(), &clock).token().await.unwrap();
     let bearer = format!("Bearer {}", token.access_token().expose_secret());
-    let patients = format!("{}/Patient?researchstudy=FHIR-T&_format=json", msk.fhir_base_url());
+    let patients = format!("{}/Patient?researchstudy=FHIR-T&_format=json", msk.fhir_base());
 
     // Blaze without x-partnerid: 401 OperationOutcome, "Api Key was not provided".
     let missing = http.get(&patients).header("Authorization", &bearer).send().await.unwrap();
@@ -233,7 +235,7 @@ async fn rejections_are_judged_by_their_body() {
     let outcome: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
     assert_eq!(outcome_text(&outcome).unwrap(), "Api Key was not provided");
-    match source.judge_rejection(&Rejection::new(401, None, &body)) {
+    match source.api_profile().judge_rejection(&Rejection::new(401, None, &body)) {
         RejectionVerdict::Configuration(message) => assert!(message.contains("Api Key was not provided")),
         other => panic!("a missing partner id is configuration, not {other:?}"),
     }
@@ -243,9 +245,15 @@ async fn rejections_are_judged_by_their_body() {
         http.get(&patients).header("Authorization", "Bearer AAIgnot-issued-here").send().await.unwrap();
     assert_eq!(expired.status(), 401);
     let body = expired.bytes().await.unwrap();
-    assert_eq!(source.judge_rejection(&Rejection::new(401, None, &body)), RejectionVerdict::TokenRejected);
+    assert_eq!(
+        source.api_profile().judge_rejection(&Rejection::new(401, None, &body)),
+        RejectionVerdict::TokenRejected
+    );
     // Anything unreadable is trusted as a token problem too (one bounded replay).
-    assert_eq!(source.judge_rejection(&Rejection::new(401, None, b"")), RejectionVerdict::TokenRejected);
+    assert_eq!(
+        source.api_profile().judge_rejection(&Rejection::new(401, None, b"")),
+        RejectionVerdict::TokenRejected
+    );
 }
 
 #[tokio::test]
@@ -257,9 +265,10 @@ async fn an_expired_token_is_replayed_once_with_a_new_one() {
     let sandbox = sandbox_on(&gateway_clock).await.unwrap();
     let msk = sandbox.msk();
     let source = source_builder(&msk).build().unwrap();
-    let fhir = source.fhir_base_url().to_owned();
+    let fhir = source.fhir_base().to_owned();
     let manager = manager_on(source, &our_clock);
-    let client = AuthClient::new(manager.clone()).unwrap();
+    let client =
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
 
     let first = client.get(format!("{fhir}/Patient")).send().await.unwrap();
     assert_eq!(first.status(), 200);
@@ -300,7 +309,7 @@ async fn wrong_credentials_give_the_typed_rfc_error() {
             .research_study(msk.research_study())
             .build()
             .unwrap();
-    let fhir = source.fhir_base_url().to_owned();
+    let fhir = source.fhir_base().to_owned();
     let manager = manager_on(source, &clock);
 
     let err = manager.token().await.unwrap_err();
@@ -319,7 +328,8 @@ async fn wrong_credentials_give_the_typed_rfc_error() {
     assert_eq!(msk.token_requests_for(msk.client_id()), 1, "invalid_client is not retried");
 
     // Through the client: the same typed error, and the API is never called.
-    let client = AuthClient::new(manager).unwrap();
+    let client =
+        AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
     let err = client.get(format!("{fhir}/Patient")).send().await.unwrap_err();
     assert_eq!(err.oauth_error().map(|o| o.code.clone()), Some(OAuthErrorCode::InvalidClient));
     assert_eq!(msk.api_requests(), 0);
@@ -331,8 +341,9 @@ async fn searches_page_through_next_links() {
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
     let source = source_builder(&msk).build().unwrap();
-    let fhir = source.fhir_base_url().to_owned();
-    let client = AuthClient::new(manager_on(source, &clock)).unwrap();
+    let fhir = source.fhir_base().to_owned();
+    let profile = source.api_profile();
+    let client = AuthClient::builder(manager_on(source, &clock)).profile(profile).build().unwrap();
 
     let mut url = format!("{fhir}/Patient?_count=3");
     let mut ids = Vec::new();
@@ -482,7 +493,7 @@ async fn the_api_is_as_strict_as_msk_documents() {
     let http = reqwest::Client::new();
     let token = manager_on(source_builder(&msk).build().unwrap(), &clock).token().await.unwrap();
     let bearer = format!("Bearer {}", token.access_token().expose_secret());
-    let fhir = msk.fhir_base_url();
+    let fhir = msk.fhir_base();
     let get = |path: &str, partner: Option<&str>| {
         let mut request = http.get(format!("{fhir}{path}")).header("Authorization", &bearer);
         if let Some(p) = partner {
@@ -589,7 +600,7 @@ async fn faults_apply_to_the_token_endpoint_and_the_api() {
     let manager = manager_on(source_builder(&msk).build().unwrap(), &clock);
     let err = manager.token().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    let api = reqwest::get(format!("{}/metadata", msk.fhir_base_url())).await.unwrap();
+    let api = reqwest::get(format!("{}/metadata", msk.fhir_base())).await.unwrap();
     assert_eq!(api.status(), 503);
     assert_eq!(msk.token_requests(), 0, "the fault answered before the emulator saw the request");
 

@@ -14,11 +14,11 @@ use auth_core::{
     AuthClient, ClientSecret, CredentialSource, DeviceSecret, ErrorKind, ExpiresInUnit, FetchContext,
     OAuthErrorCode, TokenManager,
 };
+use auth_providers::santedb::{
+    DeviceHeader, NodeAuth, SanteDbClaims, SanteDbSource, SanteDbSourceBuilder, SanteDbVersion,
+};
 use auth_sandbox::tls::CertificateAuthority;
 use auth_sandbox::{Sandbox, SandboxConfig, SanteDbEmulator};
-use auth_providers::santedb::{
-    DeviceHeader, NodeAuth, SanteDb, SanteDbBuilder, SanteDbClaims, SanteDbVersion,
-};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -65,16 +65,16 @@ fn ctx(clock: &ManualClock) -> FetchContext {
 }
 
 /// A provider for the guide's application against the plain-HTTP listener.
-fn provider(emu: &SanteDbEmulator, version: SanteDbVersion) -> SanteDbBuilder {
-    SanteDb::builder(emu.base_url(), emu.client_id(), emu.client_secret()).version(version)
+fn provider(emu: &SanteDbEmulator, version: SanteDbVersion) -> SanteDbSourceBuilder {
+    SanteDbSource::builder(emu.base_url(), emu.client_id(), emu.client_secret()).version(version)
 }
 
-fn with_device(emu: &SanteDbEmulator, version: SanteDbVersion) -> SanteDb {
+fn with_device(emu: &SanteDbEmulator, version: SanteDbVersion) -> SanteDbSource {
     provider(emu, version).device(emu.device_id(), emu.device_secret()).build().unwrap()
 }
 
-fn mtls(emu: &SanteDbEmulator, version: SanteDbVersion) -> SanteDb {
-    SanteDb::builder(emu.mtls_base_url(), emu.client_id(), emu.client_secret())
+fn mtls(emu: &SanteDbEmulator, version: SanteDbVersion) -> SanteDbSource {
+    SanteDbSource::builder(emu.mtls_base_url(), emu.client_id(), emu.client_secret())
         .version(version)
         .client_certificate(emu.client_cert_pem(), emu.client_key_pem().clone())
         .root_certificate_pem(emu.ca_cert_pem())
@@ -292,7 +292,9 @@ async fn mutual_tls_authenticates_the_node_by_certificate_for_tokens_and_fhir() 
     // The FHIR endpoint of the same listener, with the same client identity.
     let source = mtls(emu, SanteDbVersion::V2);
     let fhir = source.fhir_base().to_owned();
-    let client = AuthClient::with_http_client(source.api_http_client().clone(), TokenManager::new(source));
+    let (http, profile) = (source.api_http_client().clone(), source.api_profile());
+    let client =
+        AuthClient::builder(TokenManager::new(source)).http_client(http).profile(profile).build().unwrap();
     let response = client.get(format!("{fhir}/Patient")).query(&[("name", "Chalmers")]).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let bundle: Value = response.json().await.unwrap();
@@ -303,7 +305,7 @@ async fn mutual_tls_authenticates_the_node_by_certificate_for_tokens_and_fhir() 
 async fn mutual_tls_refuses_a_missing_or_untrusted_certificate_in_the_handshake() {
     let sandbox = sandbox().await;
     let emu = sandbox.santedb();
-    let base = || SanteDb::builder(emu.mtls_base_url(), emu.client_id(), emu.client_secret());
+    let base = || SanteDbSource::builder(emu.mtls_base_url(), emu.client_id(), emu.client_secret());
 
     // Trusting the server is not enough: no client certificate, no connection.
     let anonymous = base().root_certificate_pem(emu.ca_cert_pem()).build().unwrap();
@@ -347,7 +349,7 @@ async fn mutual_tls_refuses_a_missing_or_untrusted_certificate_in_the_handshake(
     assert_eq!(emu.auth_requests().pop().unwrap().certificate_device.as_deref(), Some("SECOND_NODE"));
 
     // A client certificate only works over TLS: refused when building.
-    let err = SanteDb::builder(emu.base_url(), emu.client_id(), emu.client_secret())
+    let err = SanteDbSource::builder(emu.base_url(), emu.client_id(), emu.client_secret())
         .client_certificate(emu.client_cert_pem(), emu.client_key_pem().clone())
         .build()
         .unwrap_err();
@@ -570,9 +572,13 @@ async fn fhir_requests_ask_for_json_and_santedb_answers_xml_otherwise() {
     let emu = sandbox.santedb();
     let source = with_device(emu, SanteDbVersion::V3);
     let manager = TokenManager::new(source.clone());
-    let client = AuthClient::with_http_client(source.api_http_client().clone(), manager.clone());
+    let client = AuthClient::builder(manager.clone())
+        .http_client(source.api_http_client().clone())
+        .profile(source.api_profile())
+        .build()
+        .unwrap();
     let fhir = source.fhir_base().to_owned();
-    assert_eq!(fhir, emu.fhir_base());
+    assert_eq!(fhir.as_str(), emu.fhir_base());
 
     let response = client.get(format!("{fhir}/Patient?name=Windsor")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -610,7 +616,11 @@ async fn a_403_invalid_token_is_replayed_once_with_a_new_token() {
     let emu = sandbox.santedb();
     let source = with_device(emu, SanteDbVersion::V3);
     let manager = TokenManager::new(source.clone());
-    let client = AuthClient::with_http_client(source.api_http_client().clone(), manager.clone());
+    let client = AuthClient::builder(manager.clone())
+        .http_client(source.api_http_client().clone())
+        .profile(source.api_profile())
+        .build()
+        .unwrap();
     let url = format!("{}/Patient?name=Chalmers", source.fhir_base());
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
     let old = manager.token().await.unwrap();
@@ -653,7 +663,11 @@ async fn an_expired_token_is_a_401_and_is_replayed_too() {
     let source = with_device(emu, SanteDbVersion::V3);
     // The client's clock does not move: only the server sees the token expire.
     let manager = TokenManager::new(source.clone());
-    let client = AuthClient::with_http_client(source.api_http_client().clone(), manager.clone());
+    let client = AuthClient::builder(manager.clone())
+        .http_client(source.api_http_client().clone())
+        .profile(source.api_profile())
+        .build()
+        .unwrap();
     let url = format!("{}/Patient/pat-1", source.fhir_base());
     let before = manager.token().await.unwrap();
     emu_clock.advance(Duration::from_secs(301));
@@ -689,10 +703,11 @@ async fn wrong_credentials_are_typed_rfc_errors_with_the_vendors_words() {
     let ctx = FetchContext::default();
 
     // Wrong client secret.
-    let wrong = SanteDb::builder(emu.base_url(), emu.client_id(), ClientSecret::new("wrong-secret-canary"))
-        .device(emu.device_id(), emu.device_secret())
-        .build()
-        .unwrap();
+    let wrong =
+        SanteDbSource::builder(emu.base_url(), emu.client_id(), ClientSecret::new("wrong-secret-canary"))
+            .device(emu.device_id(), emu.device_secret())
+            .build()
+            .unwrap();
     let err = wrong.fetch(&ctx).await.unwrap_err();
     let oauth = err.oauth_error().unwrap();
     assert_eq!((oauth.code.clone(), oauth.status), (OAuthErrorCode::InvalidClient, 400));
@@ -805,7 +820,9 @@ async fn fhir_create_read_and_search_through_the_provider() {
     let emu = sandbox.santedb();
     let source = with_device(emu, SanteDbVersion::V3);
     let fhir = source.fhir_base().to_owned();
-    let client = AuthClient::with_http_client(source.api_http_client().clone(), TokenManager::new(source));
+    let (http, profile) = (source.api_http_client().clone(), source.api_profile());
+    let client =
+        AuthClient::builder(TokenManager::new(source)).http_client(http).profile(profile).build().unwrap();
 
     let patient = json!({"resourceType": "Patient", "name": [{"family": "Zzyzx", "given": ["Ada"]}],
                          "identifier": [{"system": "urn:oid:1.2.3", "value": "Z-1"}]});
@@ -870,7 +887,7 @@ async fn no_secret_reaches_debug_output() {
     outputs.push(format!("{:?}", emu.auth_requests()));
     outputs.push(format!(
         "{:?}",
-        SanteDb::builder("https://x", "c", emu.client_secret()).device("d", emu.device_secret())
+        SanteDbSource::builder("https://x", "c", emu.client_secret()).device("d", emu.device_secret())
     ));
     for out in outputs {
         for secret in [SanteDbEmulator::CLIENT_SECRET, SanteDbEmulator::DEVICE_SECRET, key_body.as_str()] {

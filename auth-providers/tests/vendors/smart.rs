@@ -4,7 +4,6 @@
 //! issue names, a bad key refused at build, and discovery with its failure modes.
 //! Keys are generated per run with the `openssl` command line.
 
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use auth_core::{CredentialSource, ErrorKind, FetchContext, PrivateKeyPem, TokenManager};
-use auth_providers::smart::{CLIENT_ASSERTION_TYPE, SigningAlgorithm, SmartBackend, SmartConfiguration};
+use auth_providers::smart::{CLIENT_ASSERTION_TYPE, SigningAlgorithm, SmartConfiguration, SmartSource};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -20,9 +19,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
 /// A key pair in every PEM form under test.
-struct Keys {
+pub(crate) struct Keys {
     /// PKCS#8 (`PRIVATE KEY`).
-    pkcs8: String,
+    pub(crate) pkcs8: String,
     /// PKCS#1 for RSA, SEC1 for EC.
     traditional: String,
     public: String,
@@ -44,7 +43,7 @@ fn fastrand_suffix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or_default()
 }
 
-fn keys(alg: SigningAlgorithm) -> Keys {
+pub(crate) fn keys(alg: SigningAlgorithm) -> Keys {
     let path = scratch("key.pem");
     let p = path.to_str().expect("utf-8 path");
     match alg {
@@ -139,8 +138,8 @@ fn check_assertion(form: &HashMap<String, String>, keys: &Keys, alg: Algorithm, 
     claims["jti"].as_str().expect("jti").to_owned()
 }
 
-fn source(keys_pem: &str, alg: SigningAlgorithm, token_url: &str) -> auth_core::Result<SmartBackend> {
-    SmartBackend::builder("backend-client", PrivateKeyPem::new(keys_pem), alg, "key-1")
+fn source(keys_pem: &str, alg: SigningAlgorithm, token_url: &str) -> auth_core::Result<SmartSource> {
+    SmartSource::builder("backend-client", PrivateKeyPem::new(keys_pem), alg, "key-1")
         .token_url(token_url)
         .scopes(["system/Patient.rs", "system/Observation.rs"])
         .build()
@@ -207,25 +206,25 @@ async fn bad_keys_are_configuration_errors_at_build() {
     }
     // The other configuration rules.
     let no_scope =
-        SmartBackend::builder("c", PrivateKeyPem::new(ec.pkcs8.as_str()), SigningAlgorithm::Es384, "k")
+        SmartSource::builder("c", PrivateKeyPem::new(ec.pkcs8.as_str()), SigningAlgorithm::Es384, "k")
             .token_url(url)
             .build();
     assert!(no_scope.err().is_some_and(|e| e.to_string().contains("scope")));
     let nowhere =
-        SmartBackend::builder("c", PrivateKeyPem::new(ec.pkcs8.as_str()), SigningAlgorithm::Es384, "k")
+        SmartSource::builder("c", PrivateKeyPem::new(ec.pkcs8.as_str()), SigningAlgorithm::Es384, "k")
             .scopes(["system/*.rs"])
             .build();
     assert!(nowhere.err().is_some_and(|e| e.kind() == ErrorKind::Configuration));
     let no_kid =
-        SmartBackend::builder("c", PrivateKeyPem::new(ec.pkcs8.as_str()), SigningAlgorithm::Es384, " ")
+        SmartSource::builder("c", PrivateKeyPem::new(ec.pkcs8.as_str()), SigningAlgorithm::Es384, " ")
             .token_url(url)
             .scopes(["system/*.rs"])
             .build();
     assert!(no_kid.err().is_some_and(|e| e.to_string().contains("kid")));
 }
 
-fn discovering(pem: &str, alg: SigningAlgorithm, base: &str) -> SmartBackend {
-    SmartBackend::builder("backend-client", PrivateKeyPem::new(pem), alg, "key-1")
+fn discovering(pem: &str, alg: SigningAlgorithm, base: &str) -> SmartSource {
+    SmartSource::builder("backend-client", PrivateKeyPem::new(pem), alg, "key-1")
         .fhir_base(format!("{base}/fhir/"))
         .scopes(["system/Patient.rs", "system/Observation.rs"])
         .build()
@@ -307,7 +306,7 @@ fn configuration_document_parsing() {
 /// The SMART emulator's own rules, spoken to with this source and by hand.
 mod against_the_emulator {
     use auth_core::{CredentialSource, ErrorKind, FetchContext};
-    use auth_providers::smart::{CLIENT_ASSERTION_TYPE, SigningAlgorithm, SmartBackend};
+    use auth_providers::smart::{CLIENT_ASSERTION_TYPE, SigningAlgorithm, SmartSource};
     use auth_sandbox::{Sandbox, SandboxConfig};
     use serde_json::Value;
 
@@ -328,7 +327,7 @@ mod against_the_emulator {
     async fn discovery_token_and_api() {
         let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
         let smart = sandbox.smart();
-        let source = SmartBackend::builder(
+        let source = SmartSource::builder(
             smart.client_id(),
             smart.private_key(),
             SigningAlgorithm::Es384,
@@ -364,12 +363,16 @@ mod against_the_emulator {
         let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
         let smart = sandbox.smart();
         let url = smart.token_url();
-        let source =
-            SmartBackend::builder(smart.client_id(), smart.private_key(), SigningAlgorithm::Es384, smart.key_id())
-                .token_url(smart.token_url())
-                .scopes(["system/Patient.rs"])
-                .build()
-                .unwrap();
+        let source = SmartSource::builder(
+            smart.client_id(),
+            smart.private_key(),
+            SigningAlgorithm::Es384,
+            smart.key_id(),
+        )
+        .token_url(smart.token_url())
+        .scopes(["system/Patient.rs"])
+        .build()
+        .unwrap();
         let assertion = source.sign_assertion(&url).unwrap();
         let form = |assertion: &str, scope: &'static str| {
             [
@@ -392,7 +395,7 @@ mod against_the_emulator {
         assert_eq!(status, 401);
         // Unknown kid.
         let other_kid =
-            SmartBackend::builder(smart.client_id(), smart.private_key(), SigningAlgorithm::Es384, "other")
+            SmartSource::builder(smart.client_id(), smart.private_key(), SigningAlgorithm::Es384, "other")
                 .token_url(smart.token_url())
                 .scopes(["system/Patient.rs"])
                 .build()

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use auth_core::{CredentialSource, FetchContext};
-use auth_providers::aidbox::AidboxCredentials;
-use auth_providers::graphnet::Graphnet;
+use auth_providers::aidbox::AidboxSource;
+use auth_providers::graphnet::GraphnetSource;
 use auth_providers::msk::MskSource;
 use auth_sandbox::{Sandbox, SandboxConfig};
 
@@ -14,7 +14,7 @@ async fn absurd_page_numbers_get_a_400_and_the_server_lives_on() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.expect("sandbox starts");
     let aidbox = sandbox.aidbox();
     let (id, secret) = aidbox.credentials();
-    let source = AidboxCredentials::builder(aidbox.base_url(), id, secret).build().expect("valid source");
+    let source = AidboxSource::builder(aidbox.base_url(), id, secret).build().expect("valid source");
     let token = source.fetch(&FetchContext::default()).await.expect("a token");
     let http = reqwest::Client::new();
     for query in ["_page=18446744073709551615", "_page=9223372036854775807&_count=3"] {
@@ -41,12 +41,13 @@ async fn an_absurd_token_lifetime_is_capped_not_a_panic() {
         Sandbox::start(SandboxConfig::default().with_token_lifetime(Duration::MAX)).await.expect("starts");
     let aidbox = sandbox.aidbox();
     let (id, secret) = aidbox.credentials();
-    let source = AidboxCredentials::builder(aidbox.base_url(), id, secret).build().expect("valid source");
+    let source = AidboxSource::builder(aidbox.base_url(), id, secret).build().expect("valid source");
     source.fetch(&FetchContext::default()).await.expect("a token despite the absurd lifetime");
     let g = sandbox.graphnet();
-    let graphnet = Graphnet::builder(g.token_url(), g.client_id(), g.client_secret(), g.subscription_key())
-        .build()
-        .expect("valid source");
+    let graphnet =
+        GraphnetSource::builder(g.token_url(), g.client_id(), g.client_secret(), g.subscription_key())
+            .build()
+            .expect("valid source");
     graphnet.fetch(&FetchContext::default()).await.expect("a Graphnet token too");
     let m = sandbox.msk();
     let msk = MskSource::builder(m.base_url(), m.client_id(), m.client_secret())
@@ -62,8 +63,7 @@ async fn the_registry_debug_shows_counts_not_secrets() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.expect("starts");
     let aidbox = sandbox.aidbox();
     let (id, secret) = aidbox.credentials();
-    let source =
-        AidboxCredentials::builder(aidbox.base_url(), id, secret.clone()).build().expect("valid source");
+    let source = AidboxSource::builder(aidbox.base_url(), id, secret.clone()).build().expect("valid source");
     let token = source.fetch(&FetchContext::default()).await.expect("a token");
     for text in [format!("{:?}", aidbox.registry()), format!("{sandbox:?}")] {
         assert!(!text.contains(secret.expose_secret()), "{text}");

@@ -18,30 +18,23 @@ use reqwest::{Method, Request, RequestBuilder, Response, StatusCode};
 use crate::challenge::{Challenge, bearer_challenge};
 use crate::error::{Error, Result};
 use crate::manager::TokenManager;
-use crate::source::{CredentialSource, Rejection, RejectionVerdict, RequestExtras};
+use crate::profile::{ApiProfile, Rejection, RejectionVerdict};
+use crate::source::CredentialSource;
 use crate::store::TokenStore;
 use crate::token::Token;
 
-/// What an authenticated client needs from a token manager. Object safe, so one
-/// client type serves every source and store.
+/// Default timeout of an API request made with [`AuthClient::new`]'s HTTP client.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an authenticated client needs from a token manager: a token, and a way to
+/// drop one a server rejected. Object safe, so one client type serves every source
+/// and store.
 #[async_trait]
 pub trait Authenticator: Send + Sync + fmt::Debug + 'static {
     /// A valid token.
     async fn token(&self) -> Result<Arc<Token>>;
     /// Drops `token` because a server rejected it.
     async fn invalidate(&self, token: &Token) -> bool;
-    /// Headers and query parameters to add to every request.
-    fn request_extras(&self) -> Option<&RequestExtras>;
-    /// Whether [`Authenticator::judge_rejection`] needs the response body.
-    fn wants_rejection_body(&self) -> bool {
-        false
-    }
-    /// Judges an answer that looks like a rejected token (see
-    /// [`CredentialSource::judge_rejection`]).
-    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
-        let _ = rejection;
-        RejectionVerdict::TokenRejected
-    }
 }
 
 #[async_trait]
@@ -52,14 +45,15 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
     async fn invalidate(&self, token: &Token) -> bool {
         TokenManager::invalidate(self, token).await
     }
-    fn request_extras(&self) -> Option<&RequestExtras> {
-        self.source().request_extras()
+}
+
+#[async_trait]
+impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
+    async fn token(&self) -> Result<Arc<Token>> {
+        (**self).token().await
     }
-    fn wants_rejection_body(&self) -> bool {
-        self.source().wants_rejection_body()
-    }
-    fn judge_rejection(&self, rejection: &Rejection<'_>) -> RejectionVerdict {
-        self.source().judge_rejection(rejection)
+    async fn invalidate(&self, token: &Token) -> bool {
+        (**self).invalidate(token).await
     }
 }
 
@@ -67,13 +61,17 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
 ///
 /// Requests are started with [`AuthClient::get`] and friends and sent with
 /// [`AuthRequest::send`], which always goes through authentication: there is no
-/// way to send one of its requests without a token by accident.
+/// way to send one of its requests without a token by accident. What a vendor's
+/// API wants on every request, and how its rejections are judged, is the client's
+/// [`ApiProfile`].
 ///
 /// ```no_run
-/// # use auth_core::{AuthClient, TokenManager, oauth2::ClientCredentials, ClientSecret};
+/// # use auth_core::{ApiProfile, AuthClient, TokenManager, oauth2::OAuth2Source, ClientSecret};
 /// # async fn demo() -> auth_core::Result<()> {
-/// # let source = ClientCredentials::builder("https://idp/token", "c", ClientSecret::new("s")).build()?;
-/// let client = AuthClient::new(TokenManager::new(source))?;
+/// # let source = OAuth2Source::builder("https://idp/token", "c", ClientSecret::new("s")).build()?;
+/// let client = AuthClient::builder(TokenManager::new(source))
+///     .profile(ApiProfile::new().header("x-partnerid", "ACME")?)
+///     .build()?;
 /// let response = client
 ///     .get("https://fhir.example/r4/Patient")
 ///     .query(&[("name", "Chalmers")])
@@ -86,13 +84,28 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
 pub struct AuthClient {
     http: reqwest::Client,
     auth: Arc<dyn Authenticator>,
+    profile: ApiProfile,
     allow_insecure_http: bool,
 }
 
 impl fmt::Debug for AuthClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthClient").field("auth", &self.auth).finish_non_exhaustive()
+        f.debug_struct("AuthClient")
+            .field("auth", &self.auth)
+            .field("profile", &self.profile)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .finish_non_exhaustive()
     }
+}
+
+/// Builds an [`AuthClient`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct AuthClientBuilder {
+    auth: Arc<dyn Authenticator>,
+    http: Option<reqwest::Client>,
+    profile: ApiProfile,
+    allow_insecure_http: bool,
 }
 
 /// Follows redirects within one origin only. reqwest drops `Authorization` on a
@@ -111,30 +124,22 @@ pub fn same_origin_redirects() -> reqwest::redirect::Policy {
     })
 }
 
-impl AuthClient {
-    /// A client with a default HTTP client: 30 s timeout, same-origin redirects only,
-    /// trusting the webpki roots (see [`crate::tls`]).
-    pub fn new(auth: impl Authenticator) -> Result<Self> {
-        let http = crate::tls::client_builder(&[], None)?
-            .timeout(Duration::from_secs(30))
-            .redirect(same_origin_redirects())
-            .build()
-            .map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self::with_http_client(http, auth))
+impl AuthClientBuilder {
+    /// Sends requests with your own `reqwest::Client` (proxies, TLS settings,
+    /// pools). Start from [`crate::tls::client_builder`] to keep the library's trust
+    /// (webpki roots plus your CAs) rather than reqwest's default (the system's
+    /// store), and give it [`same_origin_redirects`] (or no redirects) if the profile
+    /// adds secret headers: reqwest's default policy would carry them to other hosts.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
     }
 
-    /// A client on top of your own `reqwest::Client` (proxies, TLS settings, pools).
-    /// Start from [`crate::tls::client_builder`] to keep the library's trust (webpki
-    /// roots plus your CAs) rather than reqwest's default (the system's store).
-    /// Give it [`same_origin_redirects`] (or no redirects) if the source adds secret
-    /// headers: reqwest's default policy would carry them to other hosts.
-    pub fn with_http_client(http: reqwest::Client, auth: impl Authenticator) -> Self {
-        Self::with_shared(http, Arc::new(auth))
-    }
-
-    /// A client sharing an authenticator with others.
-    pub fn with_shared(http: reqwest::Client, auth: Arc<dyn Authenticator>) -> Self {
-        Self { http, auth, allow_insecure_http: false }
+    /// What the vendor's API wants on every request, and how its rejections are
+    /// judged (default: nothing added, every rejection trusted).
+    pub fn profile(mut self, profile: ApiProfile) -> Self {
+        self.profile = profile;
+        self
     }
 
     /// Allows sending the token over plain `http://` to hosts other than loopback
@@ -145,9 +150,60 @@ impl AuthClient {
         self
     }
 
+    /// Builds the client; without [`AuthClientBuilder::http_client`], one with a
+    /// [`DEFAULT_TIMEOUT`], same-origin redirects only, trusting the webpki roots
+    /// (see [`crate::tls`]).
+    pub fn build(self) -> Result<AuthClient> {
+        let http = match self.http {
+            Some(http) => http,
+            None => crate::tls::client_builder(&[], None)?
+                .timeout(DEFAULT_TIMEOUT)
+                .redirect(same_origin_redirects())
+                .build()
+                .map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))?,
+        };
+        Ok(AuthClient {
+            http,
+            auth: self.auth,
+            profile: self.profile,
+            allow_insecure_http: self.allow_insecure_http,
+        })
+    }
+}
+
+impl AuthClient {
+    /// A client with the default HTTP client and an empty profile (see
+    /// [`AuthClientBuilder::build`]).
+    pub fn new(auth: impl Authenticator) -> Result<Self> {
+        Self::builder(auth).build()
+    }
+
+    /// Starts configuring a client that gets its tokens from `auth` (a
+    /// [`TokenManager`], or an `Arc<dyn Authenticator>` shared with other clients).
+    pub fn builder(auth: impl Authenticator) -> AuthClientBuilder {
+        AuthClientBuilder {
+            auth: Arc::new(auth),
+            http: None,
+            profile: ApiProfile::default(),
+            allow_insecure_http: false,
+        }
+    }
+
+    /// The same client, allowing plain `http://` (see
+    /// [`AuthClientBuilder::allow_insecure_http`]).
+    pub fn with_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// The authenticator.
     pub fn authenticator(&self) -> &Arc<dyn Authenticator> {
         &self.auth
+    }
+
+    /// The API profile.
+    pub fn profile(&self) -> &ApiProfile {
+        &self.profile
     }
 
     /// The underlying HTTP client (requests sent on it directly carry no token).
@@ -184,7 +240,9 @@ impl AuthClient {
     ///
     /// Any response is returned as it is, except: a token still rejected after the
     /// replay (or not replayable) is [`ErrorKind::Unauthorized`](crate::ErrorKind),
-    /// and `insufficient_scope` is [`ErrorKind::InsufficientScope`](crate::ErrorKind).
+    /// `insufficient_scope` is [`ErrorKind::InsufficientScope`](crate::ErrorKind),
+    /// and a rejection the profile's judge calls a configuration mistake is
+    /// [`ErrorKind::Configuration`](crate::ErrorKind).
     pub async fn execute(&self, request: Request) -> Result<Response> {
         // The bearer is a password for the API: it goes out encrypted, or to this machine.
         crate::endpoint::check_scheme(request.url(), self.allow_insecure_http)?;
@@ -197,9 +255,9 @@ impl AuthClient {
             Verdict::Rejected(challenge) => challenge,
         };
         let status = response.status().as_u16();
-        if self.auth.wants_rejection_body() {
+        if self.profile.wants_rejection_body() {
             let (parts, body) = read_for_judging(response).await?;
-            match self.auth.judge_rejection(&Rejection::new(status, challenge.as_ref(), &body)) {
+            match self.profile.judge_rejection(&Rejection::new(status, challenge.as_ref(), &body)) {
                 RejectionVerdict::TokenRejected => {}
                 RejectionVerdict::NotTokenRelated => {
                     return Ok(Response::from(::http::Response::from_parts(parts, body)));
@@ -207,7 +265,7 @@ impl AuthClient {
                 RejectionVerdict::Configuration(message) => return Err(Error::configuration(message)),
             }
         } else {
-            match self.auth.judge_rejection(&Rejection::new(status, challenge.as_ref(), &[])) {
+            match self.profile.judge_rejection(&Rejection::new(status, challenge.as_ref(), &[])) {
                 RejectionVerdict::TokenRejected => {}
                 RejectionVerdict::NotTokenRelated => return Ok(response),
                 RejectionVerdict::Configuration(message) => return Err(Error::configuration(message)),
@@ -231,22 +289,20 @@ impl AuthClient {
 
     async fn send_with(&self, mut request: Request, token: &Token) -> Result<Response> {
         request.headers_mut().insert(AUTHORIZATION, token.bearer_header());
-        if let Some(extras) = self.auth.request_extras() {
-            for (name, value) in extras.headers() {
-                if !request.headers().contains_key(name) {
-                    request.headers_mut().insert(name.clone(), value.clone());
-                }
+        for (name, value) in self.profile.headers() {
+            if !request.headers().contains_key(name) {
+                request.headers_mut().insert(name.clone(), value.clone());
             }
-            // A server's paging links often carry the vendor's parameters already
-            // (MSK's next links hold `researchstudy`): add only what is missing.
-            let present: Vec<String> = request.url().query_pairs().map(|(k, _)| k.into_owned()).collect();
-            let missing: Vec<&(String, String)> =
-                extras.query_params().iter().filter(|(k, _)| !present.contains(k)).collect();
-            if !missing.is_empty() {
-                let mut pairs = request.url_mut().query_pairs_mut();
-                for (k, v) in missing {
-                    pairs.append_pair(k, v);
-                }
+        }
+        // A server's paging links often carry the vendor's parameters already
+        // (MSK's next links hold `researchstudy`): add only what is missing.
+        let present: Vec<String> = request.url().query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let missing: Vec<(&str, &str)> =
+            self.profile.expose_query().filter(|(k, _)| !present.iter().any(|p| p == k)).collect();
+        if !missing.is_empty() {
+            let mut pairs = request.url_mut().query_pairs_mut();
+            for (k, v) in missing {
+                pairs.append_pair(k, v);
             }
         }
         self.http.execute(request).await.map_err(|e| Error::transport("API request", e))
