@@ -12,7 +12,8 @@ fn check(name: &str, attr: proc_macro2::TokenStream, item: proc_macro2::TokenStr
     let pretty = prettyplease::unparse(&file);
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/expand").join(format!("{name}.expanded.rs"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+    // Only `1` rewrites: `UPDATE_SNAPSHOTS=0` (or empty) must compare, as it reads.
+    if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
         std::fs::write(&path, &pretty).expect("snapshot written");
         return;
     }
