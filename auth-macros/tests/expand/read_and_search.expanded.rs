@@ -16,9 +16,7 @@ impl Patients {
             )
             .await?;
         ::core::result::Result::Ok(
-            <Patient as ::auth_fhir::__private::FromResponse>::from_response(
-                __response,
-            )?,
+            <Patient as ::auth_fhir::__private::FromResponse>::from_response(__response)?,
         )
     }
     #[allow(clippy::needless_question_mark)]

@@ -25,9 +25,7 @@ impl Patients {
                 ::auth_fhir::__private::Method::POST,
                 __url,
                 __headers,
-                ::core::option::Option::Some(
-                    ::auth_fhir::__private::body(&patient)?,
-                ),
+                ::core::option::Option::Some(::auth_fhir::__private::body(&patient)?),
             )
             .await?;
         ::core::result::Result::Ok(
@@ -59,15 +57,11 @@ impl Patients {
                 ::auth_fhir::__private::Method::PUT,
                 __url,
                 __headers,
-                ::core::option::Option::Some(
-                    ::auth_fhir::__private::body(&patient)?,
-                ),
+                ::core::option::Option::Some(::auth_fhir::__private::body(&patient)?),
             )
             .await?;
         ::core::result::Result::Ok(
-            <Patient as ::auth_fhir::__private::FromResponse>::from_response(
-                __response,
-            )?,
+            <Patient as ::auth_fhir::__private::FromResponse>::from_response(__response)?,
         )
     }
     #[allow(clippy::needless_question_mark)]
@@ -87,9 +81,7 @@ impl Patients {
             )
             .await?;
         ::core::result::Result::Ok(
-            <() as ::auth_fhir::__private::FromResponse>::from_response(
-                __response,
-            )?,
+            <() as ::auth_fhir::__private::FromResponse>::from_response(__response)?,
         )
     }
 }
