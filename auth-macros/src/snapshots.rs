@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
+use proc_macro2::TokenStream;
 use quote::quote;
 
-fn check(name: &str, attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) {
+fn check(name: &str, attr: TokenStream, item: TokenStream) {
     let expanded = crate::expand::authenticated_api(attr, item);
     let file: syn::File = syn::parse2(expanded).expect("the expansion is valid Rust");
     let pretty = prettyplease::unparse(&file);
@@ -69,6 +70,36 @@ fn errors_come_with_a_fallback() {
             impl Patients {
                 #[get("Patient/{id}")]
                 pub async fn read(&self, pid: &str) -> Result<Patient>;
+            }
+        },
+    );
+}
+
+#[test]
+fn errors_with_every_kind_of_item() {
+    // One endpoint is fine, one has a body, one a bad path, one no endpoint
+    // attribute; the constant and the helper are kept as they are. The fallback
+    // stubs every endpoint and removes the macro's attributes.
+    check(
+        "fallback",
+        quote!(),
+        quote! {
+            impl<T: Clone> Patients<T> {
+                const LIMIT: u32 = 10;
+
+                /// Documented.
+                #[get("Patient/{id}")]
+                pub async fn read(&self, id: &str) -> Result<Patient>;
+
+                #[get("Patient/{id}")]
+                pub async fn with_body(&self, id: &str) -> Result<Patient> { todo!() }
+
+                #[get("/Patient")]
+                pub async fn search(&self, #[query] name: &str) -> Result<Bundle<Patient>>;
+
+                pub async fn forgotten(&self, #[body] p: &Patient) -> Result<()>;
+
+                fn helper(&self) -> u32 { 1 }
             }
         },
     );
