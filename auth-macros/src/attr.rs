@@ -7,7 +7,7 @@ use quote::ToTokens;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Attribute, Expr, FnArg, Ident, LitStr, Meta, Signature, Token};
+use syn::{Attribute, Expr, FnArg, Ident, Lit, LitStr, Meta, Signature, Token};
 
 use crate::ctxt::Ctxt;
 
@@ -16,14 +16,18 @@ pub(crate) struct Options {
     /// The field of `self` holding the `FhirClient` (`client = api`; `fhir` if not
     /// given).
     pub(crate) client: Ident,
+    /// The path of the FHIR runtime (`crate = "my_reexport::fhir"`); `None` when
+    /// not given, and then it is found from the user's `Cargo.toml`.
+    pub(crate) krate: Option<syn::Path>,
 }
 
-const OPTIONS: &str = "`client`";
+const OPTIONS: &str = "`client`, `crate`";
 
 /// Reads the options. An option in error is reported and left at its default:
 /// nothing expands while an error stands, and the other options are still read.
 pub(crate) fn options(cx: &Ctxt, tokens: TokenStream) -> Options {
     let mut client: Option<Ident> = None;
+    let mut krate: Option<syn::Path> = None;
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens) {
         Ok(metas) => metas,
         Err(e) => {
@@ -37,6 +41,12 @@ pub(crate) fn options(cx: &Ctxt, tokens: TokenStream) -> Options {
             if let Some(ident) = name_value(cx, meta, "client = api").and_then(|v| client_field(cx, v)) {
                 set_once(cx, &mut client, ident, path);
             }
+        } else if path.is_ident("crate") {
+            if let Some(krate_path) =
+                name_value(cx, meta, "crate = \"my_crate::fhir\"").and_then(|v| runtime_path(cx, v))
+            {
+                set_once(cx, &mut krate, krate_path, path);
+            }
         } else {
             cx.error(
                 path.span(),
@@ -47,7 +57,7 @@ pub(crate) fn options(cx: &Ctxt, tokens: TokenStream) -> Options {
             );
         }
     }
-    Options { client: client.unwrap_or_else(|| Ident::new("fhir", Span::call_site())) }
+    Options { client: client.unwrap_or_else(|| Ident::new("fhir", Span::call_site())), krate }
 }
 
 /// The value of `name = value`, or an error showing `example`.
@@ -78,6 +88,31 @@ fn client_field(cx: &Ctxt, value: &Expr) -> Option<Ident> {
     }
     cx.error(value.span(), "`client` takes the name of the field holding the FhirClient: `client = api`");
     None
+}
+
+/// `crate = "…"`: a plain module path (no generic arguments), spanned at the
+/// string so that a path that does not resolve is reported there by rustc too.
+fn runtime_path(cx: &Ctxt, value: &Expr) -> Option<syn::Path> {
+    let lit = match value {
+        Expr::Lit(syn::ExprLit { lit: Lit::Str(lit), .. }) => lit,
+        other => {
+            cx.error(other.span(), "`crate` takes a path in a string: `crate = \"my_crate::fhir\"`");
+            return None;
+        }
+    };
+    match lit.parse_with(syn::Path::parse_mod_style) {
+        Ok(path) => Some(path),
+        Err(_) => {
+            cx.error(
+                lit.span(),
+                format!(
+                    "`{}` is not a path; `crate` names the FHIR runtime as it is reachable here, e.g. \"my_crate::fhir\"",
+                    lit.value()
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// The HTTP method of an endpoint, from its attribute.

@@ -1,5 +1,6 @@
 //! Expansion: parse, validate, and write a body for every endpoint, calling the
-//! FHIR runtime. With errors, `fallback.rs` writes the block instead.
+//! FHIR runtime through one path (`crate = "…"` or the one found in the user's
+//! `Cargo.toml`). With errors, `fallback.rs` writes the block instead.
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -13,8 +14,13 @@ use crate::fallback;
 use crate::syntax::ImplBlock;
 use crate::template::Segment;
 
-/// The whole macro.
-pub(crate) fn authenticated_api(attr: TokenStream, item: TokenStream) -> TokenStream {
+/// The whole macro. `default_runtime` gives the runtime's path when the block
+/// has no `crate = "…"`; it is called only then (it reads `Cargo.toml`).
+pub(crate) fn authenticated_api(
+    attr: TokenStream,
+    item: TokenStream,
+    default_runtime: impl FnOnce() -> syn::Path,
+) -> TokenStream {
     let block: ImplBlock = match syn::parse2(item) {
         Ok(block) => block,
         Err(mut e) => {
@@ -29,13 +35,20 @@ pub(crate) fn authenticated_api(attr: TokenStream, item: TokenStream) -> TokenSt
     let api = Api::from_syn(&cx, attr, &block);
     api.validate(&cx);
     match cx.check() {
-        Ok(()) => expand(&api),
+        Ok(()) => expand(&api, default_runtime),
         Err(errors) => fallback::expand(&block, &errors),
     }
 }
 
-fn expand(api: &Api) -> TokenStream {
-    let runtime = &quote!(::auth_fhir);
+fn expand(api: &Api, default_runtime: impl FnOnce() -> syn::Path) -> TokenStream {
+    let found;
+    let runtime = match &api.options.krate {
+        Some(path) => path,
+        None => {
+            found = default_runtime();
+            &found
+        }
+    };
     let items = api.items.iter().map(|item| match item {
         Item::Endpoint(e) => method(api, runtime, e),
         Item::Kept(item) => item.to_token_stream(),
@@ -52,7 +65,7 @@ fn expand(api: &Api) -> TokenStream {
 /// by `cargo check`, unlike a `const {}` block inside a method body. Spanned at
 /// the user's return type, so rustc reports a mismatch there. Skipped where the
 /// type only means something inside the block (see `Success::stands_alone`).
-fn type_check(runtime: &TokenStream, e: &Endpoint) -> Option<TokenStream> {
+fn type_check(runtime: &syn::Path, e: &Endpoint) -> Option<TokenStream> {
     let expected = e.template.resource_type.as_ref()?;
     if !e.success.stands_alone {
         return None;
@@ -76,7 +89,7 @@ fn is_option(ty: &Type) -> bool {
     }
 }
 
-fn method(api: &Api, runtime: &TokenStream, e: &Endpoint) -> TokenStream {
+fn method(api: &Api, runtime: &syn::Path, e: &Endpoint) -> TokenStream {
     let client = &api.options.client;
     let p = quote!(#runtime::__private);
     let attrs = attr::without_verbs(&e.original.attrs);

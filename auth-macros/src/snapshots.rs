@@ -7,8 +7,15 @@ use std::path::PathBuf;
 use proc_macro2::TokenStream;
 use quote::quote;
 
+/// The expansion, with `::auth_fhir` standing for what the user's `Cargo.toml`
+/// would give (`runtime.rs` has its own tests), so the snapshots do not depend on
+/// this crate's manifest.
+fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    crate::expand::authenticated_api(attr, item, || syn::parse_quote!(::auth_fhir))
+}
+
 fn check(name: &str, attr: TokenStream, item: TokenStream) {
-    let expanded = crate::expand::authenticated_api(attr, item);
+    let expanded = expand(attr, item);
     let file: syn::File = syn::parse2(expanded).expect("the expansion is valid Rust");
     let pretty = prettyplease::unparse(&file);
     let path =
@@ -103,4 +110,39 @@ fn errors_with_every_kind_of_item() {
             }
         },
     );
+}
+
+#[test]
+fn a_crate_option_is_the_only_runtime_path() {
+    check(
+        "custom_crate",
+        quote!(crate = "my_reexport::fhir"),
+        quote! {
+            impl Patients {
+                #[put("Patient/{id}")]
+                pub async fn update(&self, id: &str, #[body] p: &Patient, #[query] mode: Option<&str>, #[params] extra: &SearchParams, #[header("If-Match")] v: &str) -> Result<Patient>;
+            }
+        },
+    );
+}
+
+#[test]
+fn nothing_but_the_crate_option_names_the_runtime() {
+    let expanded = crate::expand::authenticated_api(
+        quote!(crate = "my_reexport::fhir"),
+        quote! {
+            impl Patients {
+                #[get("Patient/{id}")]
+                pub async fn read(&self, id: &str) -> Result<Patient>;
+                #[post("Patient")]
+                pub async fn create(&self, #[body] p: &Patient, #[query] q: Option<u32>, #[header("X-A")] a: &str) -> Result<Created<Patient>>;
+            }
+        },
+        || panic!("the default runtime is not looked up when `crate` is given"),
+    )
+    .to_string();
+    assert!(!expanded.contains("auth_fhir"), "{expanded}");
+    assert!(expanded.contains("my_reexport :: fhir :: __private"), "{expanded}");
+    assert!(expanded.contains("my_reexport :: fhir :: FhirClient"), "{expanded}");
+    assert!(expanded.contains("my_reexport :: fhir :: SearchParams"), "{expanded}");
 }
