@@ -28,27 +28,109 @@
 //! `#[query]` / `#[query("name")]` (an `Option` is left out when `None`);
 //! `#[params]` for a whole `SearchParams`; `#[header("Name")]`; `#[body]`.
 //!
-//! Checked at compile time, every mistake reported at once:
+//! ## Options
+//!
+//! - `client = field`: the field of `self` holding the `FhirClient` (default:
+//!   `fhir`).
+//! - `crate = "path"`: where the FHIR runtime is, as a path that resolves where
+//!   the block is written (default: found for you, below).
+//!
+//! Any other option is refused.
+//!
+//! ## Which crate the generated code calls
+//!
+//! The generated methods call the FHIR runtime, the `auth-fhir` crate: its
+//! `FhirClient`, `SearchParams` and the support functions in its hidden
+//! `__private` module. A proc macro has no `$crate`, so the macro reads the
+//! `Cargo.toml` of the crate being compiled (its `[dependencies]`,
+//! `[dev-dependencies]` and target-specific tables, following `workspace = true`)
+//! and uses, in order:
+//!
+//! 1. `::fhir_auth::fhir` if the crate depends on the `fhir-auth` facade, under
+//!    the name it gave it (`fhir = { package = "fhir-auth", … }` gives
+//!    `::fhir::fhir`);
+//! 2. otherwise `::auth_fhir` if it depends on `auth-fhir`, again under the name
+//!    it gave it (`rt = { package = "auth-fhir", … }` gives `::rt`);
+//! 3. otherwise `::auth_fhir`: in `auth-fhir`'s own doctests, tests and examples,
+//!    which see it by that name, and in a crate that depends on neither, where
+//!    rustc's error then names the crate that is missing.
+//!
+//! (The facade's own doctests and tests take step 2: `fhir-auth` depends on
+//! `auth-fhir`.)
+//!
+//! `crate = "…"` always wins, and nothing is read then. Use it when the runtime is
+//! reached some other way, through a re-export, or when the facade is only a
+//! dev-dependency but the macro is used in the library (the lookup does not tell
+//! the tables apart):
+//!
+//! ```
+//! /// The application reaches the FHIR runtime through its own module.
+//! mod platform {
+//!     pub use auth_fhir as fhir;
+//! }
+//!
+//! use auth_core::Result;
+//! use platform::fhir::{FhirClient, Patient};
+//!
+//! pub struct Records { api: FhirClient }
+//!
+//! #[auth_macros::authenticated_api(client = api, crate = "crate::platform::fhir")]
+//! impl Records {
+//!     #[get("Patient/{id}")]
+//!     pub async fn patient(&self, id: &str) -> Result<Patient>;
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! A string that is not a plain path (`crate = "not a path"`) is a compile error
+//! at the string; a path that does not resolve is reported by rustc there too.
+//!
+//! ## Checks
+//!
+//! Checked at compile time, every mistake reported at once, at its own span:
 //! - every `{placeholder}` has a parameter, and every path parameter a placeholder;
 //! - the path is relative, with whole-segment placeholders, no query, no `..`;
 //! - at most one `#[body]`, and none on GET or DELETE;
 //! - no `Authorization` header parameter (the token manager owns it);
 //! - a path about a resource type (`Patient/{id}`) returns that type (or a
-//!   `Bundle`/`Created` of it, `JsonResource`, `FhirResponse` or `()`);
+//!   `Bundle`/`Created` of it, `JsonResource`, `FhirResponse` or `()`); rustc
+//!   reports a mismatch at the return type;
 //! - endpoints are `async fn(&self, …) -> Result<T>`; unknown options are refused.
+//!
+//! When there are mistakes, the macro emits its errors and the block with every
+//! endpoint given a placeholder body, so rustc adds no errors of its own about
+//! the block ("missing body", "cannot find attribute `get`") or about code that
+//! calls its methods: the errors are the macro's, and only those.
+//!
+//! ## Inside
+//!
+//! As serde_derive and thiserror are built: `syntax.rs` reads the block (syn keeps
+//! a method without a body as bare tokens); `parse.rs` builds the model of
+//! `ast.rs`, which borrows that syntax tree, reading the options and attributes
+//! with `attr.rs` and each path once with `template.rs`; `valid.rs` checks the
+//! rules between the parts; `expand.rs` writes the methods, reaching the runtime
+//! through `runtime.rs`'s path; `fallback.rs` writes the block when there are
+//! errors. Every error goes to the `Ctxt` of `ctxt.rs`, which combines them.
 
+#![warn(missing_docs, unreachable_pub)]
+
+mod ast;
+mod attr;
 mod ctxt;
 mod expand;
+mod fallback;
 mod parse;
+mod runtime;
+mod syntax;
 mod template;
-mod validate;
+mod valid;
 
 use proc_macro::TokenStream;
 
 /// Generates the bodies of typed FHIR endpoints. See the crate documentation.
 #[proc_macro_attribute]
 pub fn authenticated_api(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::authenticated_api(attr.into(), item.into()).into()
+    expand::authenticated_api(attr.into(), item.into(), runtime::from_manifest).into()
 }
 
 #[cfg(test)]

@@ -1,306 +1,207 @@
-//! Parsing: turn the annotated `impl` block into a model of the API, collecting
-//! every error instead of stopping at the first.
+//! Parsing: the syntax tree into the model (`ast.rs`). Reads the grammar of an
+//! endpoint, `#[verb("path")] async fn name(&self, params…) -> Result<T>;`,
+//! reporting every departure from it and carrying on, so that one compile shows
+//! every mistake. Rules between the parts (placeholders against parameters, …)
+//! are `valid.rs`'s.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, FnArg, Ident, ImplItem, ItemImpl, LitStr, Pat, ReturnType, Signature, TraitItemFn, Type,
-    Visibility,
+    FnArg, GenericArgument, GenericParam, Generics, Ident, ImplItem, Pat, PatType, PathArguments, ReturnType,
+    Type,
 };
 
+use crate::ast::{Api, Endpoint, Item, Param, Success};
+use crate::attr::{self, Verb};
 use crate::ctxt::Ctxt;
+use crate::syntax::{BodilessFn, ImplBlock, Member};
+use crate::template::Template;
 
-/// Options of `#[authenticated_api(...)]`.
-pub struct ApiOptions {
-    /// The field of `self` holding the `FhirClient`.
-    pub client: Ident,
-}
-
-/// The HTTP method of an endpoint.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
-    Get,
-    Post,
-    Put,
-    Delete,
-}
-
-impl Verb {
-    pub fn from_ident(ident: &Ident) -> Option<Self> {
-        match ident.to_string().as_str() {
-            "get" => Some(Self::Get),
-            "post" => Some(Self::Post),
-            "put" => Some(Self::Put),
-            "delete" => Some(Self::Delete),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Post => "POST",
-            Self::Put => "PUT",
-            Self::Delete => "DELETE",
-        }
+impl<'a> Api<'a> {
+    /// The model of `block`, with the options in `attr`. Items that cannot be
+    /// read are reported to `cx` and left out.
+    pub(crate) fn from_syn(cx: &Ctxt, attr: TokenStream, block: &'a ImplBlock) -> Self {
+        let options = attr::options(cx, attr);
+        let items = block.members.iter().filter_map(|member| item(cx, block, member)).collect();
+        Api { original: block, options, items }
     }
 }
 
-/// What a parameter is for.
-#[derive(Clone)]
-pub enum Role {
-    /// Fills the `{placeholder}` of the same name (or the one named).
-    Path(String),
-    /// A query parameter with this name.
-    Query(String),
-    /// A whole `SearchParams`.
-    Params,
-    /// A header with this name.
-    Header(LitStr),
-    /// The request body.
-    Body,
-}
-
-/// One parameter of an endpoint.
-pub struct Param {
-    pub ident: Ident,
-    pub ty: Type,
-    pub role: Role,
-    /// Whether the role was written out (`#[path]`) or inferred from the name.
-    pub explicit: bool,
-    /// Span of the role attribute, or of the parameter.
-    pub span: Span,
-}
-
-/// One endpoint: an `async fn` with a verb attribute.
-pub struct Endpoint {
-    pub attrs: Vec<Attribute>,
-    pub vis: Visibility,
-    /// The signature with our parameter attributes removed.
-    pub sig: Signature,
-    pub verb: Verb,
-    pub template: LitStr,
-    pub params: Vec<Param>,
-    /// `T` of `Result<T>`, if the return type has that shape.
-    pub success: Option<Type>,
-}
-
-/// The whole annotated block.
-pub struct Api {
-    pub options: ApiOptions,
-    pub item: ItemImpl,
-    pub endpoints: Vec<Endpoint>,
-    /// Items of the block that are not endpoints, kept as they are.
-    pub others: Vec<ImplItem>,
-}
-
-const API_OPTIONS: &str = "`client`";
-
-pub fn options(cx: &Ctxt, attr: TokenStream) -> ApiOptions {
-    let mut client = Ident::new("fhir", Span::call_site());
-    let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("client") {
-            client = meta.value()?.parse()?;
-            Ok(())
-        } else {
-            Err(meta.error(format!(
-                "unknown option `{}` of #[authenticated_api]; the options are: {API_OPTIONS}",
-                meta.path.to_token_stream()
-            )))
+fn item<'a>(cx: &Ctxt, block: &ImplBlock, member: &'a Member) -> Option<Item<'a>> {
+    match member {
+        Member::Bodiless(f) => Endpoint::from_syn(cx, block, f).map(Item::Endpoint),
+        Member::Item(ImplItem::Fn(f)) if f.attrs.iter().any(|a| Verb::of(a).is_some()) => {
+            cx.error(
+                f.block.span(),
+                "an endpoint has no body: end the signature with `;` and the macro writes the body",
+            );
+            None
         }
-    });
-    if let Err(e) = parser.parse2(attr) {
-        cx.push(e);
+        Member::Item(other) => Some(Item::Kept(other)),
     }
-    ApiOptions { client }
 }
 
-pub fn api(cx: &Ctxt, options: ApiOptions, item: ItemImpl) -> Api {
-    let mut endpoints = Vec::new();
-    let mut others = Vec::new();
-    for impl_item in &item.items {
-        match endpoint_of(cx, impl_item) {
-            Some(endpoint) => endpoints.push(endpoint),
-            None => {
-                // A verb attribute left on a kept item (already reported) would add
-                // a second, confusing "cannot find attribute" error.
-                let mut kept = impl_item.clone();
-                if let ImplItem::Fn(f) = &mut kept {
-                    f.attrs.retain(|a| Verb::from_ident_path(a).is_none());
-                }
-                others.push(kept);
-            }
-        }
-    }
-    Api { options, item, endpoints, others }
-}
-
-/// An item is an endpoint if it carries a verb attribute. Bodiless `fn`s in an
-/// `impl` reach us as verbatim tokens, so they are re-read as trait-style fns.
-fn endpoint_of(cx: &Ctxt, item: &ImplItem) -> Option<Endpoint> {
-    let (attrs, vis, sig) = match item {
-        ImplItem::Fn(f) => {
-            if verb_attr(&f.attrs).is_some() {
-                cx.push(syn::Error::new(
-                    f.block.span(),
-                    "an endpoint has no body: end the signature with `;` and the macro writes the body",
-                ));
-            }
+impl<'a> Endpoint<'a> {
+    fn from_syn(cx: &Ctxt, block: &ImplBlock, f: &'a BodilessFn) -> Option<Self> {
+        let sig = &f.sig;
+        let mut verbs = f.attrs.iter().filter_map(|a| Verb::of(a).map(|v| (v, a)));
+        let Some((verb, verb_attr)) = verbs.next() else {
+            cx.error(
+                sig.ident.span(),
+                "a method without a body needs an endpoint attribute: #[get(\"…\")], #[post(\"…\")], #[put(\"…\")] or #[delete(\"…\")]",
+            );
             return None;
+        };
+        for (_, extra) in verbs {
+            cx.error(
+                extra.path().span(),
+                "an endpoint has one endpoint attribute (#[get], #[post], #[put] or #[delete])",
+            );
         }
-        ImplItem::Verbatim(tokens) => {
-            let (vis, rest) = split_visibility(tokens.clone());
-            let f: TraitItemFn = syn::parse2(rest).ok()?;
-            (f.attrs, vis, f.sig)
+        // Every part is read, whatever failed before it, so that all its mistakes
+        // are reported; the endpoint is built only if all of them could be.
+        let template =
+            attr::endpoint_path(verb_attr).and_then(|lit| Template::parse(&lit)).map_err(|e| cx.syn_error(e));
+        if sig.asyncness.is_none() {
+            cx.error(sig.fn_token.span, "endpoints are `async fn`");
         }
-        _ => return None,
-    };
-    let Some((verb, verb_attr)) = verb_attr(&attrs).map(|(v, a)| (v, a.clone())) else {
-        cx.push(syn::Error::new(
-            sig.ident.span(),
-            "a method without a body needs an endpoint attribute: #[get(\"…\")], #[post(\"…\")], #[put(\"…\")] or #[delete(\"…\")]",
-        ));
+        match sig.inputs.first() {
+            Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
+            Some(other) => cx.error(other.span(), "an endpoint takes `&self` first"),
+            None => cx.error(sig.ident.span(), "an endpoint takes `&self` first"),
+        }
+        let params = params(cx, sig.inputs.iter());
+        let success = success(cx, block, f);
+        Some(Endpoint { original: f, verb, template: template.ok()?, params: params?, success: success? })
+    }
+}
+
+/// The typed parameters (the receiver is checked above), or `None` if one could
+/// not be read.
+fn params<'a>(cx: &Ctxt, inputs: impl Iterator<Item = &'a FnArg>) -> Option<Vec<Param<'a>>> {
+    let mut all = Some(Vec::new());
+    for input in inputs {
+        let FnArg::Typed(arg) = input else { continue };
+        match (param(cx, arg), all.as_mut()) {
+            (Some(p), Some(all)) => all.push(p),
+            (Some(_), None) => {}
+            (None, _) => all = None,
+        }
+    }
+    all
+}
+
+fn param<'a>(cx: &Ctxt, arg: &'a PatType) -> Option<Param<'a>> {
+    let Pat::Ident(pat) = &*arg.pat else {
+        cx.error(arg.pat.span(), "endpoint parameters must be plain names");
         return None;
     };
-    let template = match verb_attr.parse_args_with(|input: syn::parse::ParseStream| {
-        let lit: LitStr = input.parse()?;
-        if !input.is_empty() {
-            let rest: TokenStream = input.parse()?;
-            return Err(syn::Error::new(
-                rest.span(),
-                "unexpected tokens after the path; an endpoint attribute takes only the path, e.g. #[get(\"Patient/{id}\")]",
-            ));
+    let ident = &pat.ident;
+    let mut role = None;
+    let mut readable = true;
+    for attr in &arg.attrs {
+        match attr::role(attr, ident) {
+            None => {}
+            Some(Err(e)) => {
+                cx.syn_error(e);
+                readable = false;
+            }
+            Some(Ok(_)) if role.is_some() => {
+                cx.error(attr.span(), "a parameter has one role: path, query, params, header or body");
+                readable = false;
+            }
+            Some(Ok(r)) => role = Some((r, attr.path().span())),
         }
-        Ok(lit)
-    }) {
-        Ok(lit) => lit,
-        Err(e) => {
-            cx.push(e);
-            LitStr::new("", verb_attr.span())
-        }
+    }
+    if !readable {
+        return None;
+    }
+    let (role, role_span) = match role {
+        Some((role, span)) => (role, Some(span)),
+        // No role: a path parameter filling the placeholder of its name.
+        None => (attr::Role::Path(ident.to_string()), None),
     };
-    let mut sig = sig;
-    let params = params(cx, &mut sig);
-    let success = success_type(&sig.output);
-    let attrs = attrs.into_iter().filter(|a| Verb::from_ident_path(a).is_none()).collect();
-    Some(Endpoint { attrs, vis, sig, verb, template, params, success })
+    Some(Param { ident, ty: &arg.ty, role, role_span })
 }
 
-impl Verb {
-    fn from_ident_path(attr: &Attribute) -> Option<Self> {
-        attr.path().get_ident().and_then(Self::from_ident)
-    }
-}
-
-fn verb_attr(attrs: &[Attribute]) -> Option<(Verb, &Attribute)> {
-    attrs.iter().find_map(|a| Verb::from_ident_path(a).map(|v| (v, a)))
-}
-
-fn split_visibility(tokens: TokenStream) -> (Visibility, TokenStream) {
-    // `pub async fn f(&self);` — syn's trait fns have no visibility; peel it off.
-    let parsed: syn::Result<(Vec<Attribute>, Visibility, TokenStream)> =
-        (|input: syn::parse::ParseStream| {
-            let attrs = input.call(Attribute::parse_outer)?;
-            let vis: Visibility = input.parse()?;
-            let rest: TokenStream = input.parse()?;
-            Ok((attrs, vis, rest))
-        })
-        .parse2(tokens.clone());
-    match parsed {
-        Ok((attrs, vis, rest)) => {
-            let mut out = TokenStream::new();
-            for a in attrs {
-                a.to_tokens(&mut out);
-            }
-            out.extend(rest);
-            (vis, out)
-        }
-        Err(_) => (Visibility::Inherited, tokens),
-    }
-}
-
-/// Reads and strips `#[path]`, `#[query]`, `#[params]`, `#[header(..)]`, `#[body]`.
-fn params(cx: &Ctxt, sig: &mut Signature) -> Vec<Param> {
-    let mut out = Vec::new();
-    for input in sig.inputs.iter_mut() {
-        let FnArg::Typed(arg) = input else { continue };
-        let Pat::Ident(pat) = &*arg.pat else {
-            cx.push(syn::Error::new(arg.pat.span(), "endpoint parameters must be plain names"));
-            continue;
+/// `T` of `-> Result<T>` (`Result<T, E>`, `auth_core::Result<T>`, …).
+fn success<'a>(cx: &Ctxt, block: &ImplBlock, f: &'a BodilessFn) -> Option<Success<'a>> {
+    let Some(ty) = result_ok(&f.sig.output) else {
+        let span = match &f.sig.output {
+            ReturnType::Default => f.sig.ident.span(),
+            ReturnType::Type(_, ty) => ty.span(),
         };
-        let ident = pat.ident.clone();
-        let mut role: Option<(Role, Span)> = None;
-        let mut kept = Vec::new();
-        for attr in arg.attrs.drain(..) {
-            let Some(name) = attr.path().get_ident().map(Ident::to_string) else {
-                kept.push(attr);
-                continue;
-            };
-            let parsed = match name.as_str() {
-                "path" => optional_name(&attr).map(|n| Role::Path(n.unwrap_or_else(|| ident.to_string()))),
-                "query" => optional_name(&attr).map(|n| Role::Query(n.unwrap_or_else(|| ident.to_string()))),
-                "params" => no_args(&attr).map(|()| Role::Params),
-                "body" => no_args(&attr).map(|()| Role::Body),
-                "header" => attr.parse_args::<LitStr>().map(Role::Header).map_err(|_| {
-                    syn::Error::new(attr.span(), "#[header] takes the header's name: #[header(\"If-Match\")]")
-                }),
-                _ => {
-                    kept.push(attr);
-                    continue;
-                }
-            };
-            match parsed {
-                Ok(r) if role.is_some() => {
-                    let _ = r;
-                    cx.push(syn::Error::new(
-                        attr.span(),
-                        "a parameter has one role: path, query, params, header or body",
-                    ));
-                }
-                Ok(r) => role = Some((r, attr.path().span())),
-                Err(e) => cx.push(e),
-            }
-        }
-        arg.attrs = kept;
-        let (role, span, explicit) = match role {
-            Some((role, span)) => (role, span, true),
-            None => (Role::Path(ident.to_string()), ident.span(), false),
-        };
-        out.push(Param { ident, ty: (*arg.ty).clone(), role, explicit, span });
-    }
-    out
+        cx.error(
+            span,
+            "an endpoint returns `auth_core::Result<T>` (T: a resource, Bundle<R>, Created<R>, FhirResponse or ())",
+        );
+        return None;
+    };
+    let local = local_names(&block.header.generics).chain(local_names(&f.sig.generics)).collect::<Vec<_>>();
+    Some(Success { ty, stands_alone: !mentions(ty.to_token_stream(), &local) })
 }
 
-fn optional_name(attr: &Attribute) -> syn::Result<Option<String>> {
-    match &attr.meta {
-        syn::Meta::Path(_) => Ok(None),
-        _ => attr.parse_args::<LitStr>().map(|l| Some(l.value())),
-    }
-}
-
-fn no_args(attr: &Attribute) -> syn::Result<()> {
-    match &attr.meta {
-        syn::Meta::Path(_) => Ok(()),
-        other => Err(syn::Error::new(
-            other.span(),
-            format!("#[{}] takes no arguments", attr.path().to_token_stream()),
-        )),
-    }
-}
-
-/// `T` in `-> Result<T>` / `-> Result<T, E>` / `-> auth_core::Result<T>`.
-fn success_type(output: &ReturnType) -> Option<Type> {
+fn result_ok(output: &ReturnType) -> Option<&Type> {
     let ReturnType::Type(_, ty) = output else { return None };
     let Type::Path(path) = &**ty else { return None };
     let last = path.path.segments.last()?;
     if last.ident != "Result" {
         return None;
     }
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
     match args.args.first()? {
-        syn::GenericArgument::Type(t) => Some(t.clone()),
+        GenericArgument::Type(t) => Some(t),
         _ => None,
+    }
+}
+
+/// The type and const parameters of `generics`: names a free item cannot see.
+fn local_names(generics: &Generics) -> impl Iterator<Item = &Ident> {
+    generics.params.iter().filter_map(|p| match p {
+        GenericParam::Type(t) => Some(&t.ident),
+        GenericParam::Const(c) => Some(&c.ident),
+        GenericParam::Lifetime(_) => None,
+    })
+}
+
+/// Whether `tokens` name `Self`, one of `local`, a lifetime other than
+/// `'static`, or an `impl Trait`: what only means something inside the block.
+fn mentions(tokens: TokenStream, local: &[&Ident]) -> bool {
+    let mut after_quote = false;
+    for token in tokens {
+        let hit = match &token {
+            TokenTree::Group(g) => mentions(g.stream(), local),
+            TokenTree::Ident(i) if after_quote => i != "static",
+            TokenTree::Ident(i) => i == "Self" || i == "impl" || local.contains(&i),
+            TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+        };
+        if hit {
+            return true;
+        }
+        after_quote = matches!(&token, TokenTree::Punct(p) if p.as_char() == '\'');
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::Span;
+    use quote::quote;
+
+    use super::*;
+
+    #[test]
+    fn what_a_free_const_cannot_name() {
+        let t = Ident::new("T", Span::call_site());
+        let local = [&t];
+        for inside in
+            [quote!(Self), quote!(Vec<T>), quote!(Option<(u8, T)>), quote!([T; 2]), quote!(Cow<'a, str>)]
+        {
+            assert!(mentions(inside.clone(), &local), "{inside}");
+        }
+        for outside in [quote!(Patient), quote!(Bundle<Patient>), quote!(&'static str), quote!(Tee)] {
+            assert!(!mentions(outside.clone(), &local), "{outside}");
+        }
     }
 }

@@ -4,15 +4,24 @@
 
 use std::path::PathBuf;
 
+use proc_macro2::TokenStream;
 use quote::quote;
 
-fn check(name: &str, attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) {
-    let expanded = crate::expand::authenticated_api(attr, item);
+/// The expansion, with `::auth_fhir` standing for what the user's `Cargo.toml`
+/// would give (`runtime.rs` has its own tests), so the snapshots do not depend on
+/// this crate's manifest.
+fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    crate::expand::authenticated_api(attr, item, || syn::parse_quote!(::auth_fhir))
+}
+
+fn check(name: &str, attr: TokenStream, item: TokenStream) {
+    let expanded = expand(attr, item);
     let file: syn::File = syn::parse2(expanded).expect("the expansion is valid Rust");
     let pretty = prettyplease::unparse(&file);
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/expand").join(format!("{name}.expanded.rs"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+    // Only `1` rewrites: `UPDATE_SNAPSHOTS=0` (or empty) must compare, as it reads.
+    if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
         std::fs::write(&path, &pretty).expect("snapshot written");
         return;
     }
@@ -71,4 +80,69 @@ fn errors_come_with_a_fallback() {
             }
         },
     );
+}
+
+#[test]
+fn errors_with_every_kind_of_item() {
+    // One endpoint is fine, one has a body, one a bad path, one no endpoint
+    // attribute; the constant and the helper are kept as they are. The fallback
+    // stubs every endpoint and removes the macro's attributes.
+    check(
+        "fallback",
+        quote!(),
+        quote! {
+            impl<T: Clone> Patients<T> {
+                const LIMIT: u32 = 10;
+
+                /// Documented.
+                #[get("Patient/{id}")]
+                pub async fn read(&self, id: &str) -> Result<Patient>;
+
+                #[get("Patient/{id}")]
+                pub async fn with_body(&self, id: &str) -> Result<Patient> { todo!() }
+
+                #[get("/Patient")]
+                pub async fn search(&self, #[query] name: &str) -> Result<Bundle<Patient>>;
+
+                pub async fn forgotten(&self, #[body] p: &Patient) -> Result<()>;
+
+                fn helper(&self) -> u32 { 1 }
+            }
+        },
+    );
+}
+
+#[test]
+fn a_crate_option_is_the_only_runtime_path() {
+    check(
+        "custom_crate",
+        quote!(crate = "my_reexport::fhir"),
+        quote! {
+            impl Patients {
+                #[put("Patient/{id}")]
+                pub async fn update(&self, id: &str, #[body] p: &Patient, #[query] mode: Option<&str>, #[params] extra: &SearchParams, #[header("If-Match")] v: &str) -> Result<Patient>;
+            }
+        },
+    );
+}
+
+#[test]
+fn nothing_but_the_crate_option_names_the_runtime() {
+    let expanded = crate::expand::authenticated_api(
+        quote!(crate = "my_reexport::fhir"),
+        quote! {
+            impl Patients {
+                #[get("Patient/{id}")]
+                pub async fn read(&self, id: &str) -> Result<Patient>;
+                #[post("Patient")]
+                pub async fn create(&self, #[body] p: &Patient, #[query] q: Option<u32>, #[header("X-A")] a: &str) -> Result<Created<Patient>>;
+            }
+        },
+        || panic!("the default runtime is not looked up when `crate` is given"),
+    )
+    .to_string();
+    assert!(!expanded.contains("auth_fhir"), "{expanded}");
+    assert!(expanded.contains("my_reexport :: fhir :: __private"), "{expanded}");
+    assert!(expanded.contains("my_reexport :: fhir :: FhirClient"), "{expanded}");
+    assert!(expanded.contains("my_reexport :: fhir :: SearchParams"), "{expanded}");
 }

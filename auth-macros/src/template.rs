@@ -1,14 +1,55 @@
-//! Path templates: `Patient/{id}/_history/{vid}`.
+//! Path templates: `Patient/{id}/_history/{vid}`, parsed once, when the endpoint
+//! attribute is read; validation and expansion work on the segments.
 
-/// One segment of a template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    Literal(String),
-    Placeholder(String),
+use proc_macro2::Span;
+use syn::LitStr;
+
+/// A parsed path template.
+pub(crate) struct Template {
+    /// The path as written, for messages.
+    pub(crate) source: String,
+    pub(crate) segments: Vec<Segment>,
+    /// The resource type the path is about (`Patient/{id}` → `Patient`), which
+    /// the return type must agree with; `None` for paths like `metadata`.
+    pub(crate) resource_type: Option<String>,
 }
 
-/// Splits a template into segments, or says what is wrong with it.
-pub fn parse(template: &str) -> Result<Vec<Segment>, String> {
+/// One `/`-separated segment of a template.
+pub(crate) enum Segment {
+    /// Text sent as it is.
+    Literal(String),
+    /// `{name}`, filled from a parameter.
+    Placeholder {
+        name: String,
+        /// The literal's span: stable Rust cannot point inside a string literal.
+        span: Span,
+    },
+}
+
+impl Template {
+    /// Parses the literal of `#[get("…")]`, or says what is wrong with it (at
+    /// the literal).
+    pub(crate) fn parse(lit: &LitStr) -> syn::Result<Self> {
+        let source = lit.value();
+        let span = lit.span();
+        let segments = segments(&source, span).map_err(|message| syn::Error::new(span, message))?;
+        let resource_type = match segments.first() {
+            Some(Segment::Literal(s)) if s.starts_with(|c: char| c.is_ascii_uppercase()) => Some(s.clone()),
+            _ => None,
+        };
+        Ok(Self { source, segments, resource_type })
+    }
+
+    /// The `{placeholder}` names, in order.
+    pub(crate) fn placeholders(&self) -> impl Iterator<Item = (&str, Span)> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Placeholder { name, span } => Some((name.as_str(), *span)),
+            Segment::Literal(_) => None,
+        })
+    }
+}
+
+fn segments(template: &str, span: Span) -> Result<Vec<Segment>, String> {
     if template.is_empty() {
         return Err("the path is empty; give the path below the FHIR base, e.g. \"Patient/{id}\"".into());
     }
@@ -29,7 +70,7 @@ pub fn parse(template: &str) -> Result<Vec<Segment>, String> {
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     Err(format!("`{seg}` is not a valid placeholder; use `{{name}}` with a parameter's name"))
                 } else {
-                    Ok(Segment::Placeholder(name.to_owned()))
+                    Ok(Segment::Placeholder { name: name.to_owned(), span })
                 }
             } else if seg.contains('{') || seg.contains('}') {
                 Err(format!("`{seg}`: a placeholder must be a whole segment, like `{{id}}`"))
@@ -40,44 +81,51 @@ pub fn parse(template: &str) -> Result<Vec<Segment>, String> {
         .collect()
 }
 
-/// The resource type a template is about: its first segment when it looks like one
-/// (`Patient/{id}` → `Patient`; `metadata` → none).
-pub fn resource_type(segments: &[Segment]) -> Option<&str> {
-    match segments.first() {
-        Some(Segment::Literal(s)) if s.starts_with(|c: char| c.is_ascii_uppercase()) => Some(s),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> syn::Result<Template> {
+        Template::parse(&LitStr::new(text, Span::call_site()))
+    }
+
     #[test]
-    fn templates() {
-        assert_eq!(
-            parse("Patient/{id}/_history/{vid}"),
-            Ok(vec![
-                Segment::Literal("Patient".into()),
-                Segment::Placeholder("id".into()),
-                Segment::Literal("_history".into()),
-                Segment::Placeholder("vid".into()),
-            ])
-        );
+    fn segments_and_resource_type() {
+        let t = parse("Patient/{id}/_history/{vid}").unwrap();
+        let shown: Vec<String> = t
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(text) => text.clone(),
+                Segment::Placeholder { name, .. } => format!("<{name}>"),
+            })
+            .collect();
+        assert_eq!(shown, ["Patient", "<id>", "_history", "<vid>"]);
+        assert_eq!(t.placeholders().map(|(n, _)| n).collect::<Vec<_>>(), ["id", "vid"]);
+        assert_eq!(t.resource_type.as_deref(), Some("Patient"));
+        assert_eq!(t.source, "Patient/{id}/_history/{vid}");
+        assert_eq!(parse("metadata").unwrap().resource_type, None);
+        assert_eq!(parse("{type}/{id}").unwrap().resource_type, None);
+    }
+
+    #[test]
+    fn bad_templates() {
         for bad in [
             "",
             "/Patient",
             "https://x/Patient",
             "Patient?x={y}",
+            "Patient#x",
             "Patient//x",
+            "Patient/",
             "Patient/{}",
             "Patient/{a-b}",
             "a/../b",
+            "a/./b",
             "Patient/x{id}",
+            "Patient/{id",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(resource_type(&parse("Patient/{id}").unwrap_or_default()), Some("Patient"));
-        assert_eq!(resource_type(&parse("metadata").unwrap_or_default()), None);
     }
 }

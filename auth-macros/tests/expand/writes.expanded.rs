@@ -1,7 +1,4 @@
 impl Patients {
-    fn helper(&self) -> u32 {
-        1
-    }
     #[allow(clippy::needless_question_mark)]
     pub async fn create(
         &self,
@@ -83,6 +80,9 @@ impl Patients {
         ::core::result::Result::Ok(
             <() as ::auth_fhir::__private::FromResponse>::from_response(__response)?,
         )
+    }
+    fn helper(&self) -> u32 {
+        1
     }
 }
 const _: () = ::core::assert!(
