@@ -297,12 +297,18 @@ enum Reason {
 }
 
 /// Builds a [`TokenManager`].
+///
+/// The result does not depend on the order of the calls: [`ManagerBuilder::config`]
+/// sets every setting, and the single-setting calls ([`ManagerBuilder::retry`],
+/// [`ManagerBuilder::refresh_ahead`]) win over it wherever they come.
 #[derive(Debug)]
 pub struct ManagerBuilder<S, T> {
     source: S,
     store: T,
     clock: Arc<dyn Clock>,
     config: ManagerConfig,
+    retry: Option<RetryPolicy>,
+    refresh_ahead: Option<(Duration, f64)>,
 }
 
 impl<S: CredentialSource> TokenManager<S, MemoryStore> {
@@ -318,6 +324,8 @@ impl<S: CredentialSource> TokenManager<S, MemoryStore> {
             store: MemoryStore::new(),
             clock: Arc::new(SystemClock),
             config: ManagerConfig::default(),
+            retry: None,
+            refresh_ahead: None,
         }
     }
 }
@@ -325,7 +333,14 @@ impl<S: CredentialSource> TokenManager<S, MemoryStore> {
 impl<S: CredentialSource, T: TokenStore> ManagerBuilder<S, T> {
     /// Keeps tokens in `store` (share an `Arc<MemoryStore>`, or a fleet-wide store).
     pub fn store<U: TokenStore>(self, store: U) -> ManagerBuilder<S, U> {
-        ManagerBuilder { source: self.source, store, clock: self.clock, config: self.config }
+        ManagerBuilder {
+            source: self.source,
+            store,
+            clock: self.clock,
+            config: self.config,
+            retry: self.retry,
+            refresh_ahead: self.refresh_ahead,
+        }
     }
 
     /// Reads time from `clock` (a [`ManualClock`](crate::clock::ManualClock) in tests).
@@ -334,8 +349,8 @@ impl<S: CredentialSource, T: TokenStore> ManagerBuilder<S, T> {
         self
     }
 
-    /// Replaces all settings (call it before [`ManagerBuilder::retry`] and
-    /// [`ManagerBuilder::refresh_ahead`], which change single settings).
+    /// Sets every setting ([`ManagerBuilder::retry`] and
+    /// [`ManagerBuilder::refresh_ahead`] still win, called before or after).
     pub fn config(mut self, config: ManagerConfig) -> Self {
         self.config = config;
         self
@@ -343,20 +358,26 @@ impl<S: CredentialSource, T: TokenStore> ManagerBuilder<S, T> {
 
     /// Sets the retry policy.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.config.retry = retry;
+        self.retry = Some(retry);
         self
     }
 
     /// Sets when to refresh: `before` expiry or at `ratio` of the lifetime, whichever is earlier.
     pub fn refresh_ahead(mut self, before: Duration, ratio: f64) -> Self {
-        self.config.refresh_before = before;
-        self.config.refresh_ratio = ratio.clamp(0.0, 1.0);
+        self.refresh_ahead = Some((before, ratio));
         self
     }
 
     /// Finishes the manager. Out-of-range settings are brought into range
     /// (see [`ManagerConfig::sanitized`]).
-    pub fn build(self) -> TokenManager<S, T> {
+    pub fn build(mut self) -> TokenManager<S, T> {
+        if let Some(retry) = self.retry.take() {
+            self.config.retry = retry;
+        }
+        if let Some((before, ratio)) = self.refresh_ahead.take() {
+            self.config.refresh_before = before;
+            self.config.refresh_ratio = ratio;
+        }
         TokenManager {
             shared: Arc::new(Shared {
                 source: self.source,
@@ -459,6 +480,11 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
     /// The store tokens are kept in.
     pub fn store(&self) -> &T {
         &self.shared.store
+    }
+
+    /// The settings in effect (after [`ManagerConfig::sanitized`]).
+    pub fn config(&self) -> &ManagerConfig {
+        &self.shared.config
     }
 
     /// The key tokens are cached under.
@@ -770,5 +796,44 @@ impl<S: CredentialSource, T: TokenStore> Drop for HeldLease<S, T> {
                 let _ = shared.store.release(&lease).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth2::OAuth2Source;
+    use crate::secret::ClientSecret;
+
+    fn source() -> OAuth2Source {
+        match OAuth2Source::builder("https://idp.example/token", "c", ClientSecret::new("s")).build() {
+            Ok(source) => source,
+            Err(e) => panic!("valid configuration refused: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_builder_does_not_depend_on_the_order_of_calls() {
+        let config = ManagerConfig {
+            wait_timeout: Duration::from_secs(7),
+            retry: RetryPolicy { attempts: 9, ..RetryPolicy::default() },
+            ..ManagerConfig::default()
+        };
+        let retry = RetryPolicy { attempts: 2, ..RetryPolicy::default() };
+        let ahead = (Duration::from_secs(42), 0.6);
+        let before = TokenManager::builder(source())
+            .retry(retry.clone())
+            .refresh_ahead(ahead.0, ahead.1)
+            .config(config.clone())
+            .build();
+        let after = TokenManager::builder(source())
+            .config(config)
+            .retry(retry)
+            .refresh_ahead(ahead.0, ahead.1)
+            .build();
+        assert_eq!(before.config(), after.config());
+        let c = after.config();
+        assert_eq!((c.retry.attempts, c.wait_timeout), (2, Duration::from_secs(7)));
+        assert_eq!((c.refresh_before, c.refresh_ratio), (Duration::from_secs(42), 0.6));
     }
 }

@@ -220,6 +220,9 @@ pub enum BodyFormat {
     None,
 }
 
+/// A body ready to send: its content type and bytes (wiped on drop).
+pub(crate) type Body = (&'static str, Zeroizing<Vec<u8>>);
+
 struct Param {
     name: String,
     value: Zeroizing<String>,
@@ -420,7 +423,7 @@ impl TokenRequest {
 
     /// The body: its content type and bytes (wiped on drop), or `None` for no body.
     /// Fails with the first invalid header given while building.
-    pub(crate) fn body(&self) -> Result<Option<(&'static str, Zeroizing<Vec<u8>>)>> {
+    pub(crate) fn body(&self) -> Result<Option<Body>> {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }

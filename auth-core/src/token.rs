@@ -165,14 +165,16 @@ pub struct Token {
 impl Token {
     /// A bearer token issued at `issued_at` and valid until `expires_at`.
     ///
-    /// Fails if the value cannot be sent in an HTTP header (control characters,
-    /// non-ASCII) or is empty.
+    /// Fails with [`ErrorKind::InvalidResponse`](crate::ErrorKind) (the
+    /// [`ResponseProblem`] says what) if the value cannot be sent in an HTTP header
+    /// (control characters, non-ASCII) or is empty: a token comes from a response.
     pub fn new(
         access_token: AccessToken,
         issued_at: SystemTime,
         expires_at: SystemTime,
-    ) -> Result<Self, ResponseProblem> {
-        let bearer = bearer_header(&access_token)?;
+    ) -> crate::Result<Self> {
+        let bearer = bearer_header(&access_token)
+            .map_err(|problem| crate::Error::invalid_response("token", 200, problem))?;
         Ok(Self {
             access_token,
             bearer,

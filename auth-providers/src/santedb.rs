@@ -68,8 +68,11 @@ pub const FHIR_PATH: &str = "/fhir";
 pub const DEVICE_HEADER: &str = "X-Device-Authorization";
 /// The `token_type` SanteDB sends when configured to hand out JWTs as access tokens.
 pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
-/// The media type SanteDB needs in `Accept` to answer FHIR in JSON rather than XML.
-pub const FHIR_JSON: &str = "application/fhir+json";
+/// The FHIR JSON media type, which SanteDB needs in `Accept` to answer in JSON
+/// rather than XML. (The FHIR crate defines it too; the providers stand below it
+/// and do not depend on it. `FhirClient` sends it on every request anyway: this
+/// is for requests made with `AuthClient` directly.)
+const FHIR_JSON: &str = "application/fhir+json";
 /// The scope that asks for every policy the application was granted.
 pub const ALL_POLICIES: &str = "*";
 
@@ -145,6 +148,7 @@ enum Node {
 }
 
 impl fmt::Debug for Node {
+    // Not derived: a certificate chain prints as its size.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::None => f.write_str("None"),
@@ -190,6 +194,7 @@ pub struct SanteDbSource {
 }
 
 impl fmt::Debug for SanteDbSource {
+    // Not derived: the device header name and the HTTP client add only noise.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SanteDbSource")
             .field("endpoint", &self.endpoint)
@@ -229,6 +234,7 @@ pub struct SanteDbSourceBuilder {
 }
 
 impl fmt::Debug for SanteDbSourceBuilder {
+    // Not derived: the root certificates' PEM bytes add only noise.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SanteDbSourceBuilder")
             .field("root", &self.root)

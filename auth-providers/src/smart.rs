@@ -261,6 +261,7 @@ struct Discovery {
 }
 
 /// Gets tokens with SMART Backend Services (`private_key_jwt` client credentials).
+#[derive(Debug)]
 pub struct SmartSource {
     client_id: String,
     key_id: String,
@@ -273,23 +274,8 @@ pub struct SmartSource {
     key: CacheKey,
 }
 
-impl fmt::Debug for SmartSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmartSource")
-            .field("client_id", &self.client_id)
-            .field("key_id", &self.key_id)
-            .field("jku", &self.jku)
-            .field("alg", &self.alg)
-            .field("signing_key", &self.signing_key)
-            .field("scope", &self.scope)
-            .field("assertion_lifetime", &self.assertion_lifetime)
-            .field("target", &self.target)
-            .field("key", &self.key)
-            .finish()
-    }
-}
-
 /// Builds [`SmartSource`].
+#[derive(Debug)]
 pub struct SmartSourceBuilder {
     client_id: String,
     private_key: PrivateKeyPem,
@@ -301,23 +287,6 @@ pub struct SmartSourceBuilder {
     scopes: Vec<String>,
     assertion_lifetime: Duration,
     endpoint: EndpointConfig,
-}
-
-impl fmt::Debug for SmartSourceBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmartSourceBuilder")
-            .field("client_id", &self.client_id)
-            .field("private_key", &self.private_key)
-            .field("alg", &self.alg)
-            .field("key_id", &self.key_id)
-            .field("jku", &self.jku)
-            .field("token_url", &self.token_url)
-            .field("fhir_base", &self.fhir_base)
-            .field("scopes", &self.scopes)
-            .field("assertion_lifetime", &self.assertion_lifetime)
-            .field("endpoint", &self.endpoint)
-            .finish()
-    }
 }
 
 /// The claims of a client assertion (RFC 7523 §3).

@@ -19,7 +19,7 @@ fn secret_value(s: &str) -> Result<SecretValue, std::convert::Infallible> {
     Ok(SecretValue::new(s))
 }
 
-pub const PROVIDERS: [&str; 6] = ["santedb", "aidbox", "msk", "graphnet", "smart", "oauth2"];
+pub(crate) const PROVIDERS: [&str; 6] = ["santedb", "aidbox", "msk", "graphnet", "smart", "oauth2"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,7 +41,7 @@ pub const PROVIDERS: [&str; 6] = ["santedb", "aidbox", "msk", "graphnet", "smart
                        Keep secrets in FHIR_AUTH_CLIENT_SECRET (or the file, readable by you only): \
                        flags are visible to other users in the process list."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub opts: Opts,
     #[command(subcommand)]
@@ -49,7 +49,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Walk every vendor of the embedded sandbox: token, create, read, search, page (the default).
     Demo,
     /// Serve the vendor emulators on loopback until Ctrl-C.
@@ -88,7 +88,7 @@ pub enum Command {
 /// Connection options. Everything is optional here: what is required depends on
 /// the provider and is checked once flags, variables and the profile are merged.
 #[derive(Debug, Default, Clone, Args)]
-pub struct Opts {
+pub(crate) struct Opts {
     /// Vendor of the identity provider and FHIR server.
     #[arg(long, global = true, env = "FHIR_AUTH_PROVIDER", value_parser = PROVIDERS)]
     pub provider: Option<String>,
@@ -178,7 +178,7 @@ pub struct Opts {
 
 impl Opts {
     /// Whether any option names a server to talk to (from a flag or a variable).
-    pub fn names_a_server(&self) -> bool {
+    pub(crate) fn names_a_server(&self) -> bool {
         let set = |o: &Option<String>| o.as_deref().is_some_and(|v| !v.is_empty());
         self.provider.is_some() || set(&self.token_url) || set(&self.fhir_base) || set(&self.client_id)
     }

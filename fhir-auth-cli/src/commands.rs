@@ -14,7 +14,7 @@ use crate::output::{Progress, Style, jwt_claims, out, out_json, rfc3339};
 
 /// `fhir-auth token`: one fresh token (the store is in memory: nothing is reused
 /// across invocations), described; the value only with `--reveal`.
-pub async fn token(conn: &Connection, json_out: bool, reveal: bool) -> Result<(), CliError> {
+pub(crate) async fn token(conn: &Connection, json_out: bool, reveal: bool) -> Result<(), CliError> {
     let token = conn.auth.token().await?;
     let now = SystemTime::now();
     // The lifetime as granted, not the manager's refresh point.
@@ -65,7 +65,7 @@ fn check_type(resource_type: &str) -> Result<(), CliError> {
 }
 
 /// `fhir-auth read Type/id`.
-pub async fn read(conn: &Connection, reference: &str) -> Result<(), CliError> {
+pub(crate) async fn read(conn: &Connection, reference: &str) -> Result<(), CliError> {
     let (resource_type, id) = reference
         .split_once('/')
         .filter(|(t, id)| !t.is_empty() && !id.is_empty() && !id.contains('/'))
@@ -77,7 +77,7 @@ pub async fn read(conn: &Connection, reference: &str) -> Result<(), CliError> {
 }
 
 /// `fhir-auth search Type name=value … [--all]`.
-pub async fn search(
+pub(crate) async fn search(
     conn: &Connection,
     resource_type: &str,
     params: &[String],
@@ -173,7 +173,7 @@ fn summary(resource: &Map<String, Value>) -> String {
 }
 
 /// `fhir-auth create Type --file path`.
-pub async fn create(conn: &Connection, resource_type: &str, file: &Path) -> Result<(), CliError> {
+pub(crate) async fn create(conn: &Connection, resource_type: &str, file: &Path) -> Result<(), CliError> {
     check_type(resource_type)?;
     let mut text = String::new();
     if file == Path::new("-") {

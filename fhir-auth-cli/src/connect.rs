@@ -25,7 +25,7 @@ use crate::settings::Settings;
 
 /// A ready connection: tokens, and the FHIR server they are for.
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     pub provider: String,
     pub auth: Arc<dyn Authenticator>,
     /// The HTTP client for API calls (carries the CA and client certificate).
@@ -37,7 +37,7 @@ pub struct Connection {
 
 impl Connection {
     /// The FHIR client; fails with exit 2 when no FHIR base is known.
-    pub fn fhir(&self) -> Result<FhirClient, CliError> {
+    pub(crate) fn fhir(&self) -> Result<FhirClient, CliError> {
         let base = self.fhir_base.as_deref().ok_or_else(|| {
             CliError::config("a FHIR base URL is required: --fhir-base or FHIR_AUTH_FHIR_BASE")
         })?;
@@ -99,7 +99,7 @@ fn manage<S: CredentialSource>(source: S, store: &Option<RedisStore>) -> Arc<dyn
 }
 
 /// Builds the connection `settings` describe.
-pub fn connect(settings: Settings) -> Result<Connection, CliError> {
+pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
     let provider = settings
         .provider
         .clone()

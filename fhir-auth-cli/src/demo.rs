@@ -33,7 +33,7 @@ impl Patients {
 
 /// The settings a user would pass for each vendor of `sandbox`, so the demo runs
 /// through the same connection code as `fhir-auth token` and friends.
-pub fn vendor_settings(sandbox: &Sandbox) -> Vec<(&'static str, Settings)> {
+pub(crate) fn vendor_settings(sandbox: &Sandbox) -> Vec<(&'static str, Settings)> {
     let s = sandbox.santedb();
     let a = sandbox.aidbox();
     let (aidbox_id, aidbox_secret) = a.credentials();
@@ -101,7 +101,7 @@ fn token_requests(sandbox: &Sandbox, vendor: &str) -> u64 {
     }
 }
 
-pub async fn run() -> std::result::Result<(), CliError> {
+pub(crate) async fn run() -> std::result::Result<(), CliError> {
     let s = Style::stdout();
     let sandbox = Sandbox::start(SandboxConfig::default())
         .await

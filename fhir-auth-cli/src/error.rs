@@ -7,19 +7,19 @@ use std::fmt;
 use auth_core::ErrorKind;
 
 /// Exit code for usage or configuration problems (also what clap uses).
-pub const EXIT_CONFIG: u8 = 2;
+pub(crate) const EXIT_CONFIG: u8 = 2;
 /// Exit code when the token endpoint (or the API, about the token) refused us.
-pub const EXIT_AUTH: u8 = 3;
+pub(crate) const EXIT_AUTH: u8 = 3;
 /// Exit code when the FHIR server answered an error status.
-pub const EXIT_FHIR: u8 = 4;
+pub(crate) const EXIT_FHIR: u8 = 4;
 /// Exit code when a server could not be reached in time.
-pub const EXIT_NETWORK: u8 = 5;
+pub(crate) const EXIT_NETWORK: u8 = 5;
 /// Exit code for anything else (a store or internal error): not a promise to scripts.
-pub const EXIT_OTHER: u8 = 1;
+pub(crate) const EXIT_OTHER: u8 = 1;
 
 /// Everything that ends a command unsuccessfully.
 #[derive(Debug)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// Usage or configuration the CLI itself refuses.
     Config(String),
     /// A feature the command line names but the workspace does not have yet.
@@ -33,20 +33,20 @@ pub enum CliError {
 }
 
 impl CliError {
-    pub fn config(message: impl Into<String>) -> Self {
+    pub(crate) fn config(message: impl Into<String>) -> Self {
         Self::Config(message.into())
     }
 
-    pub fn fhir_paging(message: impl Into<String>) -> Self {
+    pub(crate) fn fhir_paging(message: impl Into<String>) -> Self {
         Self::Paging(message.into())
     }
 
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io { what: what.into(), source }
     }
 
     /// The process exit code for this failure.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::NotAvailable(_) => EXIT_CONFIG,
             // A file that cannot be read is a configuration problem of the caller.
@@ -58,7 +58,7 @@ impl CliError {
 }
 
 /// Maps the library's error classes onto the CLI's exit codes.
-pub fn exit_code_of(error: &auth_core::Error) -> u8 {
+pub(crate) fn exit_code_of(error: &auth_core::Error) -> u8 {
     match error.kind() {
         ErrorKind::Configuration => EXIT_CONFIG,
         ErrorKind::OAuth | ErrorKind::Unauthorized | ErrorKind::InsufficientScope => EXIT_AUTH,

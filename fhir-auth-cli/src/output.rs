@@ -10,12 +10,12 @@ use serde_json::{Map, Value};
 
 /// ANSI styling that switches itself off when the stream is not a terminal.
 #[derive(Debug, Clone, Copy)]
-pub struct Style {
+pub(crate) struct Style {
     on: bool,
 }
 
 impl Style {
-    pub fn stdout() -> Self {
+    pub(crate) fn stdout() -> Self {
         Self { on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
     }
 
@@ -23,22 +23,22 @@ impl Style {
         if self.on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
     }
 
-    pub fn bold(self, t: &str) -> String {
+    pub(crate) fn bold(self, t: &str) -> String {
         self.paint("1", t)
     }
-    pub fn green(self, t: &str) -> String {
+    pub(crate) fn green(self, t: &str) -> String {
         self.paint("32", t)
     }
-    pub fn red(self, t: &str) -> String {
+    pub(crate) fn red(self, t: &str) -> String {
         self.paint("31", t)
     }
-    pub fn yellow(self, t: &str) -> String {
+    pub(crate) fn yellow(self, t: &str) -> String {
         self.paint("33", t)
     }
-    pub fn dim(self, t: &str) -> String {
+    pub(crate) fn dim(self, t: &str) -> String {
         self.paint("2", t)
     }
-    pub fn cyan(self, t: &str) -> String {
+    pub(crate) fn cyan(self, t: &str) -> String {
         self.paint("36", t)
     }
 }
@@ -46,17 +46,17 @@ impl Style {
 /// A one-line progress indicator on stderr; silent unless stderr is a terminal,
 /// so piped output and logs stay clean.
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     on: bool,
     shown: bool,
 }
 
 impl Progress {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { on: std::io::stderr().is_terminal(), shown: false }
     }
 
-    pub fn update(&mut self, message: &str) {
+    pub(crate) fn update(&mut self, message: &str) {
         if self.on {
             let mut err = std::io::stderr().lock();
             // \r + clear-to-end rewrites the line in place.
@@ -66,7 +66,7 @@ impl Progress {
         }
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         if self.on && self.shown {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[2K");
@@ -83,7 +83,7 @@ impl Drop for Progress {
 }
 
 /// `2026-11-23T20:06:14Z`.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
@@ -106,7 +106,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// The claims of a JWT, decoded without verification (for display only: nothing
 /// is trusted because of them). `None` for opaque tokens.
-pub fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
+pub(crate) fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
     let mut parts = token.split('.');
     let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
         return None;
@@ -119,13 +119,13 @@ pub fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
 }
 
 /// Writes a line to stdout, ignoring a closed pipe (`fhir-auth … | head` is not an error).
-pub fn out(line: &str) {
+pub(crate) fn out(line: &str) {
     let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{line}");
 }
 
 /// Pretty JSON to stdout.
-pub fn out_json(value: &impl serde::Serialize) {
+pub(crate) fn out_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(s) => out(&s),
         Err(e) => eprintln!("error: cannot write JSON: {e}"),

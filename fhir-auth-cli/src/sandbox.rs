@@ -5,7 +5,7 @@ use auth_sandbox::{Sandbox, SandboxConfig, SanteDbEmulator};
 use crate::error::CliError;
 use crate::output::{Style, out};
 
-pub async fn run(port: u16) -> Result<(), CliError> {
+pub(crate) async fn run(port: u16) -> Result<(), CliError> {
     let sandbox = Sandbox::start(SandboxConfig::default().with_port(port))
         .await
         .map_err(|e| CliError::io(format!("cannot start the sandbox on port {port}"), e))?;

@@ -22,7 +22,7 @@ use crate::error::CliError;
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     pub default_profile: Option<String>,
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
@@ -31,7 +31,7 @@ pub struct ConfigFile {
 /// One profile; same names and meanings as the flags.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct Profile {
+pub(crate) struct Profile {
     pub provider: Option<String>,
     pub token_url: Option<String>,
     pub fhir_base: Option<String>,
@@ -67,7 +67,7 @@ impl std::fmt::Debug for Profile {
 
 /// Everything a connection needs, merged and typed.
 #[derive(Debug, Default)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub provider: Option<String>,
     pub token_url: Option<String>,
     pub fhir_base: Option<String>,
@@ -100,7 +100,7 @@ fn unset_if_empty(value: Option<String>) -> Option<String> {
 
 impl Settings {
     /// Flags and variables (`opts`) first, then the profile, if any.
-    pub fn resolve(opts: &mut Opts) -> Result<Self, CliError> {
+    pub(crate) fn resolve(opts: &mut Opts) -> Result<Self, CliError> {
         let profile = load_profile(opts.profile.as_deref(), opts.config.as_deref())?.unwrap_or_default();
         let client_secret = opts.client_secret.take().filter(|v| !v.is_empty());
         let device_secret = opts.device_secret.take().filter(|v| !v.is_empty());

@@ -85,6 +85,7 @@ pub struct RedisStoreBuilder {
 }
 
 impl fmt::Debug for RedisStoreBuilder {
+    // Not derived: the URL can carry Redis's password (`redis://:pw@host`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreBuilder")
             .field("current_key", &self.current)

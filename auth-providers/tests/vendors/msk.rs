@@ -93,7 +93,7 @@ async fn the_guides_example_exchange_is_reproduced_on_the_wire() {
     assert_eq!(body["consented_on"], SEED_CONSENTED_ON, "the seed's example time, on the sandbox clock");
 
     // The provider sends the same request.
-    let manager = manager_on(source_builder(&msk).build().unwrap(), &clock);
+    let manager = manager_on(source_builder(msk).build().unwrap(), &clock);
     let token = manager.token().await.unwrap();
     let log = msk.token_request_log();
     assert_eq!(log.len(), 2);
@@ -127,7 +127,7 @@ async fn expiry_follows_expires_in_seconds() {
         SandboxConfig::default().with_token_lifetime(Duration::from_secs(900)).with_clock(clock.clone());
     let sandbox = Sandbox::start(config).await.unwrap();
     let msk = sandbox.msk();
-    let manager = manager_on(source_builder(&msk).build().unwrap(), &clock);
+    let manager = manager_on(source_builder(msk).build().unwrap(), &clock);
     let token = manager.token().await.unwrap();
     assert_eq!(token.lifetime(), Duration::from_secs(900));
     assert_eq!(token.expires_at(), clock.now() + Duration::from_secs(900));
@@ -145,7 +145,7 @@ async fn api_requests_carry_partner_id_study_and_format() {
     let clock = seed_clock();
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
-    let source = source_builder(&msk).build().unwrap();
+    let source = source_builder(msk).build().unwrap();
     let fhir = source.fhir_base().to_owned();
     assert_eq!(fhir.as_str(), msk.fhir_base());
     let manager = manager_on(source, &clock);
@@ -189,7 +189,7 @@ async fn a_wrong_partner_id_is_a_configuration_error_and_burns_no_token() {
     let clock = seed_clock();
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
-    let source = source_builder(&msk).partner_id("NOT-OUR-PARTNER").build().unwrap();
+    let source = source_builder(msk).partner_id("NOT-OUR-PARTNER").build().unwrap();
     let fhir = source.fhir_base().to_owned();
     let manager = manager_on(source, &clock);
     let client =
@@ -207,7 +207,7 @@ async fn a_wrong_partner_id_is_a_configuration_error_and_burns_no_token() {
 
     // A partner id that exists but belongs to another client is just as wrong.
     msk.register_partner("SOMEONE-ELSES", "another-client", ["FHIR-T"]);
-    let other = source_builder(&msk).partner_id("SOMEONE-ELSES").build().unwrap();
+    let other = source_builder(msk).partner_id("SOMEONE-ELSES").build().unwrap();
     let profile = other.api_profile();
     let client = AuthClient::builder(manager_on(other, &clock)).profile(profile).build().unwrap();
     let err = client.get(format!("{fhir}/Patient")).send().await.unwrap_err();
@@ -221,10 +221,10 @@ async fn rejections_are_judged_by_their_body() {
     let clock = seed_clock();
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
-    let source = source_builder(&msk).build().unwrap();
+    let source = source_builder(msk).build().unwrap();
     assert!(source.api_profile().wants_rejection_body());
     let http = reqwest::Client::new();
-    let token = manager_on(source_builder(&msk).build().unwrap(), &clock).token().await.unwrap();
+    let token = manager_on(source_builder(msk).build().unwrap(), &clock).token().await.unwrap();
     let bearer = format!("Bearer {}", token.access_token().expose_secret());
     let patients = format!("{}/Patient?researchstudy=FHIR-T&_format=json", msk.fhir_base());
 
@@ -264,7 +264,7 @@ async fn an_expired_token_is_replayed_once_with_a_new_one() {
     let our_clock = seed_clock();
     let sandbox = sandbox_on(&gateway_clock).await.unwrap();
     let msk = sandbox.msk();
-    let source = source_builder(&msk).build().unwrap();
+    let source = source_builder(msk).build().unwrap();
     let fhir = source.fhir_base().to_owned();
     let manager = manager_on(source, &our_clock);
     let client =
@@ -340,7 +340,7 @@ async fn searches_page_through_next_links() {
     let clock = seed_clock();
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
-    let source = source_builder(&msk).build().unwrap();
+    let source = source_builder(msk).build().unwrap();
     let fhir = source.fhir_base().to_owned();
     let profile = source.api_profile();
     let client = AuthClient::builder(manager_on(source, &clock)).profile(profile).build().unwrap();
@@ -491,7 +491,7 @@ async fn the_api_is_as_strict_as_msk_documents() {
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
     let http = reqwest::Client::new();
-    let token = manager_on(source_builder(&msk).build().unwrap(), &clock).token().await.unwrap();
+    let token = manager_on(source_builder(msk).build().unwrap(), &clock).token().await.unwrap();
     let bearer = format!("Bearer {}", token.access_token().expose_secret());
     let fhir = msk.fhir_base();
     let get = |path: &str, partner: Option<&str>| {
@@ -597,7 +597,7 @@ async fn faults_apply_to_the_token_endpoint_and_the_api() {
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
     msk.faults().set_error_rate(1.0);
-    let manager = manager_on(source_builder(&msk).build().unwrap(), &clock);
+    let manager = manager_on(source_builder(msk).build().unwrap(), &clock);
     let err = manager.token().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     let api = reqwest::get(format!("{}/metadata", msk.fhir_base())).await.unwrap();
@@ -620,7 +620,7 @@ async fn nothing_secret_in_debug_output() {
     let clock = seed_clock();
     let sandbox = sandbox_on(&clock).await.unwrap();
     let msk = sandbox.msk();
-    let builder = source_builder(&msk);
+    let builder = source_builder(msk);
     let builder_debug = format!("{builder:?}");
     let source = builder.build().unwrap();
     let manager = manager_on(source, &clock);
