@@ -717,6 +717,16 @@ mod tests {
         }
     }
 
+    /// Moved from the CLI, which now reads claims with this decoder.
+    #[test]
+    fn jwt_claims_decode_only_jwts() {
+        let claims = jwt_claims(&jwt(r#"{"sub":"x","exp":1}"#));
+        assert_eq!(claims.and_then(|c| c.get("sub").cloned()), Some(Value::from("x")));
+        assert!(jwt_claims("opaque-token").is_none());
+        assert!(jwt_claims("a.b.c.d").is_none());
+        assert!(jwt_claims("a.!!!.c").is_none());
+    }
+
     #[test]
     fn jwt_exp_without_expires_in() {
         let token = jwt(&format!(r#"{{"sub":"x","exp":{}}}"#, 1_700_000_000 + 900));

@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 
 use crate::connect::Connection;
 use crate::error::CliError;
-use crate::output::{Progress, Style, jwt_claims, out, out_json, rfc3339};
+use auth_core::token::jwt_claims;
+
+use crate::output::{Progress, Style, out, out_json, rfc3339};
 
 /// `fhir-auth token`: one fresh token (the store is in memory: nothing is reused
 /// across invocations), described; the value only with `--reveal`.

@@ -4,9 +4,6 @@
 use std::io::{IsTerminal, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
 
 /// ANSI styling that switches itself off when the stream is not a terminal.
 #[derive(Debug, Clone, Copy)]
@@ -104,20 +101,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The claims of a JWT, decoded without verification (for display only: nothing
-/// is trusted because of them). `None` for opaque tokens.
-pub(crate) fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
-    let mut parts = token.split('.');
-    let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
-        return None;
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
-}
-
 /// Writes a line to stdout, ignoring a closed pipe (`fhir-auth … | head` is not an error).
 pub(crate) fn out(line: &str) {
     let mut o = std::io::stdout().lock();
@@ -143,15 +126,5 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_464_939)), "2026-11-23T20:15:39Z");
-    }
-
-    #[test]
-    fn jwt_claims_decode_only_jwts() {
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"x","exp":1}"#);
-        let claims = jwt_claims(&format!("e30.{payload}.sig"));
-        assert_eq!(claims.and_then(|c| c.get("sub").cloned()), Some(Value::from("x")));
-        assert!(jwt_claims("opaque-token").is_none());
-        assert!(jwt_claims("a.b.c.d").is_none());
-        assert!(jwt_claims("a.!!!.c").is_none());
     }
 }
