@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 use thread_local::ThreadLocal;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -64,6 +65,10 @@ pub struct ManagerConfig {
     pub wait_timeout: Duration,
     /// How long a fetch lease lasts if its holder dies (default 30 s).
     pub lease_ttl: Duration,
+    /// The longest one fetch may take, store and lease included (default 60 s):
+    /// a source or store whose future never completes is cut off with a timeout,
+    /// and the next caller starts a new fetch.
+    pub fetch_timeout: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -77,6 +82,7 @@ impl Default for ManagerConfig {
             retry: RetryPolicy::default(),
             wait_timeout: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(30),
+            fetch_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -95,6 +101,7 @@ impl ManagerConfig {
         self.min_refresh_interval = self.min_refresh_interval.min(DAY);
         self.wait_timeout = self.wait_timeout.clamp(Duration::from_millis(1), DAY);
         self.lease_ttl = self.lease_ttl.clamp(Duration::from_millis(100), DAY);
+        self.fetch_timeout = self.fetch_timeout.clamp(Duration::from_millis(1), DAY);
         let r = &mut self.retry;
         r.attempts = r.attempts.clamp(1, 10);
         r.attempt_delay = r.attempt_delay.min(DAY);
@@ -427,33 +434,15 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
     /// token was dropped.
     pub async fn invalidate(&self, token: &Token) -> bool {
         let key = self.shared.source.cache_key();
-        {
-            // Remembered first, so a fetch that starts meanwhile cannot adopt it
-            // from the store.
-            let mut state = self.shared.lock();
-            let hash = fingerprint(token);
-            if !state.rejected.contains(&hash) {
-                if state.rejected.len() == REMEMBERED_REJECTIONS {
-                    state.rejected.remove(0);
-                }
-                state.rejected.push(hash);
-            }
-        }
+        // Remembered first, so a fetch that starts meanwhile cannot adopt it
+        // from the store.
+        self.shared.remember_rejected(token);
         // The store before memory: once memory forgets the token, callers fetch,
         // and that fetch must not find the rejected token still in the store.
         if let Err(e) = self.shared.store.remove(key, token).await {
             tracing::warn!(key = %key, error = %e, "could not remove rejected token from store");
         }
-        let dropped = {
-            let _state = self.shared.lock();
-            let current = self.shared.current.load_full();
-            if current.as_ref().is_some_and(|c| c.token.same_value(token)) {
-                self.shared.current.store(None);
-                true
-            } else {
-                false
-            }
-        };
+        let dropped = self.shared.forget(token);
         if dropped {
             bump(&self.shared.counters.invalidations);
             tracing::info!(key = %key, "token rejected by server; dropped");
@@ -463,12 +452,18 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
 
     /// Drops the cached token and tells the identity provider it is no longer needed.
     /// Returns whether the provider was told.
+    ///
+    /// The token is forgotten as a rejected one is: remembered first, removed from
+    /// the store, then from memory, so a fetch running meanwhile cannot take the
+    /// revoked token back from the store.
     pub async fn revoke(&self) -> Result<bool> {
-        let Some(cached) = self.shared.current.swap(None) else { return Ok(false) };
+        let Some(cached) = self.shared.current.load_full() else { return Ok(false) };
         let key = self.shared.source.cache_key();
+        self.shared.remember_rejected(&cached.token);
         if let Err(e) = self.shared.store.remove(key, &cached.token).await {
             tracing::warn!(key = %key, error = %e, "could not remove revoked token from store");
         }
+        self.shared.forget(&cached.token);
         self.shared.source.revoke(&cached.token).await
     }
 
@@ -512,6 +507,31 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Remembers `token` as refused (rejected or revoked): never adopted from a
+    /// store again.
+    fn remember_rejected(&self, token: &Token) {
+        let mut state = self.lock();
+        let hash = fingerprint(token);
+        if !state.rejected.contains(&hash) {
+            if state.rejected.len() == REMEMBERED_REJECTIONS {
+                state.rejected.remove(0);
+            }
+            state.rejected.push(hash);
+        }
+    }
+
+    /// Drops `token` from memory if it is still the cached one; whether it was.
+    fn forget(&self, token: &Token) -> bool {
+        let _state = self.lock();
+        let current = self.current.load_full();
+        if current.as_ref().is_some_and(|c| c.token.same_value(token)) {
+            self.current.store(None);
+            true
+        } else {
+            false
+        }
+    }
+
     fn schedule(&self, token: Arc<Token>) -> Cached {
         let cfg = &self.config;
         let life = token.lifetime().as_secs_f64();
@@ -534,25 +554,47 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         if nanos(mono) < self.refresh_gate.load(Ordering::Acquire) {
             return;
         }
-        let mut state = self.lock();
+        // Refreshing runs on a Tokio runtime; polled outside one (another
+        // executor), the current token still serves until it is no longer usable.
+        let Ok(runtime) = Handle::try_current() else { return };
+        let state = self.lock();
         if state.inflight.is_some()
             || state.failure.as_ref().is_some_and(|f| f.retry_at > mono)
             || state.refresh_not_before.is_some_and(|t| t > mono)
         {
             return;
         }
-        self.spawn_fetch(&mut state, Reason::Refresh);
+        self.spawn_fetch(state, Reason::Refresh, &runtime);
     }
 
-    fn spawn_fetch(self: &Arc<Self>, state: &mut State, reason: Reason) -> watch::Receiver<Outcome> {
+    /// Starts the one fetch, in a task of its own, and returns its outcome's
+    /// channel. Takes the state lock's guard and releases it before the task
+    /// exists: a runtime that is shutting down drops a new task on the spot, and
+    /// the fetch's guard then publishes its end, which takes the lock again.
+    fn spawn_fetch(
+        self: &Arc<Self>,
+        mut state: MutexGuard<'_, State>,
+        reason: Reason,
+        runtime: &Handle,
+    ) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
         state.inflight = Some(rx.clone());
         self.refresh_gate.store(u64::MAX, Ordering::Release);
+        drop(state);
         let mut guard = FetchGuard { shared: self.clone(), tx: Some(tx) };
+        let deadline = self.config.fetch_timeout;
         // A task of its own: the fetch completes (and is shared) even if the caller
-        // that started it is cancelled.
-        tokio::spawn(async move {
-            let result = guard.shared.run_fetch(reason).await;
+        // that started it is cancelled. Bounded as a whole: a source or store whose
+        // future never completes must not hold every later caller.
+        runtime.spawn(async move {
+            let result = match tokio::time::timeout(deadline, guard.shared.run_fetch(reason)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let key = guard.shared.source.cache_key();
+                    tracing::warn!(key = %key, after_ms = deadline.as_millis() as u64, "token fetch cut off");
+                    Err(Error::timeout("token fetch", deadline))
+                }
+            };
             if let Some(tx) = guard.tx.take() {
                 guard.shared.finish(result, tx);
             }
@@ -562,7 +604,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
 
     async fn wait_for_token(self: Arc<Self>) -> Result<Arc<Token>> {
         let mut rx = {
-            let mut state = self.lock();
+            let state = self.lock();
             let now = self.clock.now();
             if let Some(cached) = self.current.load_full().filter(|c| now < c.usable_until) {
                 return Ok(cached.token.clone());
@@ -571,11 +613,21 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
             if let Some(failure) = state.failure.as_ref().filter(|f| f.retry_at > mono) {
                 return Err(failure.error.clone());
             }
+            // Fetching and waiting both run on Tokio (a task, a timer).
+            let runtime = Handle::try_current().map_err(|_| {
+                Error::configuration(
+                    "the token manager fetches tokens on a Tokio runtime, and token() was polled outside one",
+                )
+            })?;
             match &state.inflight {
                 Some(rx) => rx.clone(),
-                None => self.spawn_fetch(&mut state, Reason::Needed),
+                None => self.spawn_fetch(state, Reason::Needed, &runtime),
             }
         };
+        // Already over (the runtime dropped the task on the spot): no timer needed.
+        if let Some(result) = rx.borrow().clone() {
+            return result;
+        }
         let wait = self.config.wait_timeout;
         match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
             Err(_) => Err(Error::timeout("waiting for a token", wait)),

@@ -4,7 +4,6 @@
 use std::io::{IsTerminal, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-
 /// ANSI styling that switches itself off when the stream is not a terminal.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Style {

@@ -8,6 +8,7 @@ mod canary_engine;
 mod canary_providers;
 mod client_auth;
 mod conformance;
+mod fetch_bounds;
 mod fhir_client;
 mod fleet;
 mod idp_outage;
