@@ -17,7 +17,7 @@ use reqwest::{Method, Request, RequestBuilder, Response, StatusCode};
 
 use crate::challenge::{Challenge, bearer_challenge};
 use crate::error::{Error, Result};
-use crate::manager::TokenManager;
+use crate::manager::{Invalidation, TokenManager};
 use crate::profile::{ApiProfile, Rejection, RejectionVerdict};
 use crate::source::CredentialSource;
 use crate::store::TokenStore;
@@ -26,15 +26,22 @@ use crate::token::Token;
 /// Default timeout of an API request made with [`AuthClient::new`]'s HTTP client.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What an authenticated client needs from a token manager: a token, and a way to
-/// drop one a server rejected. Object safe, so one client type serves every source
-/// and store.
+/// What an authenticated client needs from a token manager: a token, a way to
+/// drop one a server rejected, and to say when a fresh token did not help either.
+/// Object safe, so one client type serves every source and store.
 #[async_trait]
 pub trait Authenticator: Send + Sync + fmt::Debug + 'static {
     /// A valid token.
     async fn token(&self) -> Result<Arc<Token>>;
-    /// Drops `token` because a server rejected it.
-    async fn invalidate(&self, token: &Token) -> bool;
+    /// Drops `token` because a server rejected it (see [`Invalidation`]).
+    async fn invalidate(&self, token: &Token) -> Invalidation;
+    /// The replay of a request was rejected too, with `token`, fetched to replace
+    /// a rejected one: the rejection is likely not about the token. Returns how
+    /// long no rejected token will be dropped (so none fetched) for this reason.
+    async fn replacement_rejected(&self, token: &Token) -> Option<Duration> {
+        let _ = token;
+        None
+    }
 }
 
 #[async_trait]
@@ -42,8 +49,11 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
     async fn token(&self) -> Result<Arc<Token>> {
         TokenManager::token(self).await
     }
-    async fn invalidate(&self, token: &Token) -> bool {
+    async fn invalidate(&self, token: &Token) -> Invalidation {
         TokenManager::invalidate(self, token).await
+    }
+    async fn replacement_rejected(&self, token: &Token) -> Option<Duration> {
+        Some(TokenManager::replacement_rejected(self, token))
     }
 }
 
@@ -52,8 +62,11 @@ impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
     async fn token(&self) -> Result<Arc<Token>> {
         (**self).token().await
     }
-    async fn invalidate(&self, token: &Token) -> bool {
+    async fn invalidate(&self, token: &Token) -> Invalidation {
         (**self).invalidate(token).await
+    }
+    async fn replacement_rejected(&self, token: &Token) -> Option<Duration> {
+        (**self).replacement_rejected(token).await
     }
 }
 
@@ -272,7 +285,10 @@ impl AuthClient {
             }
             drop(response);
         }
-        self.auth.invalidate(&token).await;
+        if let Invalidation::Held { retry_after } = self.auth.invalidate(&token).await {
+            // A fresh token was already tried for this rejection, in vain: no replay.
+            return Err(Error::unauthorized_held(status, challenge, retry_after));
+        }
         let Some(replay) = replay else {
             tracing::debug!(status, "token rejected; request body cannot be replayed");
             return Err(Error::unauthorized(status, challenge));
@@ -283,7 +299,13 @@ impl AuthClient {
         match verdict(&response) {
             Verdict::Accepted => Ok(response),
             Verdict::InsufficientScope(challenge) => Err(Error::insufficient_scope(challenge)),
-            Verdict::Rejected(challenge) => Err(Error::unauthorized(response.status().as_u16(), challenge)),
+            Verdict::Rejected(challenge) => {
+                let status = response.status().as_u16();
+                match self.auth.replacement_rejected(&fresh).await {
+                    Some(hold) => Err(Error::unauthorized_held(status, challenge, hold)),
+                    None => Err(Error::unauthorized(status, challenge)),
+                }
+            }
         }
     }
 

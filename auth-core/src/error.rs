@@ -263,7 +263,7 @@ enum Repr {
     Unavailable { what: String, status: u16, retry_after: Option<Duration> },
     InvalidResponse { what: String, status: u16, problem: ResponseProblem },
     Configuration(String),
-    Unauthorized { status: u16, challenge: Option<Challenge> },
+    Unauthorized { status: u16, challenge: Option<Challenge>, hold: Option<Duration> },
     InsufficientScope { challenge: Challenge },
     Store(String),
     Internal(String),
@@ -288,10 +288,19 @@ impl fmt::Display for Repr {
                 write!(f, "invalid response from {what} (HTTP {status}): {problem}")
             }
             Self::Configuration(msg) => write!(f, "invalid configuration: {msg}"),
-            Self::Unauthorized { status, challenge } => {
+            Self::Unauthorized { status, challenge, hold } => {
                 write!(f, "the server rejected a freshly fetched token (HTTP {status})")?;
                 if let Some(c) = challenge {
                     write!(f, ": {c}")?;
+                }
+                if let Some(hold) = hold {
+                    write!(
+                        f,
+                        "; a token fetched to replace a rejected one was rejected too, so the rejection is \
+                         likely not about the token (a gateway in front, a wrong audience, a server clock \
+                         ahead of the identity provider's): no new token is fetched for it for {}s",
+                        hold.as_secs().max(1)
+                    )?;
                 }
                 Ok(())
             }
@@ -404,7 +413,14 @@ impl Error {
     /// [`redact_credentials`]) is replaced: servers echo the rejected bearer token
     /// in `error_description`.
     pub fn unauthorized(status: u16, challenge: Option<Challenge>) -> Self {
-        Self::new(Repr::Unauthorized { status, challenge: challenge.map(redact_challenge) }, None)
+        Self::new(Repr::Unauthorized { status, challenge: challenge.map(redact_challenge), hold: None }, None)
+    }
+
+    /// A rejection that a fresh token did not cure either: the manager holds off
+    /// fetching new tokens for it for `hold` ([`Error::retry_after`]).
+    pub fn unauthorized_held(status: u16, challenge: Option<Challenge>, hold: Duration) -> Self {
+        let challenge = challenge.map(redact_challenge);
+        Self::new(Repr::Unauthorized { status, challenge, hold: Some(hold) }, None)
     }
 
     /// A token rejected for lack of scope (the challenge redacted as for
@@ -520,11 +536,13 @@ impl Error {
         }
     }
 
-    /// How long the server asked us to wait (`Retry-After`), if it said.
+    /// How long to wait before trying again, if known: the server's `Retry-After`,
+    /// or how long the manager holds off after a rejection no token cures.
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.inner.repr {
             Repr::OAuth(e) => e.retry_after,
             Repr::Unavailable { retry_after, .. } => *retry_after,
+            Repr::Unauthorized { hold, .. } => *hold,
             _ => None,
         }
     }

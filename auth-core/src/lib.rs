@@ -51,7 +51,7 @@ pub mod token;
 pub use client::{AuthClient, AuthClientBuilder, Authenticator};
 pub use endpoint::EndpointOptions;
 pub use error::{Error, ErrorKind, OAuthError, OAuthErrorCode, ResponseProblem, Result};
-pub use manager::{ManagerConfig, ManagerStats, RetryPolicy, TokenManager};
+pub use manager::{Invalidation, ManagerConfig, ManagerStats, RetryPolicy, TokenManager};
 pub use profile::{ApiProfile, Rejection, RejectionJudge, RejectionVerdict};
 pub use secret::{
     AccessToken, ClientSecret, DeviceSecret, IdToken, PrivateKeyPem, RefreshToken, SecretValue,

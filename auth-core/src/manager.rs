@@ -189,6 +189,8 @@ pub struct ManagerStats {
     pub from_store: u64,
     /// Tokens dropped because a server rejected them.
     pub invalidations: u64,
+    /// Times a rejection was held off because a fresh token did not cure it.
+    pub holds: u64,
 }
 
 #[derive(Debug, Default)]
@@ -198,6 +200,7 @@ struct Counters {
     failures: AtomicU64,
     from_store: AtomicU64,
     invalidations: AtomicU64,
+    holds: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -281,6 +284,40 @@ struct State {
     refresh_not_before: Option<Duration>,
     /// Hashes of the last tokens a server rejected: never adopted again from a store.
     rejected: Vec<[u8; 32]>,
+    /// While a rejection that fresh tokens do not cure is held off: no rejected
+    /// token is dropped, so none is fetched, until then.
+    hold: Option<Hold>,
+}
+
+/// A rejection no fresh token cured, and how long it is held off.
+struct Hold {
+    until: Duration,
+    /// Holds in a row, for the exponential length.
+    consecutive: u32,
+}
+
+/// What [`TokenManager::invalidate`] did with a rejected token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// It was the cached token, and is gone: the next caller fetches a new one.
+    Dropped,
+    /// It was no longer the cached one (another caller already replaced it).
+    NotCurrent,
+    /// Kept: a token fetched to replace a rejected one was rejected too, so the
+    /// rejection is likely not about the token, and no token is dropped (so none
+    /// fetched) for this reason for `retry_after`.
+    Held {
+        /// How long the hold lasts from now.
+        retry_after: Duration,
+    },
+}
+
+impl Invalidation {
+    /// Whether the token was dropped.
+    pub fn dropped(self) -> bool {
+        self == Self::Dropped
+    }
 }
 
 struct Failure {
@@ -430,10 +467,14 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
     /// Drops `token` because a server rejected it, if it is still the cached one.
     ///
     /// A newer token that another caller already fetched is kept: only the exact
-    /// rejected value is dropped, here and in the store. Returns whether the cached
-    /// token was dropped.
-    pub async fn invalidate(&self, token: &Token) -> bool {
+    /// rejected value is dropped, here and in the store. While a rejection that a
+    /// fresh token did not cure is held off ([`TokenManager::replacement_rejected`]),
+    /// nothing is dropped: [`Invalidation::Held`].
+    pub async fn invalidate(&self, token: &Token) -> Invalidation {
         let key = self.shared.source.cache_key();
+        if let Some(retry_after) = self.shared.held() {
+            return Invalidation::Held { retry_after };
+        }
         // Remembered first, so a fetch that starts meanwhile cannot adopt it
         // from the store.
         self.shared.remember_rejected(token);
@@ -442,12 +483,49 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
         if let Err(e) = self.shared.store.remove(key, token).await {
             tracing::warn!(key = %key, error = %e, "could not remove rejected token from store");
         }
-        let dropped = self.shared.forget(token);
-        if dropped {
+        if self.shared.forget(token) {
             bump(&self.shared.counters.invalidations);
             tracing::info!(key = %key, "token rejected by server; dropped");
+            Invalidation::Dropped
+        } else {
+            Invalidation::NotCurrent
         }
-        dropped
+    }
+
+    /// Says that a request replayed with `token`, fetched to replace a rejected
+    /// one, was rejected too: the rejection is likely not about the token (a
+    /// gateway in front, a wrong audience, a server clock ahead of the identity
+    /// provider's). Rather than a token request per call, rejected tokens are kept
+    /// for a while (the retry policy's backoff, doubling while it goes on) and the
+    /// calls fail at once. Returns how long.
+    pub fn replacement_rejected(&self, token: &Token) -> Duration {
+        let _ = token;
+        let mono = self.shared.mono();
+        let retry = &self.shared.config.retry;
+        let mut state = self.shared.lock();
+        if let Some(hold) = state.hold.as_ref().filter(|h| h.until > mono) {
+            return hold.until - mono;
+        }
+        // Holds in a row double; after a quiet spell as long as the longest hold,
+        // the next one starts short again.
+        let consecutive = match &state.hold {
+            Some(hold) if mono.saturating_sub(hold.until) < retry.backoff_max => {
+                hold.consecutive.saturating_add(1)
+            }
+            _ => 1,
+        };
+        let length = retry
+            .backoff_base
+            .saturating_mul(1u32 << consecutive.saturating_sub(1).min(20))
+            .min(retry.backoff_max);
+        state.hold = Some(Hold { until: mono.saturating_add(length), consecutive });
+        tracing::warn!(
+            key = %self.shared.source.cache_key(),
+            hold_ms = length.as_millis() as u64,
+            "a token fetched to replace a rejected one was rejected too; not fetching another for a while"
+        );
+        bump(&self.shared.counters.holds);
+        length
     }
 
     /// Drops the cached token and tells the identity provider it is no longer needed.
@@ -497,11 +575,18 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
             failures: get(&c.failures),
             from_store: get(&c.from_store),
             invalidations: get(&c.invalidations),
+            holds: get(&c.holds),
         }
     }
 }
 
 impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
+    /// How long rejections are still held off, if they are.
+    fn held(&self) -> Option<Duration> {
+        let mono = self.mono();
+        self.lock().hold.as_ref().filter(|h| h.until > mono).map(|h| h.until - mono)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // State updates are single assignments; a poisoned lock holds consistent data.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)

@@ -45,6 +45,27 @@ async fn a_server_that_always_rejects_gets_exactly_one_replay_then_a_typed_error
     assert_eq!(idp.token_requests(), 2);
 }
 
+/// A 401 that has nothing to do with the token (a gateway in front, a wrong
+/// audience, a resource server whose clock rejects brand-new tokens): once a token
+/// fetched to replace a rejected one is rejected too, the manager holds off
+/// instead of fetching a token per call, and the error says why.
+#[tokio::test]
+async fn a_401_that_persists_costs_a_handful_of_token_requests_not_one_per_call() {
+    let (idp, _manager, client) = setup().await;
+    idp.set_api_behavior(ApiBehavior::RejectAll);
+    let mut last = None;
+    for _ in 0..20 {
+        last = Some(client.get(idp.api_url("Patient/1")).send().await.unwrap_err());
+    }
+    let requests = idp.token_requests();
+    assert!(requests <= 3, "{requests} token requests for 20 calls");
+    let error = last.unwrap();
+    assert_eq!(error.kind(), ErrorKind::Unauthorized, "{error}");
+    assert!(error.retry_after().is_some(), "the error says when a new token will be tried: {error}");
+    assert!(error.to_string().contains("not about the token"), "{error}");
+    eprintln!("20 calls against an API that always answers 401: {requests} token requests");
+}
+
 #[tokio::test]
 async fn santedb_style_403_invalid_token_triggers_the_replay() {
     let (idp, _manager, client) = setup().await;
@@ -87,11 +108,11 @@ async fn a_streaming_body_is_not_replayed() {
 async fn invalidating_an_old_token_keeps_the_newer_one() {
     let (idp, manager, _client) = setup().await;
     let old = manager.token().await.unwrap();
-    assert!(manager.invalidate(&old).await);
+    assert!(manager.invalidate(&old).await.dropped());
     let new = manager.token().await.unwrap();
     assert!(!new.same_value(&old));
     // A slow caller reports the old token as rejected after the new one arrived.
-    assert!(!manager.invalidate(&old).await, "the newer token must survive");
+    assert!(!manager.invalidate(&old).await.dropped(), "the newer token must survive");
     assert!(manager.cached().is_some_and(|t| t.same_value(&new)));
     assert_eq!(idp.token_requests(), 2);
 }
@@ -115,7 +136,7 @@ async fn a_token_rejected_on_one_thread_is_dropped_on_every_thread() {
     assert!(copies.iter().all(|c| c.same_value(&first)));
     assert_eq!(idp.token_requests(), 1);
 
-    assert!(manager.invalidate(&copies[3]).await, "a thread's copy identifies the cached token");
+    assert!(manager.invalidate(&copies[3]).await.dropped(), "a thread's copy identifies the cached token");
     let next = std::thread::spawn({
         let m = manager.clone();
         move || {
