@@ -2,6 +2,7 @@
 //! every call carries a valid token, the vendor's extras, and one replay after a
 //! rejected token. Generated clients (`#[authenticated_api]`) call into this.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::pin::Pin;
 
@@ -22,6 +23,9 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 
 /// Default cap on a FHIR response body (a page of a search can be large).
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Default cap on the pages one search stream follows.
+pub const DEFAULT_MAX_PAGES: usize = 10_000;
 
 /// Search parameters, in order; a name may repeat (`date=ge2020&date=lt2021`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,6 +110,7 @@ pub struct FhirClient {
     api: AuthClient,
     base: Url,
     max_body: usize,
+    max_pages: usize,
 }
 
 impl fmt::Debug for FhirClient {
@@ -136,12 +141,20 @@ impl FhirClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        Ok(Self { api, base, max_body: DEFAULT_MAX_BODY })
+        Ok(Self { api, base, max_body: DEFAULT_MAX_BODY, max_pages: DEFAULT_MAX_PAGES })
     }
 
     /// Caps response bodies at `bytes` (default 16 MiB).
     pub fn with_max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
+        self
+    }
+
+    /// Ends a search stream with an error after `pages` pages (default
+    /// [`DEFAULT_MAX_PAGES`]), so a server whose `next` links never end cannot
+    /// grow a caller's memory without bound.
+    pub fn with_max_pages(mut self, pages: usize) -> Self {
+        self.max_pages = pages.max(1);
         self
     }
 
@@ -230,25 +243,51 @@ impl FhirClient {
     }
 
     /// Every match of a search, page after page, as a stream.
+    ///
+    /// The stream ends with an error, after the matches of the pages read, when a
+    /// `next` link repeats one already followed (a loop) or the pages pass the cap
+    /// ([`FhirClient::with_max_pages`]).
     pub fn search_all<R: Resource>(
         &self,
         params: SearchParams,
     ) -> Pin<Box<dyn Stream<Item = Result<R>> + Send>> {
         let client = self.clone();
-        let pages = futures_util::stream::try_unfold(Some(Page::First(params)), move |state| {
+        let start = Paging { next: Some(Page::First(params)), followed: HashSet::new(), pages: 0 };
+        let pages = futures_util::stream::try_unfold(start, move |mut paging| {
             let client = client.clone();
             async move {
-                let bundle: Bundle<R> = match state {
+                let bundle: Bundle<R> = match paging.next.take() {
                     None => return Ok(None),
                     Some(Page::First(params)) => client.search(&params).await?,
                     Some(Page::Next(url)) => {
-                        let url = client.same_origin(&url)?;
                         client.send(Method::GET, url, HeaderMap::new(), None).await?.json()?
                     }
                 };
-                let next = bundle.next_link().map(|u| Page::Next(u.to_owned()));
-                let items: Vec<Result<R>> = bundle.into_matches().map(Ok).collect();
-                Ok(Some((futures_util::stream::iter(items), next)))
+                paging.pages += 1;
+                let mut stop = None;
+                if let Some(link) = bundle.next_link() {
+                    match client.same_origin(link) {
+                        Err(refused) => stop = Some(refused),
+                        Ok(url) if !paging.followed.insert(url.clone()) => {
+                            stop = Some(paging_problem(format!(
+                                "the server's next links loop (page {} links to a page already read); stopped",
+                                paging.pages
+                            )));
+                        }
+                        Ok(_) if paging.pages >= client.max_pages => {
+                            stop = Some(paging_problem(format!(
+                                "the search goes on past {} pages; stopped (raise FhirClient::with_max_pages \
+                                 for searches that long)",
+                                client.max_pages
+                            )));
+                        }
+                        Ok(url) => paging.next = Some(Page::Next(url)),
+                    }
+                }
+                // A stop is delivered after the matches of the last page read.
+                let mut items: Vec<Result<R>> = bundle.into_matches().map(Ok).collect();
+                items.extend(stop.map(Err));
+                Ok(Some((futures_util::stream::iter(items), paging)))
             }
         });
         Box::pin(futures_util::TryStreamExt::try_flatten(pages))
@@ -326,7 +365,18 @@ impl FhirClient {
 
 enum Page {
     First(SearchParams),
-    Next(String),
+    Next(Url),
+}
+
+/// Where a search stream is: what to read next, what it has followed.
+struct Paging {
+    next: Option<Page>,
+    followed: HashSet<Url>,
+    pages: usize,
+}
+
+fn paging_problem(message: String) -> Error {
+    Error::invalid_response("FHIR search", 200, ResponseProblem::Other(message))
 }
 
 fn type_of<R: Resource>() -> Result<&'static str> {

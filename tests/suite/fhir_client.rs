@@ -165,7 +165,7 @@ async fn the_generated_client_does_every_interaction() {
 }
 
 #[tokio::test]
-async fn search_streams_across_three_pages() {
+async fn search_streams_across_every_page() {
     let s = setup().await;
     let names: Vec<String> = s
         .fhir
@@ -175,8 +175,8 @@ async fn search_streams_across_three_pages() {
         .await
         .unwrap();
     assert_eq!(names.len(), 4, "four pages of one: {names:?}");
-    // Every page went through the authenticated client.
-    assert!(s.gate.seen.load(Ordering::SeqCst) >= 4);
+    // Every page went through the authenticated client: four pages, four requests.
+    assert_eq!(s.gate.seen.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
@@ -244,4 +244,63 @@ async fn a_next_link_to_another_origin_is_not_followed() {
     let e = s.fhir.next_page(&bundle).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidResponse);
     assert!(e.to_string().contains("another origin"), "{e}");
+}
+
+/// A FHIR server whose search pages link on forever: `next` of page `n` is page
+/// `n + step` (a step of 0 links a page to itself), one Patient per page.
+async fn endless_pages(step: u64) -> String {
+    let app = axum::Router::new().route(
+        "/fhir/Patient",
+        axum::routing::get(move |axum::extract::RawQuery(query): axum::extract::RawQuery| async move {
+            let page: u64 = query
+                .as_deref()
+                .and_then(|q| q.strip_prefix("page="))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let next = format!("/fhir/Patient?page={}", page + step);
+            let bundle = json!({
+                "resourceType": "Bundle", "type": "searchset",
+                "link": [{"relation": "next", "url": next}],
+                "entry": [{"resource": {"resourceType": "Patient", "id": format!("p{page}")}, "search": {"mode": "match"}}]
+            });
+            ([(header::CONTENT_TYPE, "application/fhir+json")], bundle.to_string())
+        }),
+    );
+    format!("http://{}/fhir", integration_tests::serve(app).await)
+}
+
+#[tokio::test]
+async fn a_looping_next_link_ends_the_stream_with_a_typed_error() {
+    let idp = TestIdentityProvider::start().await.unwrap();
+    let api = AuthClient::new(TokenManager::new(integration_tests::source(&idp))).unwrap();
+    let fhir = FhirClient::new(api, &endless_pages(0).await).unwrap();
+    let all: Vec<Result<Patient>> = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures_util::StreamExt::collect(fhir.search_all::<Patient>(SearchParams::new())),
+    )
+    .await
+    .expect("the stream ends");
+    let (first, last) = (all.first().unwrap(), all.last().unwrap());
+    assert!(first.is_ok(), "the first page's match is delivered");
+    let e = last.as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{e}");
+    assert!(e.to_string().contains("loop"), "{e}");
+    assert!(all.len() <= 3, "stopped at the first repeated page, not after {} items", all.len());
+}
+
+#[tokio::test]
+async fn an_endless_search_is_capped_with_a_typed_error() {
+    let idp = TestIdentityProvider::start().await.unwrap();
+    let api = AuthClient::new(TokenManager::new(integration_tests::source(&idp))).unwrap();
+    let fhir = FhirClient::new(api, &endless_pages(1).await).unwrap().with_max_pages(25);
+    let all: Vec<Result<Patient>> = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures_util::StreamExt::collect(fhir.search_all::<Patient>(SearchParams::new())),
+    )
+    .await
+    .expect("the stream ends");
+    assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 25, "every page up to the cap");
+    let e = all.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{e}");
+    assert!(e.to_string().contains("25 pages"), "{e}");
 }
