@@ -1,37 +1,44 @@
-//! A real OAuth 2.0 identity provider and protected API on loopback, for tests and
-//! demos .
+//! The test identity provider: a generic OAuth 2.0 token endpoint and a protected
+//! API on loopback, for the engine's tests, benchmarks and demos.
 //!
-//! It speaks HTTP for real, so tests exercise the same code paths as production:
-//! it counts token requests, can be slowed down or made to fail on demand, issues
-//! opaque or JWT tokens on a clock you control, and its API accepts only tokens it
-//! issued and that have not expired or been revoked.
+//! It speaks HTTP for real, so tests exercise the same code paths as production. Its
+//! books are the sandbox's own: clients, issued tokens (expiry on a clock you
+//! control, revocation) and request counts live in a [`TokenRegistry`], its delay
+//! and failure knobs are [`Faults`], as for every vendor emulator. What it adds is
+//! scripting: what the token endpoint answers next ([`TokenBehavior`]), how the API
+//! judges tokens ([`ApiBehavior`]), and the shape of a good answer (JWT or opaque
+//! tokens, `expires_in` as a number, a string or absent, refresh tokens).
+//!
+//! Routes: `POST /token` (the `client_credentials` and `refresh_token` grants, client
+//! authentication by Basic or form fields, exactly one of them) and `/api/{path}`
+//! (any method; tokens this provider issued, not expired nor revoked).
 //!
 //! ```
-//! use auth_sandbox::testkit::TestIdentityProvider;
+//! use auth_sandbox::idp::TestIdentityProvider;
 //! use auth_core::{TokenManager, oauth2::OAuth2Source};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> auth_core::Result<()> {
 //! let idp = TestIdentityProvider::start().await?;
-//! let (id, secret) = idp.credentials();
-//! let tokens = TokenManager::new(OAuth2Source::builder(idp.token_url(), id, secret).build()?);
+//! let tokens = TokenManager::new(
+//!     OAuth2Source::builder(idp.token_url(), idp.client_id(), idp.client_secret()).build()?,
+//! );
 //! tokens.token().await?;
 //! tokens.token().await?;
 //! assert_eq!(idp.token_requests(), 1);
 //! # Ok(()) }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use base64::Engine;
@@ -42,6 +49,18 @@ use tokio::task::JoinHandle;
 use auth_core::ClientSecret;
 use auth_core::clock::{Clock, SystemClock};
 use auth_core::{Error, Result};
+
+use crate::faults::{self, Faults};
+use crate::fhir::header_str;
+use crate::tokens::{Refusal, TokenRegistry};
+
+/// The client id registered by default.
+pub const CLIENT_ID: &str = "test-client";
+/// The client secret registered by default.
+pub const CLIENT_SECRET: &str = "test-secret";
+
+/// `expires_in` (and token lifetime) unless [`TestIdentityProvider::set_lifetime`] says otherwise.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
 /// What the token endpoint does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,9 +106,11 @@ pub enum ApiBehavior {
 }
 
 /// What the provider saw in one token request.
+///
+/// Holds test credentials; its `Debug` shows field names only.
 #[derive(Clone, Default)]
 #[non_exhaustive]
-pub struct RecordedRequest {
+pub struct IdpTokenRequest {
     /// The `Authorization` header as sent.
     pub authorization: Option<String>,
     /// `(client_id, client_secret)` decoded from Basic per RFC 6749 §2.3.1.
@@ -102,17 +123,22 @@ pub struct RecordedRequest {
     pub content_type: Option<String>,
 }
 
-impl RecordedRequest {
+impl IdpTokenRequest {
     /// A form field by name.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+
+    /// The client the request names: Basic first, else the form's `client_id`.
+    fn client_id(&self) -> Option<&str> {
+        self.basic_decoded.as_ref().map(|(id, _)| id.as_str()).or_else(|| self.field("client_id"))
+    }
 }
 
-impl fmt::Debug for RecordedRequest {
+impl fmt::Debug for IdpTokenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Holds test secrets; keep them out of test output too.
-        f.debug_struct("RecordedRequest")
+        f.debug_struct("IdpTokenRequest")
             .field("form_fields", &self.form.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("content_type", &self.content_type)
             .finish_non_exhaustive()
@@ -122,54 +148,49 @@ impl fmt::Debug for RecordedRequest {
 /// What the protected API saw in one accepted request (the bearer is left out).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
-pub struct ApiRequest {
+pub struct IdpApiRequest {
     /// The query string, if any.
     pub query: Option<String>,
     /// Every header but `Authorization`.
     pub headers: Vec<(String, String)>,
 }
 
-impl ApiRequest {
+impl IdpApiRequest {
     /// A header by (lowercase) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
-struct Issued {
-    expires_at: SystemTime,
-    revoked: bool,
-}
-
-struct Knobs {
+/// How a good token answer looks, and what the endpoints do next.
+struct Script {
     lifetime: Option<Duration>,
     expires_in_as_string: bool,
     jwt: bool,
     refresh_tokens: bool,
     token_type: String,
-    delay: Duration,
     behavior: TokenBehavior,
     queued: VecDeque<TokenBehavior>,
     api: ApiBehavior,
-    clients: HashMap<String, String>,
-    requests: Vec<RecordedRequest>,
-    api_log: Vec<ApiRequest>,
-    issued: HashMap<String, Issued>,
+}
+
+/// The script and what the provider recorded, under one lock.
+struct Books {
+    script: Script,
+    token_log: Vec<IdpTokenRequest>,
+    api_log: Vec<IdpApiRequest>,
 }
 
 struct Inner {
-    clock: Arc<dyn Clock>,
-    knobs: Mutex<Knobs>,
-    token_requests: AtomicU64,
-    refresh_requests: AtomicU64,
-    api_requests: AtomicU64,
-    api_rejections: AtomicU64,
-    serial: AtomicU64,
+    registry: TokenRegistry,
+    faults: Faults,
+    idp_faults: Faults,
+    books: Mutex<Books>,
 }
 
 impl Inner {
-    fn knobs(&self) -> MutexGuard<'_, Knobs> {
-        self.knobs.lock().unwrap_or_else(PoisonError::into_inner)
+    fn books(&self) -> MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -177,16 +198,17 @@ impl Inner {
 ///
 /// Stops serving when dropped.
 pub struct TestIdentityProvider {
-    addr: SocketAddr,
+    base: String,
     inner: Arc<Inner>,
     server: JoinHandle<()>,
 }
 
 impl fmt::Debug for TestIdentityProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The registry's Debug is counts only; the script holds no secret.
         f.debug_struct("TestIdentityProvider")
-            .field("addr", &self.addr)
-            .field("token_requests", &self.token_requests())
+            .field("base", &self.base)
+            .field("registry", &self.inner.registry)
             .finish_non_exhaustive()
     }
 }
@@ -197,11 +219,6 @@ impl Drop for TestIdentityProvider {
     }
 }
 
-/// The client id registered by default.
-pub const CLIENT_ID: &str = "test-client";
-/// The client secret registered by default.
-pub const CLIENT_SECRET: &str = "test-secret";
-
 impl TestIdentityProvider {
     /// Starts on a free loopback port, on the system clock.
     pub async fn start() -> Result<Self> {
@@ -210,33 +227,36 @@ impl TestIdentityProvider {
 
     /// Starts on a free loopback port; expiry is judged on `clock`.
     pub async fn start_with_clock(clock: impl Clock) -> Result<Self> {
+        let registry = TokenRegistry::new(Arc::new(clock));
+        registry.register(CLIENT_ID, CLIENT_SECRET);
         let inner = Arc::new(Inner {
-            clock: Arc::new(clock),
-            knobs: Mutex::new(Knobs {
-                lifetime: Some(Duration::from_secs(300)),
-                expires_in_as_string: false,
-                jwt: false,
-                refresh_tokens: false,
-                token_type: "Bearer".into(),
-                delay: Duration::ZERO,
-                behavior: TokenBehavior::Issue,
-                queued: VecDeque::new(),
-                api: ApiBehavior::Validate,
-                clients: HashMap::from([(CLIENT_ID.to_owned(), CLIENT_SECRET.to_owned())]),
-                requests: Vec::new(),
+            registry,
+            faults: Faults::default(),
+            idp_faults: Faults::default(),
+            books: Mutex::new(Books {
+                script: Script {
+                    lifetime: Some(DEFAULT_LIFETIME),
+                    expires_in_as_string: false,
+                    jwt: false,
+                    refresh_tokens: false,
+                    token_type: "Bearer".into(),
+                    behavior: TokenBehavior::Issue,
+                    queued: VecDeque::new(),
+                    api: ApiBehavior::Validate,
+                },
+                token_log: Vec::new(),
                 api_log: Vec::new(),
-                issued: HashMap::new(),
             }),
-            token_requests: AtomicU64::new(0),
-            refresh_requests: AtomicU64::new(0),
-            api_requests: AtomicU64::new(0),
-            api_rejections: AtomicU64::new(0),
-            serial: AtomicU64::new(0),
         });
-        let app = Router::new()
+        let idp = Router::new()
             .route("/token", post(token_endpoint))
+            .with_state(inner.clone())
+            .layer(from_fn_with_state(inner.idp_faults.clone(), faults::apply));
+        let app = Router::new()
+            .merge(idp)
             .route("/api/{*path}", any(api_endpoint))
-            .with_state(inner.clone());
+            .with_state(inner.clone())
+            .layer(from_fn_with_state(inner.faults.clone(), faults::apply));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| Error::configuration(format!("cannot bind a loopback port: {e}")))?;
@@ -248,121 +268,167 @@ impl TestIdentityProvider {
                 tracing::error!(error = %e, "test identity provider stopped");
             }
         });
-        Ok(Self { addr, inner, server })
+        Ok(Self { base: format!("http://{addr}"), inner, server })
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+    pub fn base_url(&self) -> &str {
+        &self.base
     }
 
-    /// The token endpoint.
+    /// The token endpoint, `{base}/token`.
     pub fn token_url(&self) -> String {
-        format!("{}/token", self.base_url())
+        format!("{}/token", self.base)
+    }
+
+    /// The protected API's base, `{base}/api`: any path below it works.
+    pub fn fhir_base(&self) -> String {
+        format!("{}/api", self.base)
     }
 
     /// A protected API URL; any path below `/api/` works.
     pub fn api_url(&self, path: &str) -> String {
-        format!("{}/api/{}", self.base_url(), path.trim_start_matches('/'))
+        format!("{}/{}", self.fhir_base(), path.trim_start_matches('/'))
+    }
+
+    /// The default client's id ([`CLIENT_ID`]).
+    pub fn client_id(&self) -> &str {
+        CLIENT_ID
+    }
+
+    /// The default client's secret ([`CLIENT_SECRET`]).
+    pub fn client_secret(&self) -> ClientSecret {
+        ClientSecret::new(CLIENT_SECRET)
     }
 
     /// The default client's id and secret.
     pub fn credentials(&self) -> (String, ClientSecret) {
-        (CLIENT_ID.to_owned(), ClientSecret::new(CLIENT_SECRET))
+        (self.client_id().to_owned(), self.client_secret())
     }
 
-    /// Registers another client.
+    /// Registers (or replaces) a client.
     pub fn register_client(&self, id: &str, secret: &str) {
-        self.inner.knobs().clients.insert(id.to_owned(), secret.to_owned());
+        self.inner.registry.register(id, secret);
     }
 
-    /// Sets `expires_in` of issued tokens (`None`: omit it).
+    fn script(&self, f: impl FnOnce(&mut Script)) {
+        f(&mut self.inner.books().script);
+    }
+
+    /// Sets `expires_in` of issued tokens (`None`: omit it; tokens then live the
+    /// default five minutes).
     pub fn set_lifetime(&self, lifetime: Option<Duration>) {
-        self.inner.knobs().lifetime = lifetime;
+        self.script(|s| s.lifetime = lifetime);
     }
 
     /// Sends `expires_in` as a JSON string.
     pub fn set_expires_in_as_string(&self, on: bool) {
-        self.inner.knobs().expires_in_as_string = on;
+        self.script(|s| s.expires_in_as_string = on);
     }
 
     /// Issues JWT access tokens (with `exp` on the provider's clock) instead of opaque ones.
     pub fn set_jwt(&self, on: bool) {
-        self.inner.knobs().jwt = on;
+        self.script(|s| s.jwt = on);
     }
 
     /// Issues refresh tokens too.
     pub fn set_refresh_tokens(&self, on: bool) {
-        self.inner.knobs().refresh_tokens = on;
+        self.script(|s| s.refresh_tokens = on);
     }
 
     /// Sets the `token_type` sent (default `Bearer`).
     pub fn set_token_type(&self, token_type: &str) {
-        self.inner.knobs().token_type = token_type.to_owned();
+        self.script(|s| s.token_type = token_type.to_owned());
     }
 
-    /// Delays every token response by `delay`.
+    /// Delays every token answer by `delay`: the latency knob of
+    /// [`TestIdentityProvider::idp_faults`]. The request is counted and recorded on
+    /// arrival, its answer sent `delay` later.
     pub fn set_delay(&self, delay: Duration) {
-        self.inner.knobs().delay = delay;
+        self.inner.idp_faults.set_latency(delay);
     }
 
-    /// Sets what the token endpoint does from now on.
+    /// Sets what the token endpoint does from now on (and forgets [`fail_next`](Self::fail_next)).
     pub fn set_behavior(&self, behavior: TokenBehavior) {
-        let mut k = self.inner.knobs();
-        k.queued.clear();
-        k.behavior = behavior;
+        self.script(|s| {
+            s.queued.clear();
+            s.behavior = behavior;
+        });
     }
 
     /// Makes the next `n` token requests behave as `behavior`, then back to normal.
     pub fn fail_next(&self, n: usize, behavior: TokenBehavior) {
-        let mut k = self.inner.knobs();
-        k.queued.extend(std::iter::repeat_n(behavior, n));
+        self.script(|s| s.queued.extend(std::iter::repeat_n(behavior, n)));
     }
 
     /// Sets what the protected API does.
     pub fn set_api_behavior(&self, behavior: ApiBehavior) {
-        self.inner.knobs().api = behavior;
+        self.script(|s| s.api = behavior);
     }
 
     /// Revokes every token issued so far: the API rejects them from now on.
     pub fn revoke_all(&self) {
-        self.inner.knobs().issued.values_mut().for_each(|t| t.revoked = true);
+        self.inner.registry.revoke_all();
     }
 
-    /// Token requests received (`client_credentials` and `refresh_token` grants).
+    /// Token requests received (`client_credentials` and `refresh_token` grants),
+    /// whatever their outcome; not those a fault knob answered.
     pub fn token_requests(&self) -> u64 {
-        self.inner.token_requests.load(Ordering::SeqCst)
+        self.inner.registry.requests()
     }
 
-    /// Token requests with `grant_type=refresh_token`.
+    /// Token requests that named `client_id` (in Basic or the form).
+    pub fn token_requests_for(&self, client_id: &str) -> u64 {
+        self.inner.registry.requests_for(client_id)
+    }
+
+    /// Token requests with `grant_type=refresh_token` from an authenticated client.
     pub fn refresh_requests(&self) -> u64 {
-        self.inner.refresh_requests.load(Ordering::SeqCst)
+        self.inner.registry.refresh_requests()
     }
 
     /// API requests received.
     pub fn api_requests(&self) -> u64 {
-        self.inner.api_requests.load(Ordering::SeqCst)
+        self.inner.registry.api_requests()
     }
 
-    /// API requests rejected for their token.
+    /// API requests rejected for their token (or by [`ApiBehavior`]).
     pub fn api_rejections(&self) -> u64 {
-        self.inner.api_rejections.load(Ordering::SeqCst)
+        self.inner.registry.api_rejections()
     }
 
     /// Every token request received, oldest first.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.inner.knobs().requests.clone()
+    pub fn token_log(&self) -> Vec<IdpTokenRequest> {
+        self.inner.books().token_log.clone()
     }
 
     /// Every API request accepted, oldest first.
-    pub fn api_log(&self) -> Vec<ApiRequest> {
-        self.inner.knobs().api_log.clone()
+    pub fn api_log(&self) -> Vec<IdpApiRequest> {
+        self.inner.books().api_log.clone()
     }
 
-    /// Tokens issued so far.
-    pub fn issued(&self) -> usize {
-        self.inner.knobs().issued.len()
+    /// Clients, issued tokens and request counters.
+    pub fn registry(&self) -> &TokenRegistry {
+        &self.inner.registry
     }
+
+    /// Fault knobs (latency, 503s, dropped connections, hangs) for every route.
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// Fault knobs for the token endpoint only; the API is left alone.
+    pub fn idp_faults(&self) -> &Faults {
+        &self.inner.idp_faults
+    }
+}
+
+/// An unsigned-in-effect JWT carrying `claims`, for tests of expiry resolution.
+pub fn fake_jwt(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    // Not a real signature: nothing here verifies it, the provider looks tokens up.
+    format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(b"test-signature"))
 }
 
 fn split_basic(header: &str) -> Option<String> {
@@ -381,13 +447,13 @@ fn form_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn record(headers: &HeaderMap, body: &[u8]) -> RecordedRequest {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+fn record(headers: &HeaderMap, body: &[u8]) -> IdpTokenRequest {
+    let authorization = header_str(headers, header::AUTHORIZATION.as_str()).map(str::to_owned);
     let pair = authorization.as_deref().and_then(split_basic);
     let basic_raw =
         pair.as_deref().and_then(|p| p.split_once(':')).map(|(a, b)| (a.to_owned(), b.to_owned()));
     let basic_decoded = basic_raw.as_ref().map(|(a, b)| (form_decode(a), form_decode(b)));
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = header_str(headers, header::CONTENT_TYPE.as_str()).map(str::to_owned);
     let form = if content_type.as_deref().is_some_and(|c| c.starts_with("application/json")) {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(m)) => m
@@ -399,7 +465,7 @@ fn record(headers: &HeaderMap, body: &[u8]) -> RecordedRequest {
     } else {
         form_urlencoded::parse(body).into_owned().collect()
     };
-    RecordedRequest { authorization, basic_decoded, basic_raw, form, content_type }
+    IdpTokenRequest { authorization, basic_decoded, basic_raw, form, content_type }
 }
 
 fn oauth_error(status: u16, code: &str) -> Response {
@@ -408,95 +474,95 @@ fn oauth_error(status: u16, code: &str) -> Response {
         .into_response()
 }
 
-/// An unsigned-in-effect JWT carrying `claims`, for tests of expiry resolution.
-pub fn fake_jwt(claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    // Not a real signature: nothing here verifies it, the provider looks tokens up.
-    format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(b"test-signature"))
-}
-
-async fn token_endpoint(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    inner.token_requests.fetch_add(1, Ordering::SeqCst);
-    let request = record(&headers, &body);
-    let (delay, behavior) = {
-        let mut k = inner.knobs();
-        k.requests.push(request.clone());
-        let behavior = k.queued.pop_front().unwrap_or_else(|| k.behavior.clone());
-        (k.delay, behavior)
-    };
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    match behavior {
-        TokenBehavior::Issue => {}
-        TokenBehavior::OAuthError { status, code } => return oauth_error(status, &code),
+/// The scripted answer, if the script says not to issue.
+fn scripted(behavior: TokenBehavior) -> Option<Response> {
+    Some(match behavior {
+        TokenBehavior::Issue => return None,
+        TokenBehavior::OAuthError { status, code } => oauth_error(status, &code),
         TokenBehavior::Status(s) => {
-            return StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY).into_response();
+            StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY).into_response()
         }
         TokenBehavior::Raw { status, content_type, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            return (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+            (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
         }
         TokenBehavior::RetryAfter(secs) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, secs.to_string())])
-                .into_response();
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, secs.to_string())]).into_response()
         }
+    })
+}
+
+async fn token_endpoint(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let request = record(&headers, &body);
+    inner.registry.count_request(request.client_id());
+    let behavior = {
+        let mut books = inner.books();
+        books.token_log.push(request.clone());
+        let script = &mut books.script;
+        script.queued.pop_front().unwrap_or_else(|| script.behavior.clone())
+    };
+    if let Some(answer) = scripted(behavior) {
+        return answer;
     }
 
     // Client authentication: exactly one method (RFC 6749 §2.3).
     let in_body = request
         .field("client_id")
         .map(|id| (id.to_owned(), request.field("client_secret").unwrap_or_default().to_owned()));
-    let client = match (&request.basic_decoded, in_body) {
+    let (client_id, secret) = match (&request.basic_decoded, in_body) {
         (Some(_), Some(_)) => return oauth_error(400, "invalid_request"),
         (Some(pair), None) => pair.clone(),
         (None, Some(pair)) => pair,
         (None, None) => return oauth_error(401, "invalid_client"),
     };
-    let mut k = inner.knobs();
-    if k.clients.get(&client.0) != Some(&client.1) {
+    let registry = &inner.registry;
+    if !registry.check(&client_id, &secret) {
         return oauth_error(401, "invalid_client");
     }
     match request.field("grant_type") {
         Some("client_credentials") => {}
         Some("refresh_token") => {
-            inner.refresh_requests.fetch_add(1, Ordering::SeqCst);
-            let known = request.field("refresh_token").is_some_and(|t| t.starts_with("rt-"));
-            if !known {
+            registry.count_refresh();
+            // Not rotated: a refresh token this provider issued to this client keeps working.
+            let owner = request.field("refresh_token").and_then(|t| registry.refresh_owner(t));
+            if owner.as_deref() != Some(client_id.as_str()) {
                 return oauth_error(400, "invalid_grant");
             }
         }
         _ => return oauth_error(400, "unsupported_grant_type"),
     }
 
-    let n = inner.serial.fetch_add(1, Ordering::SeqCst) + 1;
-    let now = inner.clock.now();
-    let lifetime = k.lifetime.unwrap_or(Duration::from_secs(300));
-    let expires_at = now + lifetime;
-    let exp = expires_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let access_token = if k.jwt {
-        fake_jwt(&json!({"sub": client.0, "exp": exp, "jti": format!("{n}-{}", fastrand::u64(..))}))
+    let (lifetime, expires_in_as_string, jwt, refresh_tokens, token_type) = {
+        let books = inner.books();
+        let s = &books.script;
+        (s.lifetime, s.expires_in_as_string, s.jwt, s.refresh_tokens, s.token_type.clone())
+    };
+    let n = registry.serial();
+    let lives = lifetime.unwrap_or(DEFAULT_LIFETIME);
+    let access_token = if jwt {
+        let exp = registry.now_secs().saturating_add(lives.as_secs());
+        fake_jwt(&json!({"sub": client_id, "exp": exp, "jti": format!("{n}-{}", fastrand::u64(..))}))
     } else {
         format!("at-{n}-{:016x}", fastrand::u64(..))
     };
-    k.issued.insert(access_token.clone(), Issued { expires_at, revoked: false });
-    let mut response = json!({
+    registry.issue(&access_token, &client_id, lives, request.field("scope").map(str::to_owned));
+    let mut answer = json!({
         "access_token": access_token,
-        "token_type": k.token_type,
+        "token_type": token_type,
         "scope": request.field("scope"),
     });
-    if let Some(l) = k.lifetime {
-        response["expires_in"] =
-            if k.expires_in_as_string { json!(l.as_secs().to_string()) } else { json!(l.as_secs()) };
+    if let Some(l) = lifetime {
+        answer["expires_in"] =
+            if expires_in_as_string { json!(l.as_secs().to_string()) } else { json!(l.as_secs()) };
     }
-    if k.refresh_tokens {
-        response["refresh_token"] = json!(format!("rt-{n}"));
+    if refresh_tokens {
+        let refresh = format!("rt-{n}");
+        registry.issue_refresh(&refresh, &client_id);
+        answer["refresh_token"] = json!(refresh);
     }
-    drop(k);
-    let mut resp = axum::Json(response).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    let mut response = axum::Json(answer).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn api_endpoint(
@@ -505,13 +571,14 @@ async fn api_endpoint(
     headers: HeaderMap,
     _body: Bytes,
 ) -> Response {
-    inner.api_requests.fetch_add(1, Ordering::SeqCst);
+    let registry = &inner.registry;
+    registry.count_api_request();
     let reject = |status: StatusCode, challenge: &'static str| {
-        inner.api_rejections.fetch_add(1, Ordering::SeqCst);
+        registry.count_api_rejection();
         (status, [(header::WWW_AUTHENTICATE, challenge)]).into_response()
     };
-    let k = inner.knobs();
-    match k.api {
+    let api = inner.books().script.api;
+    match api {
         ApiBehavior::RejectAll => {
             return reject(StatusCode::UNAUTHORIZED, r#"Bearer realm="test", error="invalid_token""#);
         }
@@ -523,32 +590,23 @@ async fn api_endpoint(
         }
         ApiBehavior::Validate | ApiBehavior::SanteDbStyle => {}
     }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.to_owned());
-    let Some(token) = token else {
-        return reject(StatusCode::UNAUTHORIZED, r#"Bearer realm="test""#);
-    };
-    let now = inner.clock.now();
-    let valid = k.issued.get(&token).is_some_and(|t| !t.revoked && now < t.expires_at);
-    if !valid {
-        return if k.api == ApiBehavior::SanteDbStyle {
-            reject(
+    match registry.validate(header_str(&headers, header::AUTHORIZATION.as_str())) {
+        Ok(_) => {}
+        Err(Refusal::Missing) => return reject(StatusCode::UNAUTHORIZED, r#"Bearer realm="test""#),
+        Err(Refusal::Unknown | Refusal::Expired | Refusal::Revoked) if api == ApiBehavior::SanteDbStyle => {
+            return reject(
                 StatusCode::FORBIDDEN,
                 r#"bearer realm="test" error="invalid_token" error_description="Invalid bearer token""#,
-            )
-        } else {
-            reject(
+            );
+        }
+        Err(Refusal::Unknown | Refusal::Expired | Refusal::Revoked) => {
+            return reject(
                 StatusCode::UNAUTHORIZED,
                 r#"Bearer realm="test", error="invalid_token", error_description="expired or revoked""#,
-            )
-        };
+            );
+        }
     }
-    drop(k);
-    let seen = ApiRequest {
+    let seen = IdpApiRequest {
         query: uri.query().map(str::to_owned),
         headers: headers
             .iter()
@@ -556,6 +614,6 @@ async fn api_endpoint(
             .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
             .collect(),
     };
-    inner.knobs().api_log.push(seen);
+    inner.books().api_log.push(seen);
     axum::Json(json!({"ok": true})).into_response()
 }
