@@ -27,7 +27,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -97,8 +96,10 @@ impl fmt::Debug for AidboxTokenRequest {
 }
 
 /// One Session close (`DELETE /Session` or `DELETE /fhir/Session`) that succeeded.
+///
+/// Holds the bearer token; its `Debug` leaves it out.
 #[derive(Clone)]
-pub struct AidboxSessionClose {
+pub struct AidboxSessionRequest {
     /// The path, including the sandbox prefix (`/aidbox/Session`, `/aidbox/fhir/Session`).
     pub path: String,
     /// The bearer token that was presented (and whose Session was closed).
@@ -107,9 +108,9 @@ pub struct AidboxSessionClose {
     pub client_id: String,
 }
 
-impl fmt::Debug for AidboxSessionClose {
+impl fmt::Debug for AidboxSessionRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AidboxSessionClose")
+        f.debug_struct("AidboxSessionRequest")
             .field("path", &self.path)
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
@@ -215,8 +216,8 @@ struct Books {
     sessions: HashMap<String, Session>,
     /// Refresh token → the audience of the Session it continues.
     refresh_audience: HashMap<String, Option<String>>,
-    requests: Vec<AidboxTokenRequest>,
-    closes: Vec<AidboxSessionClose>,
+    token_log: Vec<AidboxTokenRequest>,
+    session_log: Vec<AidboxSessionRequest>,
     last_response: Option<Value>,
 }
 
@@ -231,8 +232,6 @@ struct Inner {
     default_lifetime: Duration,
     signing_key: Vec<u8>,
     books: Mutex<Books>,
-    refresh_requests: AtomicU64,
-    api_rejections: AtomicU64,
 }
 
 impl Inner {
@@ -288,8 +287,6 @@ impl AidboxEmulator {
             default_lifetime: config.token_lifetime,
             signing_key,
             books: Mutex::default(),
-            refresh_requests: AtomicU64::new(0),
-            api_rejections: AtomicU64::new(0),
         });
         let emulator = Self { base, inner };
         emulator.install(Self::SEED_CLIENT_ID, ClientConfig::simple(Self::SEED_CLIENT_SECRET));
@@ -364,9 +361,19 @@ impl AidboxEmulator {
         format!("{}/fhir/Session", self.base)
     }
 
+    /// The documentation's example client id, `api-client`.
+    pub fn client_id(&self) -> &str {
+        Self::SEED_CLIENT_ID
+    }
+
+    /// The documentation's example client secret, `verysecret`.
+    pub fn client_secret(&self) -> ClientSecret {
+        ClientSecret::new(Self::SEED_CLIENT_SECRET)
+    }
+
     /// The documentation's example client: `api-client` / `verysecret`.
     pub fn credentials(&self) -> (String, ClientSecret) {
-        (Self::SEED_CLIENT_ID.to_owned(), ClientSecret::new(Self::SEED_CLIENT_SECRET))
+        (self.client_id().to_owned(), self.client_secret())
     }
 
     /// The JWT client with refresh tokens.
@@ -439,22 +446,27 @@ impl AidboxEmulator {
 
     /// Token requests with `grant_type=refresh_token`.
     pub fn refresh_requests(&self) -> u64 {
-        self.inner.refresh_requests.load(Ordering::SeqCst)
+        self.inner.registry.refresh_requests()
+    }
+
+    /// Requests to the bearer-protected routes (FHIR API and Sessions).
+    pub fn api_requests(&self) -> u64 {
+        self.inner.registry.api_requests()
     }
 
     /// API requests refused for their bearer token (401).
     pub fn api_rejections(&self) -> u64 {
-        self.inner.api_rejections.load(Ordering::SeqCst)
+        self.inner.registry.api_rejections()
     }
 
     /// Every token request, oldest first.
-    pub fn requests(&self) -> Vec<AidboxTokenRequest> {
-        self.inner.books().requests.clone()
+    pub fn token_log(&self) -> Vec<AidboxTokenRequest> {
+        self.inner.books().token_log.clone()
     }
 
     /// The last token request.
-    pub fn last_request(&self) -> Option<AidboxTokenRequest> {
-        self.inner.books().requests.last().cloned()
+    pub fn last_token_request(&self) -> Option<AidboxTokenRequest> {
+        self.inner.books().token_log.last().cloned()
     }
 
     /// The body of the last successful token answer.
@@ -463,8 +475,8 @@ impl AidboxEmulator {
     }
 
     /// Every Session closed through the API, oldest first.
-    pub fn session_closes(&self) -> Vec<AidboxSessionClose> {
-        self.inner.books().closes.clone()
+    pub fn session_log(&self) -> Vec<AidboxSessionRequest> {
+        self.inner.books().session_log.clone()
     }
 
     /// Sessions still active (not closed; expiry not considered).
@@ -480,7 +492,7 @@ impl AidboxEmulator {
     }
 
     /// The FHIR Patient store behind `/fhir`.
-    pub fn fhir(&self) -> &Arc<FhirStore> {
+    pub fn fhir_store(&self) -> &Arc<FhirStore> {
         &self.inner.store
     }
 
@@ -648,7 +660,7 @@ async fn token_endpoint(
         .map(|(id, _)| id.clone())
         .or_else(|| fields.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.clone()));
     inner.registry.count_request(client_id.as_deref());
-    inner.books().requests.push(AidboxTokenRequest {
+    inner.books().token_log.push(AidboxTokenRequest {
         method: method.to_string(),
         path: format!("{}/auth/token", inner.prefix),
         content_type,
@@ -724,7 +736,7 @@ fn issue(
     }
     let client_id = authn.id().to_owned();
     let audience = if grant == "refresh_token" {
-        inner.refresh_requests.fetch_add(1, Ordering::SeqCst);
+        inner.registry.count_refresh();
         if !client.refresh_token {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -814,8 +826,9 @@ fn bearer_of(headers: &HeaderMap) -> Option<String> {
 /// Lets through requests with a live bearer token from a client an AccessPolicy
 /// allows: 401 otherwise (403 for a client no policy allows).
 async fn require_bearer(State(inner): State<Arc<Inner>>, mut request: Request, next: Next) -> Response {
+    inner.registry.count_api_request();
     let refused = |diagnostics: &str| {
-        inner.api_rejections.fetch_add(1, Ordering::SeqCst);
+        inner.registry.count_api_rejection();
         fhir_json(StatusCode::UNAUTHORIZED, &outcome_json("login", diagnostics))
     };
     let issued = match inner.registry.validate(header_str(request.headers(), "authorization")) {
@@ -852,7 +865,7 @@ fn close_session(inner: &Inner, path: &str, request: &Request) -> Response {
         s.active = false;
         s.resource()
     });
-    books.closes.push(AidboxSessionClose {
+    books.session_log.push(AidboxSessionRequest {
         path: format!("{}{path}", inner.prefix),
         bearer: caller.token,
         client_id: caller.client_id,

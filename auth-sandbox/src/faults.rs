@@ -1,14 +1,20 @@
-//! Fault knobs every emulator carries: added latency, a rate of 5xx answers, a rate
-//! of dropped connections (headers sent, then the connection dies mid-body, which a
-//! client sees as a transport error) and a rate of hangs (no answer until the client
-//! gives up: a timeout).
+//! Fault knobs every emulator and the test identity provider carry: added latency,
+//! a rate of 5xx answers, a rate of dropped connections (headers sent, then the
+//! connection dies mid-body, which a client sees as a transport error) and a rate of
+//! hangs (no answer until the client gives up: a timeout).
 //!
-//! Every emulator has two sets of knobs:
+//! Every emulator (and [`TestIdentityProvider`](crate::idp::TestIdentityProvider))
+//! has two sets of knobs:
 //!
 //! * `faults()` covers every route of the emulator (identity provider and FHIR API);
 //! * `idp_faults()` covers only its identity provider: the token endpoint (refresh
 //!   grants included) and, where the vendor has them, sign-out and discovery. The
 //!   FHIR API stays healthy, which is what an identity provider outage looks like.
+//!
+//! Latency holds the *answer* back: a request that is let through is handled (and
+//! counted, recorded, a token issued) on arrival, and its answer leaves `latency`
+//! later, as from a slow server. Tests that count requests while a slow answer is
+//! in flight rely on that.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -42,7 +48,7 @@ pub const DEFAULT_HANG: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct FaultConfig {
-    /// Added to every answer.
+    /// Added to every answer (the request is handled on arrival, its answer held back).
     pub latency: Duration,
     /// Fraction of requests answered `503` (0.0–1.0).
     pub error_rate: f64,
@@ -126,7 +132,8 @@ impl Faults {
         f(&mut self.config.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// Adds `latency` to every answer.
+    /// Adds `latency` to every answer: the request is handled on arrival, its answer
+    /// sent `latency` later.
     pub fn set_latency(&self, latency: Duration) {
         self.update(|c| c.latency = latency);
     }
@@ -186,10 +193,17 @@ pub async fn apply(State(faults): State<Faults>, request: Request, next: Next) -
     let config = faults.get();
     let counters = &faults.counters;
     counters.requests.fetch_add(1, Ordering::Relaxed);
+    let roll = fastrand::f64();
+    let faulted = roll < config.drop_rate + config.error_rate + config.hang_rate;
+    // A request that passes is handled now and its answer held back (see the module
+    // docs); a faulted one is held before its fault, as the answer it stands for.
+    let response = if faulted { None } else { Some(next.run(request).await) };
     if !config.latency.is_zero() {
         tokio::time::sleep(config.latency).await;
     }
-    let roll = fastrand::f64();
+    if let Some(response) = response {
+        return response;
+    }
     if roll < config.drop_rate {
         counters.drops.fetch_add(1, Ordering::Relaxed);
         // Promise a body, then fail while sending it: hyper aborts the connection.
@@ -207,10 +221,8 @@ pub async fn apply(State(faults): State<Faults>, request: Request, next: Next) -
         counters.errors.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::SERVICE_UNAVAILABLE, "fault injected: service unavailable").into_response();
     }
-    if roll < config.drop_rate + config.error_rate + config.hang_rate {
-        counters.hangs.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(config.hang_for).await;
-        return (StatusCode::GATEWAY_TIMEOUT, "fault injected: hung").into_response();
-    }
-    next.run(request).await
+    // The rest of the faulted requests hang.
+    counters.hangs.fetch_add(1, Ordering::Relaxed);
+    tokio::time::sleep(config.hang_for).await;
+    (StatusCode::GATEWAY_TIMEOUT, "fault injected: hung").into_response()
 }

@@ -43,31 +43,33 @@ use super::fhir::{FhirStore, header_str, sample_patients};
 use super::tokens::{Refusal, TokenRegistry, hs256_jwt};
 /// The claim listing a client's authorised APIs (Graphnet does not publish its
 /// name; the provider's default is the same assumption).
-pub const DEFAULT_API_CLAIM: &str = "authorised_apis";
+pub(crate) const DEFAULT_API_CLAIM: &str = "authorised_apis";
 /// Azure API Management's subscription key header.
-pub const SUBSCRIPTION_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
+pub(crate) const SUBSCRIPTION_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
 
 /// Path of the token endpoint under the emulator's base (as in Graphnet's example).
-pub const TOKEN_PATH: &str = "/vlive/hpca/oauth/token";
+pub(crate) const TOKEN_PATH: &str = "/vlive/hpca/oauth/token";
 
 /// The client id of Graphnet's documented example, taken literally.
-pub const SEED_CLIENT_ID: &str = "[client-id-value]";
+pub(crate) const SEED_CLIENT_ID: &str = "[client-id-value]";
 /// The client secret of Graphnet's documented example, taken literally.
-pub const SEED_CLIENT_SECRET: &str = "[client-secret-value]";
+pub(crate) const SEED_CLIENT_SECRET: &str = "[client-secret-value]";
 /// The seeded APIM subscription key (32 hex digits, as Azure issues them).
-pub const SEED_SUBSCRIPTION_KEY: &str = "5f1c0b6e9a2d4c7f8e5b1a0d6c9e2f47";
+pub(crate) const SEED_SUBSCRIPTION_KEY: &str = "5f1c0b6e9a2d4c7f8e5b1a0d6c9e2f47";
 /// The APIs the seeded client is authorised for.
-pub const SEED_APIS: [&str; 3] = ["Encounter", "Observation", "Patient"];
+pub(crate) const SEED_APIS: [&str; 3] = ["Encounter", "Observation", "Patient"];
 
 /// APIM's answer to a request without a subscription key.
-pub const MISSING_KEY_BODY: &str = r#"{"statusCode":401,"message":"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API."}"#;
+pub(crate) const MISSING_KEY_BODY: &str = r#"{"statusCode":401,"message":"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API."}"#;
 /// APIM's answer to a request with a wrong subscription key.
-pub const INVALID_KEY_BODY: &str = r#"{"statusCode":401,"message":"Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription."}"#;
+pub(crate) const INVALID_KEY_BODY: &str = r#"{"statusCode":401,"message":"Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription."}"#;
 
 /// One token request as the emulator received it.
+///
+/// Holds the client secret and subscription key; its `Debug` shows names only.
 #[derive(Clone, Default)]
 #[non_exhaustive]
-pub struct RecordedTokenRequest {
+pub struct GraphnetTokenRequest {
     /// The HTTP method.
     pub method: String,
     /// The path, relative to the emulator's base.
@@ -88,7 +90,7 @@ pub struct RecordedTokenRequest {
     pub form: Vec<(String, String)>,
 }
 
-impl RecordedTokenRequest {
+impl GraphnetTokenRequest {
     /// A form field by name.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -100,10 +102,10 @@ impl RecordedTokenRequest {
     }
 }
 
-impl fmt::Debug for RecordedTokenRequest {
+impl fmt::Debug for GraphnetTokenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Holds client secrets and keys, even if only test ones.
-        f.debug_struct("RecordedTokenRequest")
+        f.debug_struct("GraphnetTokenRequest")
             .field("method", &self.method)
             .field("path", &self.path)
             .field("content_type", &self.content_type)
@@ -116,7 +118,7 @@ impl fmt::Debug for RecordedTokenRequest {
 /// One FHIR API request as the gateway received it.
 #[derive(Clone, Default)]
 #[non_exhaustive]
-pub struct RecordedApiRequest {
+pub struct GraphnetApiRequest {
     /// The HTTP method.
     pub method: String,
     /// The path, relative to the FHIR base.
@@ -129,9 +131,9 @@ pub struct RecordedApiRequest {
     pub status: u16,
 }
 
-impl fmt::Debug for RecordedApiRequest {
+impl fmt::Debug for GraphnetApiRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordedApiRequest")
+        f.debug_struct("GraphnetApiRequest")
             .field("method", &self.method)
             .field("path", &self.path)
             .field("subscription_key", &self.subscription_key.as_ref().map(|_| "[redacted]"))
@@ -152,8 +154,8 @@ struct Books {
     knobs: Knobs,
     apis: HashMap<String, Vec<String>>,
     keys: HashSet<String>,
-    token_log: Vec<RecordedTokenRequest>,
-    api_log: Vec<RecordedApiRequest>,
+    token_log: Vec<GraphnetTokenRequest>,
+    api_log: Vec<GraphnetApiRequest>,
 }
 
 struct Inner {
@@ -242,13 +244,18 @@ impl GraphnetEmulator {
     }
 
     /// The seeded client id: Graphnet's example, `[client-id-value]`, taken literally.
-    pub fn client_id(&self) -> &'static str {
+    pub fn client_id(&self) -> &str {
         SEED_CLIENT_ID
     }
 
     /// The seeded client secret.
     pub fn client_secret(&self) -> ClientSecret {
         ClientSecret::new(SEED_CLIENT_SECRET)
+    }
+
+    /// The seeded client's id and secret.
+    pub fn credentials(&self) -> (String, ClientSecret) {
+        (self.client_id().to_owned(), self.client_secret())
     }
 
     /// The seeded subscription key.
@@ -302,23 +309,28 @@ impl GraphnetEmulator {
     }
 
     /// Every token request received, oldest first.
-    pub fn token_log(&self) -> Vec<RecordedTokenRequest> {
+    pub fn token_log(&self) -> Vec<GraphnetTokenRequest> {
         self.inner.books().token_log.clone()
     }
 
     /// The latest token request.
-    pub fn last_token_request(&self) -> Option<RecordedTokenRequest> {
+    pub fn last_token_request(&self) -> Option<GraphnetTokenRequest> {
         self.inner.books().token_log.last().cloned()
     }
 
     /// Every FHIR API request received at the gateway, oldest first.
-    pub fn api_log(&self) -> Vec<RecordedApiRequest> {
+    pub fn api_log(&self) -> Vec<GraphnetApiRequest> {
         self.inner.books().api_log.clone()
     }
 
-    /// FHIR API requests the gateway answered 401.
-    pub fn api_rejections(&self) -> usize {
-        self.inner.books().api_log.iter().filter(|r| r.status == 401).count()
+    /// FHIR API requests received at the gateway.
+    pub fn api_requests(&self) -> u64 {
+        self.inner.registry.api_requests()
+    }
+
+    /// FHIR API requests the gateway answered 401 (subscription key or bearer).
+    pub fn api_rejections(&self) -> u64 {
+        self.inner.registry.api_rejections()
     }
 
     /// Issued tokens, clients and request counters.
@@ -327,7 +339,7 @@ impl GraphnetEmulator {
     }
 
     /// The FHIR data behind the gateway.
-    pub fn store(&self) -> &Arc<FhirStore> {
+    pub fn fhir_store(&self) -> &Arc<FhirStore> {
         &self.inner.store
     }
 
@@ -391,7 +403,7 @@ async fn token(
     inner.registry.count_request(client_id.as_deref());
     let knobs = {
         let mut books = inner.books();
-        books.token_log.push(RecordedTokenRequest {
+        books.token_log.push(GraphnetTokenRequest {
             method: method.to_string(),
             path: uri.path().to_owned(),
             content_type: header_str(&headers, header::CONTENT_TYPE.as_str()).map(str::to_owned),
@@ -511,7 +523,7 @@ async fn gateway(State(inner): State<Arc<Inner>>, request: Request, next: Next) 
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_owned());
-    let mut record = RecordedApiRequest {
+    let mut record = GraphnetApiRequest {
         method: request.method().to_string(),
         path: path.clone(),
         subscription_key: header_str(headers, SUBSCRIPTION_KEY_HEADER).map(str::to_owned),
@@ -523,6 +535,10 @@ async fn gateway(State(inner): State<Arc<Inner>>, request: Request, next: Next) 
         Err(refused) => refused,
     };
     record.status = response.status().as_u16();
+    inner.registry.count_api_request();
+    if record.status == 401 {
+        inner.registry.count_api_rejection();
+    }
     inner.books().api_log.push(record);
     response
 }

@@ -1,16 +1,36 @@
 //! # auth-sandbox
 //!
-//! Emulators of every vendor, as strict as the real servers as documented, served
-//! over real HTTP on loopback: the offline stand-in for the identity providers and
-//! FHIR servers nobody can reach from a test. Also the generic test identity
-//! provider ([`testkit`]) the engine's tests run against.
+//! Stand-ins for the servers this workspace talks to, served over real HTTP(S) on
+//! loopback: an emulator of every vendor, as strict as the real servers as
+//! documented, and a generic test identity provider. They are for tests, demos and
+//! `fhir-auth sandbox`, **never for production**: their credentials are published
+//! test values, their keys are generated at start and nothing is persisted.
 //!
-//! One plain-HTTP port serves them all under a path prefix each
-//! (`/santedb`, `/aidbox`, `/msk`, `/graphnet`, and `/smart` for a SMART Backend
-//! Services server); SanteDB's mutual-TLS endpoint listens on a second port of its own.
+//! | module | what it holds |
+//! |---|---|
+//! | `santedb` | [`SanteDbEmulator`]: OAuth service (`/auth/oauth2_token`, `/auth/signout`), device credentials, a mutual-TLS listener of its own, FHIR in JSON or XML |
+//! | `aidbox` | [`AidboxEmulator`]: `/auth/token` (client credentials, rotating refresh tokens), Sessions, FHIR |
+//! | `msk` | [`MskEmulator`]: IBM API Connect's token endpoint and Blaze's FHIR API (partner id, research study) |
+//! | `graphnet` | [`GraphnetEmulator`]: token endpoint, and FHIR behind Azure APIM's subscription key |
+//! | `smart` | [`SmartEmulator`]: SMART Backend Services (`private_key_jwt` assertions, discovery) |
+//! | [`idp`] | [`TestIdentityProvider`]: a generic OAuth 2.0 token endpoint and protected API, with scripted answers, on a port of its own |
+//! | [`tokens`] | [`TokenRegistry`]: the clients, issued tokens and request counts every one of them keeps |
+//! | [`faults`] | [`Faults`]: latency, 5xx, dropped connections and hangs, per emulator |
+//! | [`fhir`] | [`FhirStore`](fhir::FhirStore): the FHIR Patient server the emulators share |
+//! | [`tls`] | the certificate authority and mutual-TLS listener behind SanteDB's HTTPS port |
 //!
-//! Fault injection: each emulator's `faults()` knobs cover all its routes, its
-//! `idp_faults()` only its identity provider (see [`faults`]).
+//! One plain-HTTP port serves the vendor emulators, each under a path prefix
+//! (`/santedb`, `/aidbox`, `/msk`, `/graphnet`, `/smart`); SanteDB's mutual-TLS
+//! endpoint listens on a second port of its own. The test identity provider is
+//! started on its own ([`TestIdentityProvider::start`]).
+//!
+//! Every one of them offers the same accessors where they apply: `base_url()`,
+//! `token_url()`, `fhir_base()`, `client_id()`, `client_secret()` and `credentials()`
+//! (SMART signs with a key instead: `key_id()`, `private_key()`), `registry()`,
+//! `faults()` (every route) and `idp_faults()` (the identity provider only),
+//! `token_requests()`, `api_requests()` and `api_rejections()` (counts), and
+//! `token_log()` / `api_log()` (what arrived, as `<Emulator>TokenRequest` /
+//! `<Emulator>ApiRequest` records whose `Debug` never shows a secret).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -20,13 +40,14 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
 // Emulator handlers bail out early with the vendor's error answer; a `Response`
 // as the error of those helpers reads best, and their size does not matter here.
 #![allow(clippy::result_large_err)]
 
 pub mod faults;
 pub mod fhir;
-pub mod testkit;
+pub mod idp;
 pub mod tls;
 pub mod tokens;
 
@@ -44,11 +65,14 @@ use auth_core::clock::{Clock, SystemClock};
 use axum::Router;
 use tokio::task::JoinHandle;
 
-pub use aidbox::{AidboxEmulator, AidboxSessionClose, AidboxTokenRequest};
-pub use graphnet::{GraphnetEmulator, RecordedApiRequest, RecordedTokenRequest};
-pub use msk::{MskEmulator, MskRequest};
-pub use santedb::{AuthRequestRecord, FhirRequestRecord, SanteDbEmulator, SanteDbServerVersion};
+pub use aidbox::{AidboxEmulator, AidboxSessionRequest, AidboxTokenRequest};
+pub use faults::Faults;
+pub use graphnet::{GraphnetApiRequest, GraphnetEmulator, GraphnetTokenRequest};
+pub use idp::TestIdentityProvider;
+pub use msk::{MskApiRequest, MskEmulator, MskTokenRequest};
+pub use santedb::{SanteDbApiRequest, SanteDbEmulator, SanteDbServerVersion, SanteDbTokenRequest};
 pub use smart::{KeyAlgorithm, SmartEmulator, SmartTokenRequest};
+pub use tokens::TokenRegistry;
 
 /// Settings shared by every emulator.
 #[derive(Debug, Clone)]

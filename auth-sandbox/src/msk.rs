@@ -43,13 +43,13 @@ use super::faults::{self, Faults};
 use super::fhir::{FHIR_JSON, FhirStore, header_str, sample_patients};
 use super::tokens::TokenRegistry;
 /// Path of the token endpoint below the gateway.
-pub const TOKEN_PATH: &str = "/msk-apim/external/msk-oidc/oauth2/token";
+pub(crate) const TOKEN_PATH: &str = "/msk-apim/external/msk-oidc/oauth2/token";
 /// Path of the FHIR base (API v2) below the gateway.
-pub const FHIR_PATH: &str = "/msk-apim/external/v2/crit/blaze/api";
+pub(crate) const FHIR_PATH: &str = "/msk-apim/external/v2/crit/blaze/api";
 /// The header naming the partner on every API request.
-pub const PARTNER_ID_HEADER: &str = "x-partnerid";
+pub(crate) const PARTNER_ID_HEADER: &str = "x-partnerid";
 /// The query parameter naming the MSK study on every API request.
-pub const RESEARCH_STUDY_PARAM: &str = "researchstudy";
+pub(crate) const RESEARCH_STUDY_PARAM: &str = "researchstudy";
 
 /// The client id of MSK's example token request.
 const CLIENT_ID: &str = "MSK_PROVIDED_CLIENTID";
@@ -65,84 +65,103 @@ const DEFAULT_COUNT: &str = "50";
 /// What the API Connect gateway says when a request fails its security checks.
 const APIC_MORE_INFORMATION: &str = "Cannot pass the security checks that are required by the target API or operation, Enable debug headers for more details.";
 
-/// One request as the emulator received it, for tests to assert the wire format.
-///
-/// `Debug` shows names, not values: a token request body holds a client secret.
-#[derive(Clone)]
-pub struct MskRequest {
-    method: String,
-    path: String,
-    query: Vec<(String, String)>,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl fmt::Debug for MskRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MskRequest")
-            .field("method", &self.method)
-            .field("path", &self.path)
-            .field("query", &self.query.iter().map(|(k, _)| k).collect::<Vec<_>>())
-            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
-            .field("body_len", &self.body.len())
-            .finish()
-    }
-}
-
-impl MskRequest {
-    fn new(method: &Method, path: String, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Self {
-        Self {
-            method: method.as_str().to_owned(),
-            path,
-            query: pairs(uri.query()),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                .collect(),
-            body: String::from_utf8_lossy(body).into_owned(),
+/// Both record types have the same shape: what arrived, as sent.
+macro_rules! recorded_request {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// `Debug` shows names, not values: a token request body holds a client
+        /// secret, an API request a bearer token.
+        #[derive(Clone)]
+        pub struct $name {
+            method: String,
+            path: String,
+            query: Vec<(String, String)>,
+            headers: Vec<(String, String)>,
+            body: String,
         }
-    }
 
-    /// The HTTP method.
-    pub fn method(&self) -> &str {
-        &self.method
-    }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("method", &self.method)
+                    .field("path", &self.path)
+                    .field("query", &self.query.iter().map(|(k, _)| k).collect::<Vec<_>>())
+                    .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+                    .field("body_len", &self.body.len())
+                    .finish()
+            }
+        }
 
-    /// The path as sent, from the sandbox root (`/msk/msk-apim/…`).
-    pub fn path(&self) -> &str {
-        &self.path
-    }
+        impl $name {
+            fn new(method: &Method, path: String, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Self {
+                Self {
+                    method: method.as_str().to_owned(),
+                    path,
+                    query: pairs(uri.query()),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        })
+                        .collect(),
+                    body: String::from_utf8_lossy(body).into_owned(),
+                }
+            }
 
-    /// The query parameters, in order, decoded.
-    pub fn query(&self) -> &[(String, String)] {
-        &self.query
-    }
+            /// The HTTP method.
+            pub fn method(&self) -> &str {
+                &self.method
+            }
 
-    /// Every value of query parameter `name`, in order.
-    pub fn query_values(&self, name: &str) -> Vec<&str> {
-        self.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
-    }
+            /// The path as sent, from the sandbox root (`/msk/msk-apim/…`).
+            pub fn path(&self) -> &str {
+                &self.path
+            }
 
-    /// The headers, names lowercased, in order.
-    pub fn headers(&self) -> &[(String, String)] {
-        &self.headers
-    }
+            /// The query parameters, in order, decoded.
+            pub fn query(&self) -> &[(String, String)] {
+                &self.query
+            }
 
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
+            /// Every value of query parameter `name`, in order.
+            pub fn query_values(&self, name: &str) -> Vec<&str> {
+                self.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+            }
 
-    /// The body, as text.
-    pub fn body(&self) -> &str {
-        &self.body
-    }
+            /// The headers, names lowercased, in order.
+            pub fn headers(&self) -> &[(String, String)] {
+                &self.headers
+            }
 
-    /// The body read as an `application/x-www-form-urlencoded` form, in order.
-    pub fn form(&self) -> Vec<(String, String)> {
-        pairs(Some(&self.body))
-    }
+            /// The first value of header `name` (case-insensitive).
+            pub fn header(&self, name: &str) -> Option<&str> {
+                self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+            }
+
+            /// The body, as text.
+            pub fn body(&self) -> &str {
+                &self.body
+            }
+
+            /// The body read as an `application/x-www-form-urlencoded` form, in order.
+            pub fn form(&self) -> Vec<(String, String)> {
+                pairs(Some(&self.body))
+            }
+        }
+    };
 }
+
+recorded_request!(
+    /// One token request as the emulator received it, for tests to assert the wire format.
+    MskTokenRequest
+);
+
+recorded_request!(
+    /// One FHIR API request as the gateway received it (before any check; the body
+    /// is not kept).
+    MskApiRequest
+);
 
 fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
@@ -160,8 +179,8 @@ struct Shared {
     /// Path of the sandbox mount (`/msk`), so logged paths read as sent.
     mount: String,
     partners: Mutex<HashMap<String, Partner>>,
-    token_log: Mutex<Vec<MskRequest>>,
-    api_log: Mutex<Vec<MskRequest>>,
+    token_log: Mutex<Vec<MskTokenRequest>>,
+    api_log: Mutex<Vec<MskApiRequest>>,
 }
 
 impl fmt::Debug for Shared {
@@ -256,6 +275,11 @@ impl MskEmulator {
         ClientSecret::new(CLIENT_SECRET)
     }
 
+    /// The registered client's id and secret.
+    pub fn credentials(&self) -> (String, ClientSecret) {
+        (self.client_id().to_owned(), self.client_secret())
+    }
+
     /// The registered client's partner id.
     pub fn partner_id(&self) -> &str {
         PARTNER_ID
@@ -306,7 +330,7 @@ impl MskEmulator {
     }
 
     /// The FHIR data behind the API.
-    pub fn store(&self) -> &Arc<FhirStore> {
+    pub fn fhir_store(&self) -> &Arc<FhirStore> {
         &self.store
     }
 
@@ -321,18 +345,23 @@ impl MskEmulator {
     }
 
     /// Every token request, oldest first.
-    pub fn token_request_log(&self) -> Vec<MskRequest> {
+    pub fn token_log(&self) -> Vec<MskTokenRequest> {
         lock(&self.shared.token_log).clone()
     }
 
     /// Every FHIR API request, oldest first, as sent (before any check).
-    pub fn api_request_log(&self) -> Vec<MskRequest> {
+    pub fn api_log(&self) -> Vec<MskApiRequest> {
         lock(&self.shared.api_log).clone()
     }
 
     /// FHIR API requests received in all.
-    pub fn api_requests(&self) -> usize {
-        lock(&self.shared.api_log).len()
+    pub fn api_requests(&self) -> u64 {
+        self.shared.registry.api_requests()
+    }
+
+    /// FHIR API requests the gateway refused for their bearer token (401).
+    pub fn api_rejections(&self) -> u64 {
+        self.shared.registry.api_rejections()
     }
 }
 
@@ -382,7 +411,8 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = MskRequest::new(&method, format!("{}{}", shared.mount, uri.path()), &uri, &headers, &body);
+    let request =
+        MskTokenRequest::new(&method, format!("{}{}", shared.mount, uri.path()), &uri, &headers, &body);
     let form = request.form();
     let first = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     shared.registry.count_request(first("client_id"));
@@ -543,7 +573,8 @@ async fn blaze_gate(State(shared): State<Arc<Shared>>, mut request: Request, nex
     // (the sandbox's `/msk` is already gone).
     let relative = path.strip_prefix(FHIR_PATH).unwrap_or(&path).to_owned();
     let full_path = format!("{}{FHIR_PATH}{relative}", shared.mount);
-    lock(&shared.api_log).push(MskRequest::new(
+    shared.registry.count_api_request();
+    lock(&shared.api_log).push(MskApiRequest::new(
         request.method(),
         full_path,
         request.uri(),
@@ -557,6 +588,7 @@ async fn blaze_gate(State(shared): State<Arc<Shared>>, mut request: Request, nex
         Ok(issued) => issued,
         Err(refusal) => {
             tracing::debug!(?refusal, "msk gateway refused the bearer");
+            shared.registry.count_api_rejection();
             return apic_error(StatusCode::UNAUTHORIZED, "Unauthorized", APIC_MORE_INFORMATION);
         }
     };

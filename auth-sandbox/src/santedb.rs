@@ -56,17 +56,17 @@ use super::fhir::{self, FhirStore, header_str, outcome_json, query_pairs, sample
 use super::tls::{CertificateAuthority, IssuedCertificate, TlsServer, mtls_server_config};
 use super::tokens::{Refusal, TokenRegistry, hs256_jwt};
 /// The token endpoint, relative to the server root.
-pub const TOKEN_PATH: &str = "/auth/oauth2_token";
+pub(crate) const TOKEN_PATH: &str = "/auth/oauth2_token";
 /// The 3.x sign-out endpoint, relative to the server root.
-pub const SIGNOUT_PATH: &str = "/auth/signout";
+pub(crate) const SIGNOUT_PATH: &str = "/auth/signout";
 /// The FHIR base, relative to the server root.
-pub const FHIR_PATH: &str = "/fhir";
+pub(crate) const FHIR_PATH: &str = "/fhir";
 /// The FHIR JSON media type.
 const FHIR_JSON: &str = "application/fhir+json";
 /// The id_token claim naming the application.
-pub const CLAIM_APPLICATION_ID: &str = "urn:santedb:org:claim:appid";
+pub(crate) const CLAIM_APPLICATION_ID: &str = "urn:santedb:org:claim:appid";
 /// The id_token claim naming the device.
-pub const CLAIM_DEVICE_ID: &str = "urn:santedb:org:claim:devid";
+pub(crate) const CLAIM_DEVICE_ID: &str = "urn:santedb:org:claim:devid";
 
 /// The SanteDB server generation the emulator plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -123,8 +123,8 @@ struct Books {
     sessions: HashMap<String, Session>,
     /// refresh token → session id
     refresh: HashMap<String, String>,
-    auth_log: Vec<AuthRequestRecord>,
-    fhir_log: Vec<FhirRequestRecord>,
+    token_log: Vec<SanteDbTokenRequest>,
+    api_log: Vec<SanteDbApiRequest>,
 }
 
 struct Shared {
@@ -165,7 +165,7 @@ impl Shared {
 /// `Debug` shows names only: the values carry client and device secrets.
 #[derive(Clone)]
 #[non_exhaustive]
-pub struct AuthRequestRecord {
+pub struct SanteDbTokenRequest {
     /// The HTTP method.
     pub method: Method,
     /// The path relative to the SanteDB root (`/auth/oauth2_token`).
@@ -182,7 +182,7 @@ pub struct AuthRequestRecord {
     pub certificate_device: Option<String>,
 }
 
-impl AuthRequestRecord {
+impl SanteDbTokenRequest {
     /// A header's value as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         header_str(&self.headers, name)
@@ -199,9 +199,9 @@ impl AuthRequestRecord {
     }
 }
 
-impl fmt::Debug for AuthRequestRecord {
+impl fmt::Debug for SanteDbTokenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthRequestRecord")
+        f.debug_struct("SanteDbTokenRequest")
             .field("method", &self.method)
             .field("path", &self.path)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
@@ -215,7 +215,7 @@ impl fmt::Debug for AuthRequestRecord {
 /// A request the emulator's FHIR service received, and how it was answered.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct FhirRequestRecord {
+pub struct SanteDbApiRequest {
     /// The HTTP method.
     pub method: Method,
     /// The path relative to the SanteDB root (`/fhir/Patient/…`).
@@ -383,6 +383,11 @@ impl SanteDbEmulator {
         ClientSecret::new(Self::CLIENT_SECRET)
     }
 
+    /// The guide's application id and secret.
+    pub fn credentials(&self) -> (String, ClientSecret) {
+        (self.client_id().to_owned(), self.client_secret())
+    }
+
     /// The guide's device id.
     pub fn device_id(&self) -> &str {
         Self::DEVICE_ID
@@ -463,26 +468,47 @@ impl SanteDbEmulator {
         &self.shared.registry
     }
 
+    /// Token requests received in all (both listeners), whatever their outcome.
+    pub fn token_requests(&self) -> u64 {
+        self.shared.registry.requests()
+    }
+
     /// Token requests that named `client_id`, whatever their outcome.
     pub fn token_requests_for(&self, client_id: &str) -> u64 {
         self.shared.registry.requests_for(client_id)
     }
 
-    /// Every request to the OAuth service (both listeners), oldest first.
-    pub fn auth_requests(&self) -> Vec<AuthRequestRecord> {
-        self.shared.books().auth_log.clone()
+    /// Token requests with `grant_type=refresh_token`, whatever their outcome.
+    pub fn refresh_requests(&self) -> u64 {
+        self.shared.registry.refresh_requests()
+    }
+
+    /// Requests to the FHIR service (both listeners).
+    pub fn api_requests(&self) -> u64 {
+        self.shared.registry.api_requests()
+    }
+
+    /// FHIR requests refused for their bearer token (401 or 403).
+    pub fn api_rejections(&self) -> u64 {
+        self.shared.registry.api_rejections()
+    }
+
+    /// Every request to the OAuth service, token and sign-out (both listeners),
+    /// oldest first.
+    pub fn token_log(&self) -> Vec<SanteDbTokenRequest> {
+        self.shared.books().token_log.clone()
     }
 
     /// Every request to the FHIR service (both listeners), oldest first.
-    pub fn fhir_requests(&self) -> Vec<FhirRequestRecord> {
-        self.shared.books().fhir_log.clone()
+    pub fn api_log(&self) -> Vec<SanteDbApiRequest> {
+        self.shared.books().api_log.clone()
     }
 
     /// Forgets the recorded requests (not the counts).
     pub fn clear_records(&self) {
         let mut books = self.shared.books();
-        books.auth_log.clear();
-        books.fhir_log.clear();
+        books.token_log.clear();
+        books.api_log.clear();
     }
 
     /// The fault knobs (latency, 5xx, dropped connections), on both listeners.
@@ -635,7 +661,7 @@ async fn token(
     });
     let form: Vec<(String, String)> =
         if is_form(&headers) { form_urlencoded::parse(&body).into_owned().collect() } else { Vec::new() };
-    shared.books().auth_log.push(AuthRequestRecord {
+    shared.books().token_log.push(SanteDbTokenRequest {
         method,
         path: uri.path().to_owned(),
         headers: headers.clone(),
@@ -646,6 +672,9 @@ async fn token(
     });
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let named_client = field("client_id").map(str::to_owned);
+    if field("grant_type").is_some_and(|g| g.trim().eq_ignore_ascii_case("refresh_token")) {
+        shared.registry.count_refresh();
+    }
 
     let result = (|| {
         if !body.is_empty() && !is_form(&headers) {
@@ -889,7 +918,7 @@ async fn signout(
     if method == Method::GET {
         form = query_pairs(uri.query()).into_iter().collect();
     }
-    shared.books().auth_log.push(AuthRequestRecord {
+    shared.books().token_log.push(SanteDbTokenRequest {
         method,
         path: uri.path().to_owned(),
         headers,
@@ -987,8 +1016,10 @@ async fn fhir_guard(State(shared): State<Arc<Shared>>, request: Request, next: N
     let format = negotiate(accept.as_deref(), query.as_deref());
     let render = if format == Format::Json { Format::Json } else { Format::Xml };
 
+    shared.registry.count_api_request();
     let response = match shared.registry.validate(authorization.as_deref()) {
         Err(refusal) => {
+            shared.registry.count_api_rejection();
             let (status, challenge) = match refusal {
                 // No credentials: a challenge without an error code (RFC 6750 §3).
                 Refusal::Missing => (StatusCode::UNAUTHORIZED, format!("bearer realm=\"{realm}\"")),
@@ -1023,7 +1054,7 @@ async fn fhir_guard(State(shared): State<Arc<Shared>>, request: Request, next: N
         Ok(_) if format == Format::Json => next.run(request).await,
         Ok(_) => to_xml(next.run(request).await).await,
     };
-    shared.books().fhir_log.push(FhirRequestRecord {
+    shared.books().api_log.push(SanteDbApiRequest {
         method,
         path,
         query,

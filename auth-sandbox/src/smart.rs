@@ -25,7 +25,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -45,7 +44,7 @@ use super::faults::{self, Faults};
 use super::fhir::{FhirStore, header_str, outcome_json, sample_patients};
 use super::tokens::{Refusal, TokenRegistry};
 /// `client_assertion_type` of a JWT client assertion (RFC 7523).
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// The longest lifetime SMART allows an assertion.
 const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -59,13 +58,13 @@ pub enum KeyAlgorithm {
 }
 
 /// Path of the token endpoint under the emulator's base.
-pub const TOKEN_PATH: &str = "/auth/token";
+pub(crate) const TOKEN_PATH: &str = "/auth/token";
 /// Path of the FHIR API under the emulator's base.
-pub const FHIR_PATH: &str = "/fhir";
+pub(crate) const FHIR_PATH: &str = "/fhir";
 /// The seeded backend client.
-pub const SEED_CLIENT_ID: &str = "sandbox-backend-client";
+pub(crate) const SEED_CLIENT_ID: &str = "sandbox-backend-client";
 /// The `kid` of the seeded client's key.
-pub const SEED_KEY_ID: &str = "sandbox-key-1";
+pub(crate) const SEED_KEY_ID: &str = "sandbox-key-1";
 /// Leeway for the assertion's `exp` against the server's clock.
 const LEEWAY_SECS: u64 = 60;
 
@@ -103,7 +102,6 @@ struct Inner {
     idp_faults: Faults,
     private_key: PrivateKeyPem,
     books: Mutex<Books>,
-    api_rejections: AtomicU64,
 }
 
 impl Inner {
@@ -154,7 +152,6 @@ impl SmartEmulator {
                 idp_faults: Faults::default(),
                 private_key: PrivateKeyPem::new(key.serialize_pem()),
                 books: Mutex::default(),
-                api_rejections: AtomicU64::new(0),
             }),
         };
         emulator.register_client(SEED_CLIENT_ID, SEED_KEY_ID, KeyAlgorithm::Es384, &key.public_key_pem());
@@ -191,12 +188,12 @@ impl SmartEmulator {
     }
 
     /// The seeded client id.
-    pub fn client_id(&self) -> &'static str {
+    pub fn client_id(&self) -> &str {
         SEED_CLIENT_ID
     }
 
     /// The `kid` of the seeded client's key.
-    pub fn key_id(&self) -> &'static str {
+    pub fn key_id(&self) -> &str {
         SEED_KEY_ID
     }
 
@@ -218,9 +215,19 @@ impl SmartEmulator {
         self.inner.registry.requests()
     }
 
+    /// Token requests whose assertion named `client_id` as its issuer.
+    pub fn token_requests_for(&self, client_id: &str) -> u64 {
+        self.inner.registry.requests_for(client_id)
+    }
+
+    /// FHIR requests received.
+    pub fn api_requests(&self) -> u64 {
+        self.inner.registry.api_requests()
+    }
+
     /// FHIR requests the API answered 401 (no valid bearer).
     pub fn api_rejections(&self) -> u64 {
-        self.inner.api_rejections.load(Ordering::Relaxed)
+        self.inner.registry.api_rejections()
     }
 
     /// Every token request received, oldest first.
@@ -234,7 +241,7 @@ impl SmartEmulator {
     }
 
     /// The FHIR data.
-    pub fn store(&self) -> &Arc<FhirStore> {
+    pub fn fhir_store(&self) -> &Arc<FhirStore> {
         &self.inner.store
     }
 
@@ -388,10 +395,11 @@ fn issue(inner: &Inner, form: &HashMap<String, String>, client_id: Option<&str>)
 }
 
 async fn require_bearer(State(inner): State<Arc<Inner>>, request: Request, next: Next) -> Response {
+    inner.registry.count_api_request();
     match inner.registry.validate(header_str(request.headers(), "authorization")) {
         Ok(_) => next.run(request).await,
         Err(refusal) => {
-            inner.api_rejections.fetch_add(1, Ordering::Relaxed);
+            inner.registry.count_api_rejection();
             let challenge = match refusal {
                 Refusal::Missing => r#"Bearer realm="fhir""#,
                 Refusal::Unknown | Refusal::Expired | Refusal::Revoked => {

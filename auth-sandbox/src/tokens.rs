@@ -1,6 +1,8 @@
 //! What every emulator's identity provider keeps: the clients it knows, the tokens
 //! it issued (so its FHIR API accepts exactly those, until they expire or are
-//! revoked), and how many token requests each client made.
+//! revoked), how many token requests each client made, and how many requests its
+//! API received and refused. The vendor emulators and the test identity provider
+//! ([`crate::idp`]) keep these books here, and nowhere else.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,13 +51,24 @@ struct Books {
     per_client: HashMap<String, u64>,
 }
 
+/// Request counters; atomics, so counting never waits for the books.
+#[derive(Debug, Default)]
+struct Counters {
+    token: AtomicU64,
+    refresh: AtomicU64,
+    api: AtomicU64,
+    api_rejected: AtomicU64,
+    serial: AtomicU64,
+}
+
 /// Clients, issued tokens and counters, on a clock tests can control.
+///
+/// Clones share the same books.
 #[derive(Clone)]
 pub struct TokenRegistry {
     clock: Arc<dyn Clock>,
     books: Arc<Mutex<Books>>,
-    requests: Arc<AtomicU64>,
-    serial: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     marker: Arc<str>,
 }
 
@@ -68,6 +81,9 @@ impl std::fmt::Debug for TokenRegistry {
             .field("issued", &books.issued.len())
             .field("refresh_tokens", &books.refresh.len())
             .field("requests", &self.requests())
+            .field("refresh_requests", &self.refresh_requests())
+            .field("api_requests", &self.api_requests())
+            .field("api_rejections", &self.api_rejections())
             .finish_non_exhaustive()
     }
 }
@@ -75,13 +91,7 @@ impl std::fmt::Debug for TokenRegistry {
 impl TokenRegistry {
     /// An empty registry on `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            clock,
-            books: Arc::default(),
-            requests: Arc::default(),
-            serial: Arc::default(),
-            marker: Arc::from(""),
-        }
+        Self { clock, books: Arc::default(), counters: Arc::default(), marker: Arc::from("") }
     }
 
     /// Starts every opaque token value (access and refresh) with `marker`
@@ -133,7 +143,7 @@ impl TokenRegistry {
 
     /// Counts one token request (call once per request, whatever its outcome).
     pub fn count_request(&self, client_id: Option<&str>) {
-        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.counters.token.fetch_add(1, Ordering::SeqCst);
         if let Some(id) = client_id {
             *self.books().per_client.entry(id.to_owned()).or_default() += 1;
         }
@@ -141,7 +151,39 @@ impl TokenRegistry {
 
     /// Token requests received in all.
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::SeqCst)
+        self.counters.token.load(Ordering::SeqCst)
+    }
+
+    /// Counts one refresh grant (on top of [`TokenRegistry::count_request`]), once
+    /// the request is known to be one, whatever its outcome.
+    pub fn count_refresh(&self) {
+        self.counters.refresh.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Token requests with `grant_type=refresh_token`.
+    pub fn refresh_requests(&self) -> u64 {
+        self.counters.refresh.load(Ordering::SeqCst)
+    }
+
+    /// Counts one request that reached the API's gate, whatever its outcome.
+    pub fn count_api_request(&self) {
+        self.counters.api.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts one API request the gate refused for its credentials (each emulator
+    /// says which refusals those are).
+    pub fn count_api_rejection(&self) {
+        self.counters.api_rejected.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// API requests received in all.
+    pub fn api_requests(&self) -> u64 {
+        self.counters.api.load(Ordering::SeqCst)
+    }
+
+    /// API requests refused for their credentials.
+    pub fn api_rejections(&self) -> u64 {
+        self.counters.api_rejected.load(Ordering::SeqCst)
     }
 
     /// Token requests received that named `client_id`.
@@ -151,7 +193,7 @@ impl TokenRegistry {
 
     /// A fresh serial number, for unique token values.
     pub fn serial(&self) -> u64 {
-        self.serial.fetch_add(1, Ordering::SeqCst) + 1
+        self.counters.serial.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// Records `token` as issued to `client_id` for `lifetime`.
@@ -188,6 +230,12 @@ impl TokenRegistry {
     /// Consumes a refresh token (rotation: each works once); returns its client.
     pub fn redeem_refresh(&self, refresh_token: &str) -> Option<String> {
         self.books().refresh.remove(refresh_token)
+    }
+
+    /// The client a refresh token was issued to, leaving it usable: for a provider
+    /// that does not rotate refresh tokens.
+    pub fn refresh_owner(&self, refresh_token: &str) -> Option<String> {
+        self.books().refresh.get(refresh_token).cloned()
     }
 
     /// Checks a bearer token from an `Authorization` header value.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use auth_core::TokenManager;
 use auth_core::oauth2::OAuth2Source;
-use auth_sandbox::testkit::TestIdentityProvider;
+use auth_sandbox::idp::TestIdentityProvider;
 use criterion::{Criterion, criterion_group, criterion_main};
 use oauth2::basic::BasicClient;
 use oauth2::{AuthUrl, ClientId, ClientSecret, TokenResponse, TokenUrl};
@@ -109,7 +109,7 @@ fn contenders(rt: &tokio::runtime::Runtime) -> Contenders {
             .expect("reqwest 0.12 client");
         let oauth = BasicClient::new(ClientId::new(id.clone()))
             .set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()))
-            .set_auth_uri(AuthUrl::new(idp.base_url()).expect("url"))
+            .set_auth_uri(AuthUrl::new(idp.base_url().to_owned()).expect("url"))
             .set_token_uri(TokenUrl::new(idp.token_url()).expect("url"));
         let response =
             oauth.exchange_client_credentials().request_async(&http).await.expect("oauth2-rs token");

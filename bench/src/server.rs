@@ -1,6 +1,6 @@
 //! The identity provider and protected API the harness measures against.
 //!
-//! It validates tokens the way `auth_sandbox::testkit::TestIdentityProvider` does (a
+//! It validates tokens the way `auth_sandbox::idp::TestIdentityProvider` does (a
 //! token is accepted only if this server issued it and it has not expired), but it
 //! speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port: one
 //! process cannot hold 10,000 HTTP/1.1 sockets here, so the herd runs on HTTP/2

@@ -91,7 +91,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     for p in found.matches() {
         println!("found {:?} {:?}", p.name[0].given, p.name[0].family);
     }
-    let sent = aidbox.last_request().and_then(|r| r.content_type.clone());
+    let sent = aidbox.last_token_request().and_then(|r| r.content_type.clone());
     println!("token request content type: {sent:?}; token requests: {}", aidbox.token_requests());
     println!("manager stats: {:?}", tokens.stats());
     Ok(())

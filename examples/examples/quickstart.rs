@@ -12,7 +12,7 @@ use auth_core::clock::{Clock, ManualClock};
 
 use auth_core::oauth2::OAuth2Source;
 use auth_core::{AuthClient, RetryPolicy, TokenManager};
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
+use auth_sandbox::idp::{TestIdentityProvider, TokenBehavior};
 
 #[tokio::main]
 async fn main() -> ExitCode {

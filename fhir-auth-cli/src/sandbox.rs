@@ -37,6 +37,14 @@ pub(crate) async fn run(port: u16) -> Result<(), CliError> {
     out(&format!("  FHIR base     {}", g.fhir_base()));
     out(&format!("  client        {} / {}", g.client_id(), g.client_secret().expose_secret()));
     out(&format!("  subscription  {}", g.subscription_key().expose_secret()));
+    let sm = sandbox.smart();
+    out(&st.bold("SMART Backend Services"));
+    out(&format!("  token URL     {}", sm.token_url()));
+    out(&format!("  FHIR base     {}", sm.fhir_base()));
+    out(&format!("  client        {}  key id {}", sm.client_id(), sm.key_id()));
+    // Unlike the others, the SMART client's private key is no published value: it
+    // is generated at start and lives only in this process, so it is not printed.
+    out("  private key   generated at start, not printed: SmartEmulator::private_key() in auth-sandbox");
     out(&format!("serving on {} until Ctrl-C", sandbox.base_url()));
     tokio::signal::ctrl_c().await.map_err(|e| CliError::io("cannot wait for Ctrl-C", e))?;
     Ok(())

@@ -239,9 +239,12 @@ async fn sandbox_subcommand_prints_every_vendor_and_serves() {
         }
     }
     let text = lines.join("\n");
-    assert_eq!(text.matches("token URL").count(), 4, "{text}");
-    assert_eq!(text.matches("FHIR base").count(), 4, "{text}");
+    assert_eq!(text.matches("token URL").count(), 5, "{text}");
+    assert_eq!(text.matches("FHIR base").count(), 5, "{text}");
     assert!(text.contains("api-client / verysecret"), "test credentials printed:\n{text}");
+    assert!(text.contains("/smart/auth/token"), "the SMART emulator is listed:\n{text}");
+    assert!(text.contains("sandbox-backend-client  key id sandbox-key-1"), "{text}");
+    assert!(!text.contains("PRIVATE KEY"), "the generated SMART key is not printed:\n{text}");
     // The printed URLs work: fetch an Aidbox token from the standalone server.
     let token_url = lines.iter().filter(|l| l.contains("token URL")).nth(1).unwrap();
     let token_url = token_url.split_whitespace().last().unwrap().to_owned();

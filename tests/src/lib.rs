@@ -9,7 +9,7 @@ use auth_core::oauth2::OAuth2Source;
 use auth_core::{MemoryStore, TokenManager};
 use auth_providers::msk::{MskSource, MskSourceBuilder};
 use auth_providers::smart::{SigningAlgorithm, SmartSource, SmartSourceBuilder};
-use auth_sandbox::testkit::TestIdentityProvider;
+use auth_sandbox::idp::TestIdentityProvider;
 use auth_sandbox::{MskEmulator, SmartEmulator};
 
 /// A client credentials source for the provider's default client.

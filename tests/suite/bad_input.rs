@@ -27,7 +27,7 @@ use auth_core::{
     ResponseProblem, TokenManager,
 };
 use auth_fhir::{Bundle, FhirClient, FhirErrorExt, Patient, SearchParams};
-use auth_sandbox::testkit::fake_jwt;
+use auth_sandbox::idp::fake_jwt;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, Response, StatusCode};

@@ -12,7 +12,7 @@ use auth_core::{
     AccessToken, ApiProfile, AuthClient, ClientSecret, CredentialSource, DeviceSecret, IdToken,
     PrivateKeyPem, RefreshToken, SecretValue, TokenManager,
 };
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
+use auth_sandbox::idp::{TestIdentityProvider, TokenBehavior};
 
 const CLIENT_SECRET: &str = "CANARY-client-secret-7f3a";
 const ACCESS: &str = "CANARY-access-token-91bd";
@@ -174,7 +174,7 @@ async fn logs_errors_debug_and_display() {
         ("IdToken", format!("{0:?} {0}", IdToken::new(ID))),
         ("SecretValue", format!("{0:?} {0}", SecretValue::new(SUB_KEY))),
         ("ApiProfile", format!("{profile:?}")),
-        ("recorded requests", format!("{:?}", idp.requests())),
+        ("recorded requests", format!("{:?}", idp.token_log())),
     ] {
         outputs.push((name.into(), text));
     }

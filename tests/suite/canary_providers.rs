@@ -31,7 +31,7 @@ use auth_providers::graphnet::GraphnetSource;
 use auth_providers::msk::MskSource;
 use auth_providers::santedb::SanteDbSource;
 use auth_sandbox::faults::Faults;
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
+use auth_sandbox::idp::{TestIdentityProvider, TokenBehavior};
 use auth_sandbox::tokens::TokenRegistry;
 use auth_sandbox::{Sandbox, SandboxConfig};
 use base64::Engine;
@@ -318,7 +318,7 @@ async fn every_provider_at_trace() {
     };
     let profile = make(CLIENT_SECRET).api_profile();
     exercise(&mut cx, "aidbox", &idp, || make(CLIENT_SECRET), make(WRONG_SECRET), profile).await;
-    cx.output("aidbox records", format!("{:?}", aidbox.requests()));
+    cx.output("aidbox records", format!("{:?}", aidbox.token_log()));
 
     // SanteDB: client secret and device secret (Basic device header).
     let santedb = sandbox.santedb();
@@ -352,7 +352,7 @@ async fn every_provider_at_trace() {
     let err = TokenManager::builder(mtls(WRONG_SECRET)).config(config()).build().token().await.map(|_| ());
     assert!(err.is_err());
     cx.result("santedb mtls wrong secret", &err);
-    cx.output("santedb records", format!("{:?} {:?}", santedb.auth_requests(), santedb.fhir_requests()));
+    cx.output("santedb records", format!("{:?} {:?}", santedb.token_log(), santedb.api_log()));
 
     // MSK: client secret; partner id and study on every API call.
     let msk = sandbox.msk();
@@ -470,8 +470,8 @@ async fn every_provider_at_trace() {
 
     // Things that could panic: a token that cannot be an HTTP header, a secret
     // header value with a newline, a token response that is not one.
-    let testkit = TestIdentityProvider::start().await.unwrap();
-    testkit.register_client("generic-client", CLIENT_SECRET);
+    let generic = TestIdentityProvider::start().await.unwrap();
+    generic.register_client("generic-client", CLIENT_SECRET);
     for body in [
         format!(
             r#"{{"access_token":"{TOKEN_MARKER}bad\u0001\r\nvalue","token_type":"Bearer","expires_in":300}}"#
@@ -480,19 +480,19 @@ async fn every_provider_at_trace() {
         format!(r#"{{"access_token":["{TOKEN_MARKER}array"],"token_type":"Bearer"}}"#),
         format!("access_token={TOKEN_MARKER}form&token_type=Bearer"),
     ] {
-        testkit.set_behavior(TokenBehavior::Raw {
+        generic.set_behavior(TokenBehavior::Raw {
             status: 200,
             content_type: "application/json".into(),
             body,
         });
         let source =
-            OAuth2Source::builder(testkit.token_url(), "generic-client", ClientSecret::new(CLIENT_SECRET))
+            OAuth2Source::builder(generic.token_url(), "generic-client", ClientSecret::new(CLIENT_SECRET))
                 .build()
                 .unwrap();
         let manager = TokenManager::builder(source).config(config()).build();
         let client =
             AuthClient::builder(manager.clone()).profile(manager.source().api_profile()).build().unwrap();
-        let result = client.get(testkit.api_url("Patient/1")).send().await.map(|r| r.status());
+        let result = client.get(generic.api_url("Patient/1")).send().await.map(|r| r.status());
         cx.result("odd token response", &result);
         cx.output("odd token manager", format!("{manager:?}"));
     }

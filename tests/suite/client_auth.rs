@@ -8,7 +8,7 @@ use auth_core::oauth2::OAuth2Source;
 use auth_core::request::{BasicEncoding, ClientAuthMethod};
 use auth_core::source::FetchContext;
 use auth_core::{ClientSecret, CredentialSource, ErrorKind, OAuthErrorCode, ResponseProblem};
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
+use auth_sandbox::idp::{TestIdentityProvider, TokenBehavior};
 use integration_tests::serve;
 
 const AWKWARD_ID: &str = "id: %+/= x";
@@ -22,7 +22,7 @@ async fn client_secret_basic_is_encoded_per_rfc_6749_section_2_3_1() {
         .build()
         .unwrap();
     source.fetch(&FetchContext::default()).await.expect("the provider decodes and accepts the credentials");
-    let seen = idp.requests().pop().unwrap();
+    let seen = idp.token_log().pop().unwrap();
     // On the wire: each part form-url-encoded, then joined and base64-encoded.
     assert_eq!(seen.basic_raw, Some(("id%3A+%25%2B%2F%3D+x".to_owned(), "p%3A+%25%2B%2F%3D+s".to_owned())));
     assert_eq!(seen.basic_decoded, Some((AWKWARD_ID.to_owned(), AWKWARD_SECRET.to_owned())));
@@ -41,7 +41,7 @@ async fn raw_basic_sends_the_credentials_as_they_are() {
     let error =
         source.fetch(&FetchContext::default()).await.expect_err("an RFC-decoding server cannot read raw `%`");
     assert_eq!(error.oauth_error().map(|e| e.code.clone()), Some(OAuthErrorCode::InvalidClient));
-    let seen = idp.requests().pop().unwrap();
+    let seen = idp.token_log().pop().unwrap();
     assert_eq!(seen.basic_raw, Some(("raw-id".to_owned(), AWKWARD_SECRET.to_owned())));
 }
 
@@ -62,7 +62,7 @@ async fn client_secret_post_and_json_bodies() {
             .build()
             .unwrap();
         source.fetch(&FetchContext::default()).await.unwrap_or_else(|e| panic!("{method:?}: {e}"));
-        let seen = idp.requests().pop().unwrap();
+        let seen = idp.token_log().pop().unwrap();
         assert_eq!(seen.content_type.as_deref(), Some(content_type));
         assert_eq!(seen.authorization, None, "{method:?}: no Basic header as well");
         assert_eq!(seen.field("client_id"), Some(AWKWARD_ID));

@@ -10,7 +10,7 @@ use auth_core::{AuthClient, ErrorKind, Result, TokenManager};
 use auth_fhir::{Bundle, Created, FhirClient, FhirErrorExt, JsonResource, Patient, Resource, SearchParams};
 use auth_macros::authenticated_api;
 use auth_sandbox::fhir::{FhirStore, sample_patients};
-use auth_sandbox::testkit::TestIdentityProvider;
+use auth_sandbox::idp::TestIdentityProvider;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use auth_core::oauth2::OAuth2Source;
 use auth_core::store::{RedisStore, StoreKey};
 use auth_core::{TokenManager, TokenStore};
-use auth_sandbox::testkit::TestIdentityProvider;
+use auth_sandbox::idp::TestIdentityProvider;
 use integration_tests::source;
 
 const REDIS_SERVER: &str = "redis-server";

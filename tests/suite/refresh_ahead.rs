@@ -10,7 +10,7 @@ use std::time::Duration;
 use auth_core::clock::Clock;
 use auth_core::token::Token;
 use auth_core::{ErrorKind, Result};
-use auth_sandbox::testkit::TokenBehavior;
+use auth_sandbox::idp::TokenBehavior;
 use integration_tests::{eventually, on_virtual_time, predictable};
 
 const LIFETIME: u64 = 300;
@@ -226,7 +226,7 @@ async fn refresh_tokens_are_used_when_issued() {
     clock.advance(Duration::from_secs(250));
     manager.token().await.unwrap();
     assert!(eventually(Duration::from_secs(5), || idp.refresh_requests() == 1).await);
-    let last = idp.requests().pop().unwrap();
+    let last = idp.token_log().pop().unwrap();
     assert_eq!(last.field("grant_type"), Some("refresh_token"));
     assert_eq!(last.field("refresh_token"), Some("rt-1"));
     assert_eq!(manager.stats().refreshes, 1);

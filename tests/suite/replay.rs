@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use auth_core::oauth2::OAuth2Source;
 use auth_core::{ApiProfile, AuthClient, ErrorKind, SecretValue, TokenManager};
-use auth_sandbox::testkit::{ApiBehavior, TestIdentityProvider};
+use auth_sandbox::idp::{ApiBehavior, TestIdentityProvider};
 use integration_tests::{serve, source};
 
 async fn setup() -> (TestIdentityProvider, TokenManager<OAuth2Source>, AuthClient) {

@@ -14,7 +14,7 @@ use auth_core::store::Lease;
 use auth_core::{
     CacheKey, CredentialSource, ErrorKind, MemoryStore, Result, Token, TokenManager, TokenStore,
 };
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
+use auth_sandbox::idp::{TestIdentityProvider, TokenBehavior};
 use integration_tests::{eventually, on_virtual_time, predictable, source};
 
 /// A source that panics on its first fetch, then behaves.

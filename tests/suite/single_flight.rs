@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::{ErrorKind, MemoryStore, OAuthErrorCode, TokenManager};
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior};
+use auth_sandbox::idp::{TestIdentityProvider, TokenBehavior};
 use integration_tests::source;
 
 const CALLERS: usize = 1_000;

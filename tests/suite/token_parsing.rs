@@ -7,7 +7,7 @@ use auth_core::oauth2::OAuth2Source;
 use auth_core::source::FetchContext;
 use auth_core::token::ExpirySource;
 use auth_core::{CredentialSource, ErrorKind, ResponseProblem};
-use auth_sandbox::testkit::{TestIdentityProvider, TokenBehavior, fake_jwt};
+use auth_sandbox::idp::{TestIdentityProvider, TokenBehavior, fake_jwt};
 use serde_json::json;
 
 const HTML: &str = "<html><body>Sign in</body></html>";

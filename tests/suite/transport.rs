@@ -19,7 +19,7 @@ use auth_core::{
     ResponseProblem, Token, TokenManager,
 };
 use auth_fhir::{FhirClient, Patient};
-use auth_sandbox::testkit::TestIdentityProvider;
+use auth_sandbox::idp::TestIdentityProvider;
 use auth_sandbox::tls::{CertificateAuthority, IssuedCertificate, TlsServer};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -50,7 +50,7 @@ fn assert_no_secret(e: &Error) {
 #[tokio::test]
 async fn token_and_revocation_requests_follow_no_redirect_of_any_kind() {
     let target = TestIdentityProvider::start().await.unwrap();
-    let target_origin = target.base_url();
+    let target_origin = target.base_url().to_owned();
     let location = target.token_url();
     let app = axum::Router::new().route(
         "/token/{status}",

@@ -77,7 +77,7 @@ async fn seed_example_basic_and_form_exchange_on_the_wire() {
 
     let token = source.fetch(&ctx(&clock)).await.unwrap();
 
-    let req = emu.last_request().unwrap();
+    let req = emu.last_token_request().unwrap();
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/aidbox/auth/token");
     // `base64("api-client:verysecret")`, the very header of the docs' example.
@@ -132,7 +132,7 @@ async fn json_style_on_the_wire() {
 
     let token = source.fetch(&ctx(&clock)).await.unwrap();
 
-    let req = emu.last_request().unwrap();
+    let req = emu.last_token_request().unwrap();
     assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/aidbox/auth/token"));
     assert_eq!(req.authorization, None);
     assert_eq!(req.content_type.as_deref(), Some("application/json"));
@@ -156,7 +156,7 @@ async fn form_post_style_on_the_wire() {
 
     source.fetch(&ctx(&clock)).await.unwrap();
 
-    let req = emu.last_request().unwrap();
+    let req = emu.last_token_request().unwrap();
     assert_eq!(req.authorization, None);
     assert_eq!(req.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
     assert_eq!(
@@ -231,7 +231,7 @@ async fn null_refresh_token_is_tolerated() {
     let second = manager.token().await.unwrap();
     assert!(!second.same_value(&first));
     assert_eq!(emu.refresh_requests(), 0);
-    assert_eq!(emu.last_request().unwrap().field("grant_type"), Some("client_credentials"));
+    assert_eq!(emu.last_token_request().unwrap().field("grant_type"), Some("client_credentials"));
     assert_eq!(emu.token_requests_for(AidboxEmulator::JWT_CLIENT_ID), 2);
 }
 
@@ -271,7 +271,7 @@ async fn refresh_rotates_through_the_manager_on_virtual_time() {
 
     assert_eq!(emu.refresh_requests(), 1);
     assert_eq!(manager.stats().refreshes, 1);
-    let req = emu.last_request().unwrap();
+    let req = emu.last_token_request().unwrap();
     assert_eq!(req.field_names(), ["grant_type", "refresh_token"]);
     assert_eq!(req.field("grant_type"), Some("refresh_token"));
     assert_eq!(req.field("refresh_token"), Some(rt1.as_str()));
@@ -304,7 +304,7 @@ async fn refresh_rotates_through_the_manager_on_virtual_time() {
     clock.advance(Duration::from_secs(500));
     manager.token().await.unwrap();
     let third = wait_for_new_token(&manager, &second).await;
-    assert_eq!(emu.last_request().unwrap().field("refresh_token"), Some(rt2.as_str()));
+    assert_eq!(emu.last_token_request().unwrap().field("refresh_token"), Some(rt2.as_str()));
     assert!(third.refresh_token().is_some());
     assert_eq!(
         emu.token_requests_for(AidboxEmulator::JWT_CLIENT_ID),
@@ -327,7 +327,7 @@ async fn refresh_with_client_id_only_as_the_docs_show() {
     let first = source.fetch(&ctx(&clock)).await.unwrap();
     let refreshed = source.refresh(&ctx(&clock), first.refresh_token().unwrap()).await.unwrap().unwrap();
 
-    let req = emu.last_request().unwrap();
+    let req = emu.last_token_request().unwrap();
     assert_eq!(req.authorization, None);
     assert_eq!(req.content_type.as_deref(), Some("application/json"));
     let body: Value = serde_json::from_str(&req.body).unwrap();
@@ -357,7 +357,7 @@ async fn revoke_on(endpoint: SessionEndpoint, expected_path: &str) {
 
     assert!(manager.revoke().await.unwrap(), "Aidbox was told");
 
-    let closes = emu.session_closes();
+    let closes = emu.session_log();
     assert_eq!(closes.len(), 1);
     assert_eq!(closes[0].path, expected_path);
     assert_eq!(closes[0].bearer, old_value, "the Session of exactly this token");
@@ -377,7 +377,7 @@ async fn revoke_on(endpoint: SessionEndpoint, expected_path: &str) {
     // The source's revoke on its own, for a token no manager holds.
     let lone = manager.source().fetch(&ctx(&clock)).await.unwrap();
     assert!(manager.source().revoke(&lone).await.unwrap());
-    assert_eq!(emu.session_closes().len(), 2);
+    assert_eq!(emu.session_log().len(), 2);
     assert_eq!(raw_get(&patients, lone.access_token().expose_secret()).await.status(), 401);
     // Closing an already closed Session is not an error: it is closed.
     assert!(manager.source().revoke(&lone).await.unwrap());
@@ -402,7 +402,7 @@ async fn revoke_can_be_disabled() {
     let manager = TokenManager::builder(source).clock(clock.clone()).build();
     manager.token().await.unwrap();
     assert!(!manager.revoke().await.unwrap());
-    assert!(emu.session_closes().is_empty());
+    assert!(emu.session_log().is_empty());
     assert_eq!(emu.active_sessions(), 1);
 }
 
@@ -417,7 +417,7 @@ async fn audience_is_sent_and_reflected_in_the_jwt() {
     let source = jwt_source(emu).audience(audience).build().unwrap();
     let token = source.fetch(&ctx(&clock)).await.unwrap();
 
-    let req = emu.last_request().unwrap();
+    let req = emu.last_token_request().unwrap();
     assert_eq!(req.body, "grant_type=client_credentials&audience=https%3A%2F%2Fresource.server.com");
     assert_eq!(claims(token.access_token().expose_secret())["aud"], audience);
     let plain = jwt_source(emu).build().unwrap();
@@ -608,7 +608,7 @@ async fn fhir_create_read_and_paged_search_through_auth_client() {
     names.sort();
     assert_eq!(names, ["Alice", "Jim", "Peter", "Zed"]);
     assert_eq!(emu.token_requests(), 1, "one token for every call");
-    assert_eq!(emu.fhir().len(), 7);
+    assert_eq!(emu.fhir_store().len(), 7);
 
     // Without a bearer the API refuses.
     let anonymous = reqwest::get(format!("{base}/Patient")).await.unwrap();
@@ -642,7 +642,7 @@ async fn a_401_is_replayed_once_with_a_fresh_token() {
     assert_eq!(emu.token_requests(), 2);
     assert_eq!(manager.stats().invalidations, 1);
     assert!(!manager.token().await.unwrap().same_value(&before));
-    let received = emu.fhir().received();
+    let received = emu.fhir_store().received();
     assert_eq!(received.len(), 1, "the body reached the store once, on the replay");
     assert_eq!(received[0]["name"][0]["family"], "Replay");
 }

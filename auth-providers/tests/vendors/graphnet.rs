@@ -256,7 +256,7 @@ async fn fhir_create_read_search_carry_the_subscription_key_on_every_request() {
     let bundle: Value = search.json().await.unwrap();
     assert_eq!(bundle["total"], 1);
     assert_eq!(bundle["entry"][0]["resource"]["id"], id.as_str());
-    assert!(g.store().get(&id).is_some());
+    assert!(g.fhir_store().get(&id).is_some());
 
     let token = tokens.token().await.unwrap();
     let log = g.api_log();

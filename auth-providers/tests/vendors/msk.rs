@@ -95,7 +95,7 @@ async fn the_guides_example_exchange_is_reproduced_on_the_wire() {
     // The provider sends the same request.
     let manager = manager_on(source_builder(msk).build().unwrap(), &clock);
     let token = manager.token().await.unwrap();
-    let log = msk.token_request_log();
+    let log = msk.token_log();
     assert_eq!(log.len(), 2);
     let sent = &log[1];
     assert_eq!(sent.method(), "POST");
@@ -165,7 +165,7 @@ async fn api_requests_carry_partner_id_study_and_format() {
     assert_eq!(patient["extension"][0]["valueString"], "FHIR-T");
 
     let token = manager.cached().unwrap();
-    let log = msk.api_request_log();
+    let log = msk.api_log();
     assert_eq!(log.len(), 2);
     for (request, path) in
         log.iter().zip([format!("{FHIR_PATH}/Patient"), format!("{FHIR_PATH}/Patient/10081001")])
@@ -280,7 +280,7 @@ async fn an_expired_token_is_replayed_once_with_a_new_one() {
     let new = manager.cached().unwrap();
     assert!(!new.same_value(&old));
 
-    let log = msk.api_request_log();
+    let log = msk.api_log();
     assert_eq!(log.len(), 3, "first call, rejected call, exactly one replay");
     assert_eq!(bearer_of!(log[1]), old.access_token().expose_secret());
     assert_eq!(bearer_of!(log[2]), new.access_token().expose_secret());
@@ -376,7 +376,7 @@ async fn searches_page_through_next_links() {
     unique.dedup();
     assert_eq!((ids.len(), unique.len()), (9, 9), "every patient once: {ids:?}");
 
-    let log = msk.api_request_log();
+    let log = msk.api_log();
     assert_eq!(log.len(), 3);
     for (n, request) in log.iter().enumerate() {
         assert_eq!(request.header("x-partnerid"), Some("MSK_PROVIDED_PARTNERID"));
@@ -631,8 +631,8 @@ async fn nothing_secret_in_debug_output() {
         format!("{:?}", manager.source()),
         format!("{manager:?}"),
         format!("{token:?}"),
-        format!("{:?}", msk.token_request_log()),
-        format!("{:?}", msk.api_request_log()),
+        format!("{:?}", msk.token_log()),
+        format!("{:?}", msk.api_log()),
         format!("{msk:?}"),
     ];
     for text in texts {

@@ -87,7 +87,7 @@ fn basic(id: &str, secret: &str) -> String {
 }
 
 fn grant_types(emu: &SanteDbEmulator) -> Vec<String> {
-    emu.auth_requests()
+    emu.token_log()
         .iter()
         .filter(|r| r.path == "/auth/oauth2_token")
         .map(|r| r.field("grant_type").unwrap_or_default().to_owned())
@@ -156,7 +156,7 @@ async fn the_guides_exchange_is_reproduced_byte_for_byte_and_by_the_provider() {
     for c in ["iss", "sub", "sid", "nbf", "urn:santedb:org:claim:appid", "urn:santedb:org:claim:devid"] {
         assert!(claims.get(c).is_some(), "claim {c} missing: {claims}");
     }
-    let by_hand = emu.auth_requests().pop().unwrap();
+    let by_hand = emu.token_log().pop().unwrap();
     assert_eq!(by_hand.header("user-agent"), Some("Fiddler"));
     assert_eq!(by_hand.body, SEED_BODY);
 
@@ -164,7 +164,7 @@ async fn the_guides_exchange_is_reproduced_byte_for_byte_and_by_the_provider() {
     //    order; only `$` is form-encoded, as a form body requires.
     let source = with_device(emu, SanteDbVersion::V2);
     let token = source.fetch(&ctx(&clock)).await.unwrap();
-    let sent = emu.auth_requests().pop().unwrap();
+    let sent = emu.token_log().pop().unwrap();
     assert_eq!(sent.method, "POST");
     assert_eq!(sent.path, "/auth/oauth2_token");
     assert_eq!(sent.header("content-type"), Some("application/x-www-form-urlencoded"));
@@ -197,7 +197,7 @@ async fn version_3_sends_the_device_in_authorization_basic_and_counts_seconds() 
     let source = with_device(emu, SanteDbVersion::V3);
     assert_eq!(source.node_auth(), NodeAuth::Device(DeviceHeader::AuthorizationBasic));
     let token = source.fetch(&ctx(&clock)).await.unwrap();
-    let sent = emu.auth_requests().pop().unwrap();
+    let sent = emu.token_log().pop().unwrap();
     assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/auth/oauth2_token"));
     assert_eq!(sent.header("content-type"), Some("application/x-www-form-urlencoded"));
     // Raw id:secret, not form-url-encoded, under the standard scheme name.
@@ -253,7 +253,7 @@ async fn no_device_mode_sends_no_node_credentials() {
     // One that allows node-less clients (allowNodelessClientAuth) issues a session.
     emu.set_require_device(false);
     let token = source.fetch(&ctx(&clock)).await.unwrap();
-    let sent = emu.auth_requests().pop().unwrap();
+    let sent = emu.token_log().pop().unwrap();
     assert_eq!(sent.header("authorization"), None);
     assert_eq!(sent.header("x-device-authorization"), None);
     let fields: Vec<(&str, &str)> = sent.form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -274,7 +274,7 @@ async fn mutual_tls_authenticates_the_node_by_certificate_for_tokens_and_fhir() 
         assert_eq!(source.node_auth(), NodeAuth::ClientCertificate);
         assert!(source.token_url().as_str().starts_with("https://127.0.0.1:"));
         let token = source.fetch(&FetchContext::default()).await.unwrap();
-        let sent = emu.auth_requests().pop().unwrap();
+        let sent = emu.token_log().pop().unwrap();
         assert!(sent.mutual_tls);
         assert_eq!(sent.certificate_device.as_deref(), Some(SanteDbEmulator::CERT_DEVICE_ID));
         assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/auth/oauth2_token"));
@@ -327,7 +327,7 @@ async fn mutual_tls_refuses_a_missing_or_untrusted_certificate_in_the_handshake(
     assert!(eventually(|| emu.refused_handshakes() > refused_before).await);
 
     // Neither reached HTTP: the emulator saw no request at all.
-    assert!(emu.auth_requests().is_empty(), "{:?}", emu.auth_requests());
+    assert!(emu.token_log().is_empty(), "{:?}", emu.token_log());
     assert_eq!(emu.token_requests_for(emu.client_id()), 0);
 
     // The FHIR endpoint is behind the same handshake.
@@ -336,7 +336,7 @@ async fn mutual_tls_refuses_a_missing_or_untrusted_certificate_in_the_handshake(
         .build()
         .unwrap();
     assert!(plain.get(format!("{}/Patient", emu.mtls_fhir_base())).send().await.is_err());
-    assert!(emu.fhir_requests().is_empty());
+    assert!(emu.api_log().is_empty());
 
     // And a certificate from the emulator's CA for a new device gets in.
     let issued = emu.issue_client_certificate("SECOND_NODE").unwrap();
@@ -346,7 +346,7 @@ async fn mutual_tls_refuses_a_missing_or_untrusted_certificate_in_the_handshake(
         .build()
         .unwrap();
     good.fetch(&FetchContext::default()).await.unwrap();
-    assert_eq!(emu.auth_requests().pop().unwrap().certificate_device.as_deref(), Some("SECOND_NODE"));
+    assert_eq!(emu.token_log().pop().unwrap().certificate_device.as_deref(), Some("SECOND_NODE"));
 
     // A client certificate only works over TLS: refused when building.
     let err = SanteDbSource::builder(emu.base_url(), emu.client_id(), emu.client_secret())
@@ -413,7 +413,7 @@ async fn refresh_sends_the_client_credentials_and_the_refresh_token_rotates() {
 
     clock.advance(Duration::from_secs(200));
     let second = source.refresh(&ctx(&clock), &rt1).await.unwrap().unwrap();
-    let sent = emu.auth_requests().pop().unwrap();
+    let sent = emu.token_log().pop().unwrap();
     let names: Vec<&str> = sent.form.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["grant_type", "refresh_token", "client_id", "client_secret"]);
     assert_eq!(sent.field("grant_type"), Some("refresh_token"));
@@ -460,7 +460,7 @@ async fn the_manager_refreshes_with_the_rotated_token_and_falls_back_to_client_c
         current = manager.token().await.unwrap();
     }
     let refreshes: Vec<String> = emu
-        .auth_requests()
+        .token_log()
         .iter()
         .filter(|r| r.field("grant_type") == Some("refresh_token"))
         .map(|r| r.field("refresh_token").unwrap().to_owned())
@@ -521,7 +521,7 @@ async fn sign_out_abandons_the_session() {
     assert_eq!(read(bearer()).await.unwrap().status(), 200);
 
     assert!(manager.revoke().await.unwrap(), "3.x signs out");
-    let sent = emu.auth_requests().pop().unwrap();
+    let sent = emu.token_log().pop().unwrap();
     assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/auth/signout"));
     assert_eq!(sent.header("content-type"), Some("application/x-www-form-urlencoded"));
     assert_eq!(sent.field("id_token_hint"), Some(token.id_token().unwrap().expose_secret()));
@@ -559,11 +559,11 @@ async fn sign_out_abandons_the_session() {
     );
 
     // 2.x has no sign-out: revoke says so without sending anything.
-    let before = emu.auth_requests().len();
+    let before = emu.token_log().len();
     let v2 = with_device(emu, SanteDbVersion::V2);
     assert!(v2.signout_url().is_none());
     assert!(!v2.revoke(&token).await.unwrap());
-    assert_eq!(emu.auth_requests().len(), before);
+    assert_eq!(emu.token_log().len(), before);
 }
 
 #[tokio::test]
@@ -585,7 +585,7 @@ async fn fhir_requests_ask_for_json_and_santedb_answers_xml_otherwise() {
     assert_eq!(response.headers()["content-type"], "application/fhir+json");
     let bundle: Value = response.json().await.unwrap();
     assert_eq!(bundle["entry"][0]["resource"]["name"][0]["family"], "Windsor");
-    let seen = emu.fhir_requests().pop().unwrap();
+    let seen = emu.api_log().pop().unwrap();
     assert_eq!(seen.accept.as_deref(), Some("application/fhir+json"));
     assert_eq!((seen.method.as_str(), seen.path.as_str()), ("GET", "/fhir/Patient"));
 
@@ -648,7 +648,7 @@ async fn a_403_invalid_token_is_replayed_once_with_a_new_token() {
     emu.clear_records();
     let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), 200, "replayed with a fresh token");
-    let statuses: Vec<u16> = emu.fhir_requests().iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = emu.api_log().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [403, 200], "exactly one replay");
     assert_eq!(emu.token_requests_for(emu.client_id()), 2);
     assert_eq!(manager.stats().invalidations, 1);
@@ -686,7 +686,7 @@ async fn an_expired_token_is_a_401_and_is_replayed_too() {
     let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), 200, "replayed with a fresh token");
     assert_eq!(response.json::<Value>().await.unwrap()["id"], "pat-1");
-    let statuses: Vec<u16> = emu.fhir_requests().iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = emu.api_log().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [401, 200]);
     assert_eq!(emu.token_requests_for(emu.client_id()), 2);
 
@@ -807,7 +807,7 @@ async fn a_colon_in_a_3x_device_secret_is_refused_when_building() {
     emu.register_device("COLON_NODE", &colon());
     let v2 = provider(emu, SanteDbVersion::V2).device("COLON_NODE", colon()).build().unwrap();
     v2.fetch(&FetchContext::default()).await.unwrap();
-    let sent = emu.auth_requests().pop().unwrap();
+    let sent = emu.token_log().pop().unwrap();
     assert_eq!(
         sent.header("x-device-authorization"),
         Some(format!("BASIC {}", basic("COLON_NODE", "s3cret:with-colon")).as_str())
@@ -848,7 +848,7 @@ async fn fhir_create_read_and_search_through_the_provider() {
     assert_eq!(bundle["entry"][0]["resource"]["id"], id.as_str());
 
     assert_eq!(emu.fhir_store().get(&id).unwrap()["name"][0]["given"][0], "Ada");
-    assert!(emu.fhir_requests().iter().all(|r| r.accept.as_deref() == Some("application/fhir+json")));
+    assert!(emu.api_log().iter().all(|r| r.accept.as_deref() == Some("application/fhir+json")));
     assert_eq!(emu.token_requests_for(emu.client_id()), 1, "one token for all three calls");
 }
 
@@ -884,7 +884,7 @@ async fn no_secret_reaches_debug_output() {
     let mut outputs: Vec<String> = sources.iter().map(|s| format!("{s:?}")).collect();
     outputs.push(format!("{token:?}"));
     outputs.push(format!("{emu:?}"));
-    outputs.push(format!("{:?}", emu.auth_requests()));
+    outputs.push(format!("{:?}", emu.token_log()));
     outputs.push(format!(
         "{:?}",
         SanteDbSource::builder("https://x", "c", emu.client_secret()).device("d", emu.device_secret())
