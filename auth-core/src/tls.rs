@@ -36,7 +36,7 @@ pub fn trusted_roots(extra: &[Certificate]) -> Result<Vec<Certificate>> {
 /// redirects and the like, then `build()`.
 ///
 /// Use it for a client you hand to
-/// [`AuthClient::with_http_client`](crate::AuthClient::with_http_client) to keep the
+/// [`AuthClientBuilder::http_client`](crate::AuthClientBuilder::http_client) to keep the
 /// library's trust.
 pub fn client_builder(extra_roots: &[Certificate], identity: Option<&Identity>) -> Result<ClientBuilder> {
     let builder = reqwest::Client::builder().tls_backend_rustls().tls_certs_only(trusted_roots(extra_roots)?);

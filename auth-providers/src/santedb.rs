@@ -324,7 +324,7 @@ impl SanteDbSource {
     /// An HTTP client for API requests with the same TLS settings as token requests
     /// (extra root certificates, and the client certificate in mutual TLS), following
     /// same-origin redirects only. Hand it to
-    /// [`AuthClient::with_http_client`](auth_core::AuthClient::with_http_client): a
+    /// [`AuthClientBuilder::http_client`](auth_core::AuthClientBuilder::http_client): a
     /// server that asks for a client certificate on the token endpoint usually asks
     /// for it on the FHIR endpoint too.
     pub fn api_http_client(&self) -> &reqwest::Client {

@@ -15,7 +15,7 @@ use auth_core::store::Lease;
 use auth_core::{
     CacheKey, CredentialSource, ErrorKind, MemoryStore, Result, Token, TokenManager, TokenStore,
 };
-use auth_sandbox::testkit::TestIdentityProvider;
+use auth_sandbox::idp::TestIdentityProvider;
 use integration_tests::{predictable, source};
 
 /// A source whose first fetch never completes, as a custom source with a bug (or

@@ -399,7 +399,7 @@ fn graphnet(sandbox: &Sandbox) -> Subject<'_, GraphnetSource> {
         fhir,
         idp: g.idp_faults().clone(),
         refresh_grant: false,
-        api_rejections: Box::new(move || g.api_rejections() as u64),
+        api_rejections: Box::new(move || g.api_rejections()),
         issued: Box::new(move || g.registry().issued_count() as u64),
     }
 }
