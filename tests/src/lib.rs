@@ -106,3 +106,76 @@ pub fn assert_child(name: &str) {
         "{name} takes over its process; it runs in a child started by its parent test"
     );
 }
+
+/// Every log line of the process, from every crate at `TRACE`, kept in memory for
+/// a leak check. Installs the global subscriber: only in a test that runs in a
+/// process of its own ([`run_in_child`]).
+pub fn capture_all_logs() -> CapturedLogs {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+    logs
+}
+
+/// The log lines [`capture_all_logs`] kept.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A store whose removals take `0` (as a remote store's take a while): for races
+/// between a removal and a fetch.
+#[derive(Debug, Default)]
+pub struct SlowRemove(pub Duration, pub auth_core::MemoryStore);
+
+#[async_trait::async_trait]
+impl auth_core::TokenStore for SlowRemove {
+    async fn get(
+        &self,
+        key: &auth_core::CacheKey,
+    ) -> auth_core::Result<Option<std::sync::Arc<auth_core::Token>>> {
+        self.1.get(key).await
+    }
+    async fn put(
+        &self,
+        key: &auth_core::CacheKey,
+        token: std::sync::Arc<auth_core::Token>,
+    ) -> auth_core::Result<()> {
+        self.1.put(key, token).await
+    }
+    async fn remove(&self, key: &auth_core::CacheKey, token: &auth_core::Token) -> auth_core::Result<bool> {
+        tokio::time::sleep(self.0).await;
+        self.1.remove(key, token).await
+    }
+    async fn try_lease(
+        &self,
+        key: &auth_core::CacheKey,
+        ttl: Duration,
+    ) -> auth_core::Result<Option<auth_core::store::Lease>> {
+        self.1.try_lease(key, ttl).await
+    }
+    async fn release(&self, lease: &auth_core::store::Lease) -> auth_core::Result<()> {
+        self.1.release(lease).await
+    }
+}

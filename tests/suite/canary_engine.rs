@@ -1,9 +1,6 @@
 //! Secret canaries: a full flow at TRACE level with known secret values, then a
 //! search for them in every log line, error message, Debug and Display output.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use auth_core::manager::{ManagerConfig, RetryPolicy};
 use auth_core::oauth2::OAuth2Source;
 use auth_core::request::ClientAuthMethod;
@@ -20,19 +17,6 @@ const REFRESH: &str = "CANARY-refresh-token-c0de";
 const ID: &str = "CANARY-id-token-5eed";
 const SUB_KEY: &str = "CANARY-subscription-key-aa11";
 const ALL: [&str; 5] = [CLIENT_SECRET, ACCESS, REFRESH, ID, SUB_KEY];
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn assert_clean(what: &str, text: &str) {
     for canary in ALL {
@@ -51,13 +35,7 @@ fn no_secret_appears_in_logs_errors_debug_or_display() {
 #[ignore = "run in its own process by no_secret_appears_in_logs_errors_debug_or_display"]
 async fn logs_errors_debug_and_display() {
     integration_tests::assert_child("canary_engine::logs_errors_debug_and_display");
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let logs = integration_tests::capture_all_logs();
 
     let idp = TestIdentityProvider::start().await.unwrap();
     idp.register_client("leak-check-client", CLIENT_SECRET);
@@ -182,7 +160,7 @@ async fn logs_errors_debug_and_display() {
         assert_clean(name, text);
     }
 
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(logged.contains("token ready"), "TRACE logging was captured:\n{logged}");
     assert!(logged.contains("token rejected"), "the replay path was logged");
     assert_clean("the TRACE log", &logged);

@@ -14,7 +14,6 @@
 //! Debug, the Debug of sources, managers, clients and tokens, the emulators'
 //! records, or any panic message.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,19 +46,6 @@ const WRONG_SUB_KEY: &str = "CANARY-wrong-subscription-key-5be0";
 /// Put in front of every opaque token the emulators issue.
 const TOKEN_MARKER: &str = "CANARY-token-";
 const STATIC: [&str; 6] = [CLIENT_SECRET, WRONG_SECRET, DEVICE_SECRET, SUB_KEY, WRONG_SUB_KEY, TOKEN_MARKER];
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// What was produced, and every secret value that must not be in it.
 #[derive(Default)]
@@ -256,15 +242,7 @@ fn no_provider_leaks_a_secret_anywhere() {
 #[ignore = "run in its own process by no_provider_leaks_a_secret_anywhere"]
 async fn every_provider_at_trace() {
     integration_tests::assert_child("canary_providers::every_provider_at_trace");
-    let logs = Captured::default();
-    let writer = logs.clone();
-    // Every crate, every level; `log` records (reqwest, …) come through tracing-log.
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let logs = integration_tests::capture_all_logs();
     let panics = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = panics.clone();
     let default_hook = std::panic::take_hook();
@@ -514,7 +492,7 @@ async fn every_provider_at_trace() {
     for p in &panics {
         cx.assert_clean("a panic message", p);
     }
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     if let Ok(path) = std::env::var("CANARY_LOG") {
         // For a human to look at what was checked.
         std::fs::write(path, &logged).unwrap();

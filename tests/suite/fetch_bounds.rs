@@ -16,7 +16,7 @@ use auth_core::{
     CacheKey, CredentialSource, ErrorKind, MemoryStore, Result, Token, TokenManager, TokenStore,
 };
 use auth_sandbox::idp::TestIdentityProvider;
-use integration_tests::{predictable, source};
+use integration_tests::{SlowRemove, predictable, source};
 
 /// A source whose first fetch never completes, as a custom source with a bug (or
 /// a socket without a timeout) does; later fetches behave.
@@ -161,34 +161,12 @@ fn a_fetch_on_a_runtime_that_has_shut_down_is_an_error_not_a_deadlock() {
     assert!(matches!(error.kind(), ErrorKind::Internal | ErrorKind::Configuration), "{error}");
 }
 
-/// A store whose removals take a while, as a remote store's do.
-#[derive(Debug, Default)]
-struct SlowRemove(MemoryStore);
-
-#[async_trait]
-impl TokenStore for SlowRemove {
-    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Token>>> {
-        self.0.get(key).await
-    }
-    async fn put(&self, key: &CacheKey, token: Arc<Token>) -> Result<()> {
-        self.0.put(key, token).await
-    }
-    async fn remove(&self, key: &CacheKey, token: &Token) -> Result<bool> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        self.0.remove(key, token).await
-    }
-    async fn try_lease(&self, key: &CacheKey, ttl: Duration) -> Result<Option<Lease>> {
-        self.0.try_lease(key, ttl).await
-    }
-    async fn release(&self, lease: &Lease) -> Result<()> {
-        self.0.release(lease).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_is_never_taken_back_by_a_concurrent_fetch() {
     let idp = TestIdentityProvider::start().await.unwrap();
-    let manager = TokenManager::builder(source(&idp)).store(SlowRemove::default()).build();
+    let manager = TokenManager::builder(source(&idp))
+        .store(SlowRemove(Duration::from_millis(300), MemoryStore::new()))
+        .build();
     let revoked = manager.token().await.unwrap();
     let revoking = {
         let m = manager.clone();

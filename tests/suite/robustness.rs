@@ -2,7 +2,6 @@
 //! a slow store racing an invalidation, a provider that re-issues a token about to
 //! expire.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -10,12 +9,9 @@ use async_trait::async_trait;
 use auth_core::clock::{Clock, ManualClock};
 use auth_core::oauth2::OAuth2Source;
 use auth_core::source::FetchContext;
-use auth_core::store::Lease;
-use auth_core::{
-    CacheKey, CredentialSource, ErrorKind, MemoryStore, Result, Token, TokenManager, TokenStore,
-};
+use auth_core::{CacheKey, CredentialSource, ErrorKind, MemoryStore, Result, Token, TokenManager};
 use auth_sandbox::idp::{TestIdentityProvider, TokenBehavior};
-use integration_tests::{eventually, on_virtual_time, predictable, source};
+use integration_tests::{SlowRemove, eventually, on_virtual_time, predictable, source};
 
 /// A source that panics on its first fetch, then behaves.
 #[derive(Debug)]
@@ -68,34 +64,12 @@ async fn a_wall_clock_stepped_back_does_not_stretch_the_backoff() {
     assert_eq!(idp.token_requests(), 2);
 }
 
-/// A store whose removals take a while, as a remote store's do.
-#[derive(Debug, Default)]
-struct SlowRemove(MemoryStore);
-
-#[async_trait]
-impl TokenStore for SlowRemove {
-    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Token>>> {
-        self.0.get(key).await
-    }
-    async fn put(&self, key: &CacheKey, token: Arc<Token>) -> Result<()> {
-        self.0.put(key, token).await
-    }
-    async fn remove(&self, key: &CacheKey, token: &Token) -> Result<bool> {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        self.0.remove(key, token).await
-    }
-    async fn try_lease(&self, key: &CacheKey, ttl: Duration) -> Result<Option<Lease>> {
-        self.0.try_lease(key, ttl).await
-    }
-    async fn release(&self, lease: &Lease) -> Result<()> {
-        self.0.release(lease).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_token_is_never_taken_back_from_the_store() {
     let idp = TestIdentityProvider::start().await.unwrap();
-    let manager = TokenManager::builder(source(&idp)).store(SlowRemove::default()).build();
+    let manager = TokenManager::builder(source(&idp))
+        .store(SlowRemove(Duration::from_millis(50), MemoryStore::new()))
+        .build();
     let rejected = manager.token().await.unwrap();
     let invalidating = {
         let (m, t) = (manager.clone(), rejected.clone());
