@@ -269,8 +269,8 @@ impl AuthClient {
         };
         let status = response.status().as_u16();
         if self.profile.wants_rejection_body() {
-            let (parts, body) = read_for_judging(response).await?;
-            match self.profile.judge_rejection(&Rejection::new(status, challenge.as_ref(), &body)) {
+            let (parts, read, body) = read_for_judging(response).await?;
+            match self.profile.judge_rejection(&Rejection::new(status, challenge.as_ref(), &read)) {
                 RejectionVerdict::TokenRejected => {}
                 RejectionVerdict::NotTokenRelated => {
                     return Ok(Response::from(::http::Response::from_parts(parts, body)));
@@ -387,16 +387,39 @@ impl AuthRequest {
     }
 }
 
-/// Cap on a rejection body read for judging: it is an error document, not data.
+/// Cap on what of a rejection's body is read for judging: an error document's
+/// first 64 KiB say what it is about.
 const REJECTION_BODY_CAP: usize = 64 * 1024;
 
-async fn read_for_judging(response: Response) -> Result<(::http::response::Parts, Vec<u8>)> {
+/// Reads the first [`REJECTION_BODY_CAP`] bytes of a rejection for judging, and
+/// keeps the response whole: if the judge hands it back to the caller, its body is
+/// what was read followed by the rest, still unread.
+async fn read_for_judging(
+    mut response: Response,
+) -> Result<(::http::response::Parts, Vec<u8>, reqwest::Body)> {
     let mut parts = ::http::Response::new(()).into_parts().0;
     parts.status = response.status();
     parts.version = response.version();
     parts.headers = response.headers().clone();
-    let body = crate::endpoint::read_capped(response, REJECTION_BODY_CAP, "API request").await?;
-    Ok((parts, body.to_vec()))
+    let mut read = Vec::new();
+    let mut complete = true;
+    while let Some(chunk) = response.chunk().await.map_err(|e| Error::transport("API request", e))? {
+        read.extend_from_slice(&chunk);
+        if read.len() >= REJECTION_BODY_CAP {
+            complete = false;
+            break;
+        }
+    }
+    let body = if complete {
+        reqwest::Body::from(read.clone())
+    } else {
+        let head = futures_util::stream::once(std::future::ready(Ok::<_, reqwest::Error>(
+            bytes::Bytes::from(read.clone()),
+        )));
+        reqwest::Body::wrap_stream(futures_util::StreamExt::chain(head, response.bytes_stream()))
+    };
+    read.truncate(REJECTION_BODY_CAP);
+    Ok((parts, read, body))
 }
 
 enum Verdict {

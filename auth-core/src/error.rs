@@ -268,6 +268,7 @@ enum Repr {
     Store(String),
     Internal(String),
     Api { status: u16, detail: Box<dyn std::error::Error + Send + Sync> },
+    SharedFailure { retry_after: Duration },
 }
 
 impl fmt::Display for Repr {
@@ -310,6 +311,12 @@ impl fmt::Display for Repr {
             Self::Store(msg) => write!(f, "token store failed: {msg}"),
             Self::Internal(msg) => write!(f, "internal error: {msg}"),
             Self::Api { detail, .. } => fmt::Display::fmt(detail, f),
+            Self::SharedFailure { retry_after } => write!(
+                f,
+                "another instance sharing the token store failed to get a token just now; backing off \
+                 with it, retry after {}s",
+                retry_after.as_secs().max(1)
+            ),
         }
     }
 }
@@ -397,6 +404,13 @@ impl Error {
         Self::new(Repr::Unavailable { what: what.into(), status, retry_after }, None)
     }
 
+    /// Another manager sharing the token store failed to get a token just now:
+    /// this one backs off with it for `retry_after` instead of trying the failing
+    /// provider in turn.
+    pub fn shared_failure(retry_after: Duration) -> Self {
+        Self::new(Repr::SharedFailure { retry_after }, None)
+    }
+
     /// A response that breaks the protocol.
     pub fn invalid_response(what: impl Into<String>, status: u16, problem: ResponseProblem) -> Self {
         Self::new(Repr::InvalidResponse { what: what.into(), status, problem }, None)
@@ -476,6 +490,7 @@ impl Error {
             Repr::Store(_) => ErrorKind::Store,
             Repr::Internal(_) => ErrorKind::Internal,
             Repr::Api { .. } => ErrorKind::Api,
+            Repr::SharedFailure { .. } => ErrorKind::Unavailable,
         }
     }
 
@@ -528,7 +543,8 @@ impl Error {
             | Repr::Timeout { .. }
             | Repr::Unavailable { .. }
             | Repr::Store(_)
-            | Repr::Internal(_) => true,
+            | Repr::Internal(_)
+            | Repr::SharedFailure { .. } => true,
             Repr::InvalidResponse { status, .. } | Repr::Api { status, .. } => {
                 *status >= 500 || *status == 429
             }
@@ -543,6 +559,7 @@ impl Error {
             Repr::OAuth(e) => e.retry_after,
             Repr::Unavailable { retry_after, .. } => *retry_after,
             Repr::Unauthorized { hold, .. } => *hold,
+            Repr::SharedFailure { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

@@ -63,7 +63,9 @@ pub struct ManagerConfig {
     pub retry: RetryPolicy,
     /// Longest a caller waits for a token before getting a timeout (default 30 s).
     pub wait_timeout: Duration,
-    /// How long a fetch lease lasts if its holder dies (default 30 s).
+    /// How long a fetch lease lasts if its holder dies (default 10 s). The holder
+    /// renews it while its fetch runs (stores that can: memory, Redis), so a slow
+    /// fetch keeps it and a dead holder stalls the others this long at most.
     pub lease_ttl: Duration,
     /// The longest one fetch may take, store and lease included (default 60 s):
     /// a source or store whose future never completes is cut off with a timeout,
@@ -81,7 +83,7 @@ impl Default for ManagerConfig {
             min_refresh_interval: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             wait_timeout: Duration::from_secs(30),
-            lease_ttl: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(60),
         }
     }
@@ -110,6 +112,7 @@ impl ManagerConfig {
         r.backoff_base = r.backoff_base.min(r.backoff_max);
         r.retry_after_cap = r.retry_after_cap.min(DAY);
         r.non_retryable_ttl = r.non_retryable_ttl.min(DAY);
+        r.shared_failure_max = r.shared_failure_max.min(DAY);
         self
     }
 }
@@ -138,6 +141,10 @@ pub struct RetryPolicy {
     pub retry_after_cap: Duration,
     /// How long a non-retryable failure (`invalid_client`, …) is remembered (default 5 s).
     pub non_retryable_ttl: Duration,
+    /// Longest a failure is shared through the store with the managers waiting on
+    /// the same fetch (default 5 s): the fleet backs off together, briefly; the
+    /// manager that failed remembers its own backoff, `Retry-After` included.
+    pub shared_failure_max: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -150,6 +157,7 @@ impl Default for RetryPolicy {
             backoff_max: Duration::from_secs(60),
             retry_after_cap: Duration::from_secs(300),
             non_retryable_ttl: Duration::from_secs(5),
+            shared_failure_max: Duration::from_secs(5),
         }
     }
 }
@@ -287,6 +295,12 @@ struct State {
     /// While a rejection that fresh tokens do not cure is held off: no rejected
     /// token is dropped, so none is fetched, until then.
     hold: Option<Hold>,
+    /// Backing off a failure, no look at the store before this.
+    probe_not_before: Option<Duration>,
+    /// The running fetch's task, to stop it on shutdown.
+    task: Option<tokio::task::AbortHandle>,
+    /// The fetch lease this manager holds, to give it back on shutdown.
+    lease: Option<Lease>,
 }
 
 /// A rejection no fresh token cured, and how long it is held off.
@@ -338,7 +352,14 @@ enum Reason {
     Needed,
     /// The token is still usable; getting the next one ahead of time.
     Refresh,
+    /// A failure is being backed off: only look whether another manager sharing
+    /// the store has stored a token since, never ask the provider.
+    Probe,
 }
+
+/// Backing off a failure, the store is looked at no more often than this (another
+/// manager sharing it may have stored a token that this one could use).
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Builds a [`TokenManager`].
 ///
@@ -545,6 +566,25 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
         self.shared.source.revoke(&cached.token).await
     }
 
+    /// Stops this manager's fetch in flight and gives back the fetch lease it
+    /// holds. Call it before the runtime shuts down, when managers share a store:
+    /// a lease left behind holds the others until it lapses ([`ManagerConfig::lease_ttl`]).
+    /// The manager stays usable: a later caller fetches again.
+    pub async fn shutdown(&self) {
+        let (task, lease) = {
+            let mut state = self.shared.lock();
+            (state.task.take(), state.lease.take())
+        };
+        if let Some(task) = task {
+            task.abort();
+        }
+        if let Some(lease) = lease
+            && let Err(e) = self.shared.store.release(&lease).await
+        {
+            tracing::warn!(key = %self.cache_key(), error = %e, "could not release the fetch lease on shutdown");
+        }
+    }
+
     /// The source tokens come from.
     pub fn source(&self) -> &S {
         &self.shared.source
@@ -666,12 +706,12 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         state.inflight = Some(rx.clone());
         self.refresh_gate.store(u64::MAX, Ordering::Release);
         drop(state);
-        let mut guard = FetchGuard { shared: self.clone(), tx: Some(tx) };
+        let mut guard = FetchGuard { shared: self.clone(), tx: Some(tx), reason };
         let deadline = self.config.fetch_timeout;
         // A task of its own: the fetch completes (and is shared) even if the caller
         // that started it is cancelled. Bounded as a whole: a source or store whose
         // future never completes must not hold every later caller.
-        runtime.spawn(async move {
+        let task = runtime.spawn(async move {
             let result = match tokio::time::timeout(deadline, guard.shared.run_fetch(reason)).await {
                 Ok(result) => result,
                 Err(_) => {
@@ -681,32 +721,47 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                 }
             };
             if let Some(tx) = guard.tx.take() {
-                guard.shared.finish(result, tx);
+                guard.shared.finish(result, reason, tx);
             }
         });
+        // The task may be over already (a runtime shutting down): only a running
+        // one is worth stopping.
+        if !task.is_finished() {
+            let mut state = self.lock();
+            if state.inflight.as_ref().is_some_and(|r| r.same_channel(&rx)) {
+                state.task = Some(task.abort_handle());
+            }
+        }
         rx
     }
 
     async fn wait_for_token(self: Arc<Self>) -> Result<Arc<Token>> {
         let mut rx = {
-            let state = self.lock();
+            let mut state = self.lock();
             let now = self.clock.now();
             if let Some(cached) = self.current.load_full().filter(|c| now < c.usable_until) {
                 return Ok(cached.token.clone());
             }
             let mono = self.mono();
-            if let Some(failure) = state.failure.as_ref().filter(|f| f.retry_at > mono) {
-                return Err(failure.error.clone());
-            }
+            let backing_off = state.failure.as_ref().filter(|f| f.retry_at > mono).map(|f| f.error.clone());
             // Fetching and waiting both run on Tokio (a task, a timer).
-            let runtime = Handle::try_current().map_err(|_| {
-                Error::configuration(
-                    "the token manager fetches tokens on a Tokio runtime, and token() was polled outside one",
-                )
-            })?;
-            match &state.inflight {
-                Some(rx) => rx.clone(),
-                None => self.spawn_fetch(state, Reason::Needed, &runtime),
+            let runtime = match Handle::try_current() {
+                Ok(runtime) => runtime,
+                Err(_) if backing_off.is_some() => return Err(backing_off.unwrap_or_else(no_runtime)),
+                Err(_) => return Err(no_runtime()),
+            };
+            match (&state.inflight, backing_off) {
+                (Some(rx), _) => rx.clone(),
+                (None, None) => self.spawn_fetch(state, Reason::Needed, &runtime),
+                // Backing off: the provider is not asked, but another manager sharing
+                // the store may have stored a token since (one look at a time).
+                (None, Some(error)) => {
+                    if state.probe_not_before.is_some_and(|t| t > mono) {
+                        return Err(error);
+                    }
+                    state.probe_not_before = Some(mono.saturating_add(PROBE_INTERVAL));
+                    self.spawn_fetch(state, Reason::Probe, &runtime)
+                }
             }
         };
         // Already over (the runtime dropped the task on the spot): no timer needed.
@@ -725,7 +780,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
     }
 
     /// Publishes a fetch's result: to the cache, the failure memory and every waiter.
-    fn finish(&self, result: Result<Arc<Token>>, tx: watch::Sender<Outcome>) {
+    fn finish(&self, result: Result<Arc<Token>>, reason: Reason, tx: watch::Sender<Outcome>) {
         let mono = self.mono();
         {
             let mut state = self.lock();
@@ -733,10 +788,14 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                 Ok(token) => {
                     self.current.store(Some(Arc::new(self.schedule(token.clone()))));
                     state.failure = None;
+                    state.probe_not_before = None;
                     let not_before = mono.saturating_add(self.config.min_refresh_interval);
                     state.refresh_not_before = Some(not_before);
                     not_before
                 }
+                // A look at the store found nothing: the failure being backed off
+                // stands as it was (no new failure, no longer backoff).
+                Err(_) if reason == Reason::Probe => state.failure.as_ref().map_or(mono, |f| f.retry_at),
                 Err(error) => {
                     bump(&self.counters.failures);
                     let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive.saturating_add(1));
@@ -746,6 +805,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                 }
             };
             state.inflight = None;
+            state.task = None;
             self.refresh_gate.store(nanos(gate), Ordering::Release);
         }
         tx.send_replace(Some(result));
@@ -756,6 +816,9 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         let span =
             tracing::info_span!("token_fetch", provider = key.provider(), key = %key, reason = ?reason);
         async {
+            if reason == Reason::Probe {
+                return self.probe_store().await;
+            }
             let started = Instant::now();
             let result = self.fetch_shared(reason).await;
             let latency_ms = started.elapsed().as_millis() as u64;
@@ -782,24 +845,53 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         .await
     }
 
+    /// Backing off a failure: a token another manager stored since, or the failure.
+    async fn probe_store(&self) -> Result<Arc<Token>> {
+        if let Some(token) = self.fresh_from_store(Reason::Needed).await {
+            tracing::info!(key = %self.source.cache_key(), "backing off, but another manager stored a token: using it");
+            return Ok(token);
+        }
+        let remembered = self.lock().failure.as_ref().map(|f| f.error.clone());
+        Err(remembered.unwrap_or_else(|| Error::internal("a store look without a failure to back off")))
+    }
+
     /// Gets a token through the store: take a fresh one if another manager stored
-    /// it, else take the lease and fetch, else wait for the lease holder's token.
+    /// it, else take the lease and fetch (renewing the lease meanwhile, and sharing
+    /// a failure through the store), else wait for the lease holder's token, or its
+    /// failure.
     async fn fetch_shared(self: &Arc<Self>, reason: Reason) -> Result<Arc<Token>> {
         let key = self.source.cache_key();
-        let give_up_waiting = Instant::now() + self.config.wait_timeout.min(self.config.lease_ttl);
+        let give_up_waiting = Instant::now() + self.config.wait_timeout;
         let mut poll = Duration::from_millis(5);
         loop {
             if let Some(token) = self.fresh_from_store(reason).await {
                 return Ok(token);
             }
+            // A manager with a failure of its own keeps its own backoff (it just
+            // ended, so it is trying again); one without backs off with the fleet.
+            let own_failure = self.lock().failure.is_some();
+            if !own_failure && let Some(error) = self.shared_failure().await {
+                return Err(error);
+            }
             match self.store.try_lease(key, self.config.lease_ttl).await {
                 Ok(Some(lease)) => {
-                    let mut held = HeldLease { shared: self.clone(), lease: Some(lease) };
+                    let mut held = HeldLease { shared: self.clone(), lease: Some(lease.clone()) };
+                    self.lock().lease = Some(lease.clone());
                     // The previous holder may have stored its token just before releasing.
                     let result = match self.fresh_from_store(reason).await {
                         Some(token) => Ok(token),
-                        None => self.fetch_and_store(reason).await,
+                        None => self.fetch_holding(reason, &lease).await,
                     };
+                    if let Err(error) = &result {
+                        // The others back off with this one rather than each try the
+                        // failing provider in turn.
+                        let retry = &self.config.retry;
+                        let ttl = retry.backoff(error, 1).min(retry.shared_failure_max);
+                        if let Err(e) = self.store.put_failure(key, ttl).await {
+                            tracing::warn!(key = %key, error = %e, "could not share the failure through the store");
+                        }
+                    }
+                    self.lock().lease = None;
                     if let Some(lease) = held.lease.take()
                         && let Err(e) = self.store.release(&lease).await
                     {
@@ -807,6 +899,8 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                     }
                     return result;
                 }
+                // The holder renews its lease while it fetches: wait for its token
+                // (or its failure) as long as a caller would.
                 Ok(None) if Instant::now() < give_up_waiting => {
                     tokio::time::sleep(poll).await;
                     poll = (poll * 2).min(Duration::from_millis(200));
@@ -818,6 +912,43 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                 Err(e) => {
                     tracing::warn!(key = %key, error = %e, "token store unavailable; fetching without a lease");
                     return self.fetch_and_store(reason).await;
+                }
+            }
+        }
+    }
+
+    /// A failure another manager sharing the store recorded, as this manager's
+    /// error: it backs off with the fleet for as long as is left.
+    async fn shared_failure(&self) -> Option<Error> {
+        let key = self.source.cache_key();
+        match self.store.failure(key).await {
+            Ok(Some(left)) => {
+                tracing::info!(key = %key, left_ms = left.as_millis() as u64, "another manager's fetch just failed; backing off with it");
+                Some(Error::shared_failure(left))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "token store read failed; treating as no shared failure");
+                None
+            }
+        }
+    }
+
+    /// Fetches while holding `lease`, renewing it every third of its life so it
+    /// outlives a slow fetch (and lapses soon after a holder that died).
+    async fn fetch_holding(&self, reason: Reason, lease: &Lease) -> Result<Arc<Token>> {
+        let ttl = self.config.lease_ttl;
+        let fetch = self.fetch_and_store(reason);
+        tokio::pin!(fetch);
+        loop {
+            tokio::select! {
+                result = &mut fetch => return result,
+                () = tokio::time::sleep(ttl / 3) => {
+                    match self.store.renew(lease, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::debug!(key = %self.source.cache_key(), "fetch lease not renewed (lapsed, or the store cannot)"),
+                        Err(e) => tracing::warn!(key = %self.source.cache_key(), error = %e, "could not renew the fetch lease"),
+                    }
                 }
             }
         }
@@ -835,7 +966,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         let now = self.clock.now();
         let scheduled = self.schedule(token);
         let fresh = match reason {
-            Reason::Needed => now < scheduled.usable_until,
+            Reason::Needed | Reason::Probe => now < scheduled.usable_until,
             Reason::Refresh => now < scheduled.refresh_at,
         };
         let current = self.current.load_full();
@@ -858,30 +989,52 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         Ok(token)
     }
 
-    async fn fetch_from_source(&self, reason: Reason) -> Result<Token> {
+    async fn fetch_from_source(&self, mut reason: Reason) -> Result<Token> {
         if reason == Reason::Refresh
             && self.source.supports_refresh()
             && let Some(current) = self.current.load_full()
             && let Some(refresh_token) = current.token.refresh_token()
         {
             bump(&self.counters.refreshes);
-            match self.source.refresh(&self.ctx, refresh_token).await {
+            let refreshed = match self.time_left_usable() {
+                Some(left) => tokio::time::timeout(left, self.source.refresh(&self.ctx, refresh_token)).await,
+                None => Ok(self.source.refresh(&self.ctx, refresh_token).await),
+            };
+            match refreshed {
                 // RFC 6749 §6: without a new refresh token, the old one stays valid.
-                Ok(Some(token)) if token.refresh_token().is_none() => {
+                Ok(Ok(Some(token))) if token.refresh_token().is_none() => {
                     return Ok(token.with_refresh_token(refresh_token.clone()));
                 }
-                Ok(Some(token)) => return Ok(token),
-                Ok(None) => {}
-                Err(e) => tracing::info!(error = %e, "refresh grant failed; requesting a new token"),
+                Ok(Ok(Some(token))) => return Ok(token),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::info!(error = %e, "refresh grant failed; requesting a new token"),
+                Err(_) => tracing::info!("refresh grant outlasted the current token; requesting a new token"),
             }
         }
         let retry = &self.config.retry;
         let mut attempt = 1;
         loop {
             bump(&self.counters.fetches);
-            let error = match self.source.fetch(&self.ctx).await {
-                Ok(token) => return Ok(token),
-                Err(error) => error,
+            // Ahead of expiry, an attempt may last only as long as the current
+            // token is handed out: past that, callers wait on this fetch, and a
+            // hung attempt would hand them its timeout.
+            let bound = if reason == Reason::Refresh { self.time_left_usable() } else { None };
+            let outcome = match bound {
+                Some(left) => tokio::time::timeout(left, self.source.fetch(&self.ctx)).await.ok(),
+                None => Some(self.source.fetch(&self.ctx).await),
+            };
+            let error = match outcome {
+                Some(Ok(token)) => return Ok(token),
+                Some(Err(error)) => error,
+                None if self.time_left_usable().is_none() => {
+                    // The current token is no longer usable: fetch for the callers
+                    // now waiting, with every attempt the policy allows.
+                    tracing::info!("refresh outlasted the current token; fetching for the waiting callers");
+                    reason = Reason::Needed;
+                    attempt = 1;
+                    continue;
+                }
+                None => Error::timeout("token request", bound.unwrap_or_default()),
             };
             if !error.is_retryable() || attempt >= retry.attempts {
                 return Err(error);
@@ -894,6 +1047,19 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
             attempt += 1;
         }
     }
+
+    /// How long the cached token is still handed out, on the manager's clock;
+    /// `None` if there is none or it no longer is.
+    fn time_left_usable(&self) -> Option<Duration> {
+        let current = self.current.load_full()?;
+        current.usable_until.duration_since(self.clock.now()).ok().filter(|left| !left.is_zero())
+    }
+}
+
+fn no_runtime() -> Error {
+    Error::configuration(
+        "the token manager fetches tokens on a Tokio runtime, and token() was polled outside one",
+    )
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -906,13 +1072,18 @@ fn nanos(d: Duration) -> u64 {
 struct FetchGuard<S: CredentialSource, T: TokenStore> {
     shared: Arc<Shared<S, T>>,
     tx: Option<watch::Sender<Outcome>>,
+    reason: Reason,
 }
 
 impl<S: CredentialSource, T: TokenStore> Drop for FetchGuard<S, T> {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             tracing::error!(key = %self.shared.source.cache_key(), "token fetch ended without a result (panic or shutdown)");
-            self.shared.finish(Err(Error::internal("the token fetch ended without a result")), tx);
+            self.shared.finish(
+                Err(Error::internal("the token fetch ended without a result")),
+                self.reason,
+                tx,
+            );
         }
     }
 }
@@ -927,6 +1098,12 @@ struct HeldLease<S: CredentialSource, T: TokenStore> {
 impl<S: CredentialSource, T: TokenStore> Drop for HeldLease<S, T> {
     fn drop(&mut self) {
         let Some(lease) = self.lease.take() else { return };
+        {
+            let mut state = self.shared.lock();
+            if state.lease.as_ref() == Some(&lease) {
+                state.lease = None;
+            }
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let shared = self.shared.clone();
             runtime.spawn(async move {

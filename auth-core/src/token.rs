@@ -824,9 +824,12 @@ mod tests {
         let t = parse(r#"{"access_token":"AAAAAAAAAAAAAAA","eAAAAAAAAAAAAAAAAAAAAAAsixi_eprn":3600}"#);
         assert_eq!(t.as_ref().map(|t| t.expiry_source()).ok(), Some(ExpirySource::Default));
         let debug = format!("{:?}", t.ok());
+        assert!(debug.starts_with("Some(Token"), "{debug}");
         assert!(debug.contains("\"eAAAAAAAAAAAAAAAAAAAAAAsixi_eprn\""), "{debug}");
         assert!(!debug.contains("3600"), "{debug}");
+        // Parsed (so the check below is about a real token, not a failed parse).
         let t = parse(r#"{"access_token":"a","vendor":"value-canary-1"}"#).ok();
+        assert!(t.as_ref().is_some_and(|t| t.extra().contains_key("vendor")), "{t:?}");
         assert!(!format!("{t:?}").contains("value-canary"));
         // Its second: a token spelled like Debug's own field name. Only the name shows.
         let t = parse(r#"{"access_token":"access_token"}"#).ok();

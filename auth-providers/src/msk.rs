@@ -252,9 +252,12 @@ fn partner_id_problem(body: &[u8]) -> Option<String> {
         .map(quote)
 }
 
-/// Server text made safe to put in an error: no control characters, bounded length.
+/// Server text made safe to put in an error: no control characters, bounded
+/// length, and nothing that looks like a credential (a server echoing the bearer
+/// it refused would put it in logs).
 fn quote(text: &str) -> String {
-    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    let clean: String =
+        auth_core::error::redact_credentials(text).chars().filter(|c| !c.is_control()).collect();
     match clean.char_indices().nth(QUOTE_LIMIT) {
         Some((cut, _)) => format!("{}…", &clean[..cut]),
         None => clean,
@@ -419,6 +422,18 @@ mod tests {
             .partner_id("p")
             .research_study("S");
         assert!(empty_secret.build().is_err());
+    }
+
+    #[test]
+    fn a_partner_id_complaint_is_quoted_without_the_token_it_echoes() {
+        let bearer = "AAIgNjg5ZjQ0Y2QtOGQzNS00YmYxLWI5MjMtMzQ4NmRhMTc0ZWRkZ";
+        let body = format!(
+            r#"{{"resourceType":"OperationOutcome","issue":[{{"severity":"error","code":"security",
+            "diagnostics":"Incorrect Partnerid name for Bearer {bearer}"}}]}}"#
+        );
+        let quoted = partner_id_problem(body.as_bytes()).unwrap_or_default();
+        assert!(quoted.contains("Incorrect Partnerid name"), "{quoted}");
+        assert!(!quoted.contains(bearer) && quoted.contains("[redacted]"), "{quoted}");
     }
 
     #[test]

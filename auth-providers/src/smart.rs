@@ -7,7 +7,7 @@
 //! |---|---|
 //! | assertion signed with RS384 or ES384 | [`SigningAlgorithm`]; the key is PEM (PKCS#8, SEC1 or PKCS#1), checked at build |
 //! | header `alg`, `kid`, `typ: "JWT"`, optional `jku` | exactly those ([`SmartSourceBuilder::jku`]) |
-//! | claims `iss` = `sub` = client id, `aud` = token URL, `exp` ≤ 5 min, unique `jti` | a new assertion, with a new `jti`, for every token request |
+//! | claims `iss` = `sub` = client id, `aud` = token URL, `exp` ≤ 5 min, unique `jti` | a new assertion, with a new `jti`, for every token request; `aud` the token URL exactly as configured or discovered; `exp` 60 s ahead ([`DEFAULT_ASSERTION_LIFETIME`]), well inside the limit |
 //! | `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer` | [`CLIENT_ASSERTION_TYPE`] |
 //! | `scope` required (`system/…`) | an empty scope list is a configuration error |
 //! | discovery at `{fhir-base}/.well-known/smart-configuration` | [`SmartSourceBuilder::fhir_base`] (at the first token request) or [`SmartConfiguration::fetch`] |
@@ -62,6 +62,12 @@ pub const WELL_KNOWN_PATH: &str = ".well-known/smart-configuration";
 
 /// The longest assertion lifetime SMART Backend Services allows.
 pub const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// How long an assertion is valid by default: well inside [`MAX_ASSERTION_LIFETIME`],
+/// so a client clock running a minute or more ahead of the server's still passes a
+/// strict server's check (a refused assertion is `invalid_client`, which is not
+/// retried).
+pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The client authentication method SMART Backend Services uses.
 pub const PRIVATE_KEY_JWT: &str = "private_key_jwt";
@@ -247,7 +253,8 @@ impl fmt::Debug for SigningKey {
 /// Where the token endpoint comes from.
 #[derive(Debug)]
 enum Target {
-    Fixed(Box<TokenEndpoint>),
+    /// The token endpoint, and its URL as configured (the assertion's `aud`).
+    Fixed(Box<TokenEndpoint>, String),
     /// Discovered at the first token request, then kept.
     Discover(Box<Discovery>),
 }
@@ -257,7 +264,8 @@ enum Target {
 struct Discovery {
     fhir_base: String,
     config: EndpointConfig,
-    endpoint: OnceCell<TokenEndpoint>,
+    /// The endpoint, and its URL as the server's document spells it (`aud`).
+    endpoint: OnceCell<(TokenEndpoint, String)>,
 }
 
 /// Gets tokens with SMART Backend Services (`private_key_jwt` client credentials).
@@ -318,7 +326,7 @@ impl SmartSource {
             token_url: None,
             fhir_base: None,
             scopes: Vec::new(),
-            assertion_lifetime: MAX_ASSERTION_LIFETIME,
+            assertion_lifetime: DEFAULT_ASSERTION_LIFETIME,
             endpoint: EndpointConfig::default(),
         }
     }
@@ -336,8 +344,8 @@ impl SmartSource {
     /// The token URL, if known (given, or already discovered).
     pub fn token_url(&self) -> Option<&Url> {
         match &self.target {
-            Target::Fixed(e) => Some(e.url()),
-            Target::Discover(d) => d.endpoint.get().map(TokenEndpoint::url),
+            Target::Fixed(e, _) => Some(e.url()),
+            Target::Discover(d) => d.endpoint.get().map(|(e, _)| e.url()),
         }
     }
 
@@ -371,18 +379,23 @@ impl SmartSource {
             .map_err(|e| Error::configuration(format!("cannot sign the client assertion: {}", e.kind_name())))
     }
 
-    async fn endpoint(&self) -> Result<&TokenEndpoint> {
+    /// The token endpoint, and the `aud` of assertions for it: its URL exactly as
+    /// configured or discovered (a server compares the text, not a normal form).
+    async fn endpoint(&self) -> Result<(&TokenEndpoint, &str)> {
         match &self.target {
-            Target::Fixed(e) => Ok(e),
+            Target::Fixed(e, aud) => Ok((e, aud)),
             Target::Discover(d) => {
                 // A failed discovery is not kept: the next fetch tries again.
-                d.endpoint
+                let (endpoint, aud) = d
+                    .endpoint
                     .get_or_try_init(|| async {
                         let smart = SmartConfiguration::fetch(&d.fhir_base, &d.config).await?;
                         smart.check(self.alg)?;
-                        TokenEndpoint::new(&smart.token_endpoint, d.config.clone())
+                        let endpoint = TokenEndpoint::new(&smart.token_endpoint, d.config.clone())?;
+                        Ok::<_, Error>((endpoint, smart.token_endpoint))
                     })
-                    .await
+                    .await?;
+                Ok((endpoint, aud))
             }
         }
     }
@@ -424,8 +437,8 @@ impl CredentialSource for SmartSource {
     }
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
-        let endpoint = self.endpoint().await?;
-        let assertion = self.sign_assertion(endpoint.url().as_str())?;
+        let (endpoint, aud) = self.endpoint().await?;
+        let assertion = self.sign_assertion(aud)?;
         let request = TokenRequest::grant("client_credentials")
             .param("scope", self.scope.as_str())
             .param("client_assertion_type", CLIENT_ASSERTION_TYPE)
@@ -465,7 +478,8 @@ impl SmartSourceBuilder {
         self
     }
 
-    /// Lifetime of each assertion (default and maximum 5 minutes).
+    /// Lifetime of each assertion (default [`DEFAULT_ASSERTION_LIFETIME`], at most
+    /// [`MAX_ASSERTION_LIFETIME`]).
     pub fn assertion_lifetime(mut self, lifetime: Duration) -> Self {
         self.assertion_lifetime = lifetime;
         self
@@ -504,7 +518,7 @@ impl SmartSourceBuilder {
             (Some(url), _) => {
                 let endpoint = TokenEndpoint::new(&url, self.endpoint)?;
                 let key_url = endpoint.url().as_str().to_owned();
-                (Target::Fixed(Box::new(endpoint)), key_url)
+                (Target::Fixed(Box::new(endpoint), url), key_url)
             }
             (None, Some(base)) => {
                 // Checked now, so a bad base fails at build rather than at the first request.

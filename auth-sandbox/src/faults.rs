@@ -116,6 +116,8 @@ struct Counters {
 pub struct Faults {
     config: Arc<Mutex<FaultConfig>>,
     counters: Arc<Counters>,
+    /// Which requests fault: seeded ([`Faults::seed`]) for a run that repeats.
+    dice: Arc<Mutex<fastrand::Rng>>,
 }
 
 fn rate(rate: f64) -> f64 {
@@ -170,6 +172,16 @@ impl Faults {
         });
     }
 
+    /// Makes which requests fault repeat from run to run: the same seed and the
+    /// same sequence of requests fault the same ones.
+    pub fn seed(&self, seed: u64) {
+        *self.dice.lock().unwrap_or_else(PoisonError::into_inner) = fastrand::Rng::with_seed(seed);
+    }
+
+    fn roll(&self) -> f64 {
+        self.dice.lock().unwrap_or_else(PoisonError::into_inner).f64()
+    }
+
     /// Back to no faults (the counters are kept).
     pub fn clear(&self) {
         self.update(|c| *c = FaultConfig::default());
@@ -193,7 +205,7 @@ pub async fn apply(State(faults): State<Faults>, request: Request, next: Next) -
     let config = faults.get();
     let counters = &faults.counters;
     counters.requests.fetch_add(1, Ordering::Relaxed);
-    let roll = fastrand::f64();
+    let roll = faults.roll();
     let faulted = roll < config.drop_rate + config.error_rate + config.hang_rate;
     // A request that passes is handled now and its answer held back (see the module
     // docs); a faulted one is held before its fault, as the answer it stands for.

@@ -173,17 +173,28 @@ async fn exercise<S: CredentialSource + 'static>(
     // The happy path: token, read, search.
     let token = manager.token().await.unwrap_or_else(|e| panic!("{name}: {e}"));
     cx.token(name, &token);
+    // Each path is asserted to have worked as it should, so a broken flow cannot
+    // pass as leak-free.
     let read = fhir.read::<Patient>("pat-1").await;
     cx.result(&format!("{name}: read"), &read);
+    assert_eq!(read.as_ref().map(|p| p.id.as_deref()).ok().flatten(), Some("pat-1"), "{name}: read");
     let missing = fhir.read::<Patient>("no-such-patient").await;
     cx.result(&format!("{name}: read missing"), &missing);
+    assert_eq!(
+        missing.as_ref().err().and_then(|e| e.status()),
+        Some(404),
+        "{name}: a missing patient is a 404"
+    );
     let raw = client.get(format!("{}/Patient?_count=2", idp.fhir_base)).send().await;
     cx.output(format!("{name}: raw response"), format!("{:?}", raw.as_ref().map(|r| r.status())));
+    assert_eq!(raw.as_ref().map(|r| r.status().as_u16()).ok(), Some(200), "{name}: raw search");
 
     // The API rejects the token: dropped, replayed with a new one.
     idp.registry.revoke_all();
     let replayed = fhir.read::<Patient>("pat-1").await;
     cx.result(&format!("{name}: replayed read"), &replayed);
+    assert!(replayed.is_ok(), "{name}: the replay with a new token succeeds");
+    assert_eq!(manager.stats().invalidations, 1, "{name}: the rejected token was dropped");
     if let Some(t) = manager.cached() {
         cx.token(&format!("{name} after replay"), &t);
     }

@@ -144,19 +144,24 @@ async fn plain_http_to_a_remote_host_is_refused_before_anything_is_sent() {
 }
 
 #[tokio::test]
-async fn a_streamed_body_without_length_is_capped_too() {
-    // No Content-Length: the cap must hold while reading, not just on the header.
+async fn a_streamed_body_without_length_is_capped_while_reading() {
+    // No Content-Length, and no end: only a cap enforced while reading stops it
+    // (a client reading it all first would never return).
     let app = axum::Router::new().route(
         "/token",
         axum::routing::post(|| async {
-            let chunk = vec![b' '; 64 * 1024];
-            let chunks = (0..32).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
-            axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+            let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+            let endless = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            axum::body::Body::from_stream(endless)
         }),
     );
     let addr = serve(app).await;
     let source =
         OAuth2Source::builder(format!("http://{addr}/token"), "c", ClientSecret::new("s")).build().unwrap();
-    let error = source.fetch(&FetchContext::default()).await.unwrap_err();
+    let error =
+        tokio::time::timeout(std::time::Duration::from_secs(10), source.fetch(&FetchContext::default()))
+            .await
+            .expect("stopped at the cap, not after an endless body")
+            .unwrap_err();
     assert_eq!(error.response_problem(), Some(&ResponseProblem::TooLarge { limit: 1024 * 1024 }));
 }

@@ -26,11 +26,20 @@ struct RedisServer {
 }
 
 impl RedisServer {
+    /// On a port that was free a moment ago. Another process can take it in
+    /// between; then this server exits at once and another port is tried.
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let mut server = Self { port, child: None };
-        server.restart();
-        server
+        for _ in 0..5 {
+            let port =
+                TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+            let mut server = Self { port, child: None };
+            server.restart();
+            if server.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+                return server;
+            }
+            server.child = None;
+        }
+        panic!("{REDIS_SERVER} could not keep a free port in 5 tries");
     }
 
     /// (Re)starts the server on the same port, empty (no persistence).
@@ -54,7 +63,16 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("cannot start {REDIS_SERVER} (is Redis installed?): {e}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            // Exited: the port was taken meanwhile (`start` tries another).
+            if self.child.as_mut().is_some_and(|c| !matches!(c.try_wait(), Ok(None))) {
+                return;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                // Listening, and still ours: the one that bound is this child.
+                std::thread::sleep(Duration::from_millis(50));
+                return;
+            }
             assert!(Instant::now() < deadline, "redis-server did not start listening on {}", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -295,24 +313,25 @@ async fn a_lease_whose_holder_died_lapses_and_another_manager_fetches() {
     let store = store(&redis, "k1", 7);
     let fleet = managers(&idp, &store, 4);
 
-    // A "process" takes the lease and dies without releasing it.
+    // A "process" takes the lease and dies without releasing it. (Timed from
+    // before the lease exists: the lease cannot lapse sooner than 1 s after that.)
+    let started = Instant::now();
     let dead = store.try_lease(fleet[0].cache_key(), Duration::from_secs(1)).await.unwrap();
     assert!(dead.is_some());
     drop(dead);
 
-    let started = Instant::now();
     let (values, failed) = load(&fleet, 10).await;
     let waited = started.elapsed();
     assert_eq!(failed, 0);
     assert_eq!(values.len(), 1);
     assert_eq!(idp.token_requests(), 1, "once the lease lapsed, one manager fetched for all");
-    assert!(waited >= Duration::from_millis(900), "nobody fetched while the lease was held: {waited:?}");
+    assert!(waited >= Duration::from_secs(1), "nobody fetched while the lease was held: {waited:?}");
     assert!(waited < Duration::from_secs(5), "the lapsed lease was taken over promptly: {waited:?}");
     println!("dead holder: waited {waited:?}, {} token request(s)", idp.token_requests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_redis_costs_one_timeout_not_a_failed_call() {
+async fn a_hung_redis_fails_no_call_and_holds_callers_only_briefly() {
     let redis = RedisServer::start();
     let idp = TestIdentityProvider::start().await.unwrap();
     let store = store(&redis, "k1", 7);
@@ -323,8 +342,9 @@ async fn a_hung_redis_costs_one_timeout_not_a_failed_call() {
     let started = Instant::now();
     let error = store.get(fleet[0].cache_key()).await.unwrap_err();
     assert_eq!(error.kind(), auth_core::ErrorKind::Store);
+    // The call timeout is 250 ms; 2 s leaves room for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(2),
         "bounded by the call timeout: {:?}",
         started.elapsed()
     );

@@ -15,6 +15,7 @@ mod idp_outage;
 mod refresh_ahead;
 mod replay;
 mod robustness;
+mod shared_store;
 mod single_flight;
 mod token_parsing;
 mod transport;

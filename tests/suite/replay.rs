@@ -287,3 +287,53 @@ async fn a_profile_can_say_a_rejection_is_not_about_the_token() {
     assert_eq!(idp.token_requests(), 1, "no token was burnt on either answer");
     assert_eq!(manager.stats().invalidations, 0);
 }
+
+/// A 401 whose body is larger than what is read for judging (a gateway's HTML
+/// page): judged on what was read, then replayed (a token problem) or handed to
+/// the caller whole (not one), never failed for its size.
+#[tokio::test]
+async fn a_rejection_with_a_large_body_is_judged_on_what_was_read() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use axum::http::StatusCode;
+    let idp = TestIdentityProvider::start().await.unwrap();
+    // 100 KiB of HTML, over the 64 KiB read for judging.
+    let page = format!("<html>{}</html>", "x".repeat(100 * 1024));
+    let calls = std::sync::Arc::new(AtomicU64::new(0));
+    let (first_call, big) = (calls.clone(), page.clone());
+    let app = axum::Router::new()
+        .route(
+            "/flaky",
+            axum::routing::get(move || {
+                let n = first_call.fetch_add(1, Ordering::SeqCst);
+                let big = big.clone();
+                async move {
+                    if n == 0 { (StatusCode::UNAUTHORIZED, big) } else { (StatusCode::OK, "ok".to_owned()) }
+                }
+            }),
+        )
+        .route(
+            "/maintenance",
+            axum::routing::get(move || {
+                let page = page.clone();
+                async move { (StatusCode::UNAUTHORIZED, format!("maintenance{page}")) }
+            }),
+        );
+    let front = serve(app).await;
+    let manager = TokenManager::new(source(&idp));
+    let client =
+        AuthClient::builder(manager.clone()).profile(ApiProfile::new().judge(Judging)).build().unwrap();
+
+    let replayed = client.get(format!("http://{front}/flaky")).send().await.expect("judged, then replayed");
+    assert_eq!(replayed.status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one rejection and one replay");
+
+    let handed_back = client.get(format!("http://{front}/maintenance")).send().await.unwrap();
+    assert_eq!(handed_back.status(), 401);
+    let body = handed_back.text().await.unwrap();
+    assert_eq!(
+        body.len(),
+        "maintenance".len() + 100 * 1024 + "<html></html>".len(),
+        "the body reaches the caller whole"
+    );
+}

@@ -22,6 +22,7 @@ pub struct MemoryStore {
 struct Entry {
     token: Option<Arc<Token>>,
     lease: Option<(String, Instant)>,
+    failure_until: Option<Instant>,
 }
 
 impl MemoryStore {
@@ -45,7 +46,11 @@ impl TokenStore for MemoryStore {
     }
 
     async fn put(&self, key: &CacheKey, token: Arc<Token>) -> Result<()> {
-        self.with(|m| m.entry(key.fingerprint().to_owned()).or_default().token = Some(token));
+        self.with(|m| {
+            let entry = m.entry(key.fingerprint().to_owned()).or_default();
+            entry.token = Some(token);
+            entry.failure_until = None;
+        });
         Ok(())
     }
 
@@ -84,6 +89,33 @@ impl TokenStore for MemoryStore {
         });
         Ok(())
     }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        let until = Instant::now() + ttl;
+        Ok(self.with(|m| match m.get_mut(lease.key()).and_then(|e| e.lease.as_mut()) {
+            Some((holder, lease_until)) if holder == lease.holder() => {
+                *lease_until = until;
+                true
+            }
+            _ => false,
+        }))
+    }
+
+    async fn put_failure(&self, key: &CacheKey, ttl: Duration) -> Result<()> {
+        let until = Instant::now() + ttl;
+        self.with(|m| m.entry(key.fingerprint().to_owned()).or_default().failure_until = Some(until));
+        Ok(())
+    }
+
+    async fn failure(&self, key: &CacheKey) -> Result<Option<Duration>> {
+        let now = Instant::now();
+        Ok(self.with(|m| {
+            m.get(key.fingerprint())
+                .and_then(|e| e.failure_until)
+                .and_then(|until| until.checked_duration_since(now))
+                .filter(|left| !left.is_zero())
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -113,10 +145,12 @@ mod tests {
     async fn leases_exclude_lapse_and_release_only_their_own() {
         let store = MemoryStore::new();
         let key = CacheKey::builder("t", "u", "c").build();
-        let first = store.try_lease(&key, Duration::from_millis(50)).await.unwrap();
+        // Long enough that a loaded machine cannot let it lapse before the second
+        // attempt; the sleep is what makes it lapse.
+        let first = store.try_lease(&key, Duration::from_millis(400)).await.unwrap();
         assert!(first.is_some());
         assert!(store.try_lease(&key, Duration::from_secs(5)).await.unwrap().is_none());
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let second = store.try_lease(&key, Duration::from_secs(5)).await.unwrap();
         assert!(second.is_some(), "a lapsed lease must be takeable");
         // The first holder's late release must not free the second holder's lease.
@@ -124,5 +158,26 @@ mod tests {
         assert!(store.try_lease(&key, Duration::from_secs(5)).await.unwrap().is_none());
         store.release(&second.unwrap()).await.unwrap();
         assert!(store.try_lease(&key, Duration::from_secs(5)).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn only_the_holder_renews_and_a_token_ends_a_failure() {
+        let store = MemoryStore::new();
+        let key = CacheKey::builder("t", "u", "c").build();
+        let held = store.try_lease(&key, Duration::from_millis(400)).await.unwrap().unwrap();
+        let stranger = Lease::new(&key, Duration::from_secs(5));
+        assert!(!store.renew(&stranger, Duration::from_secs(5)).await.unwrap());
+        assert!(store.renew(&held, Duration::from_secs(5)).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            store.try_lease(&key, Duration::from_secs(5)).await.unwrap().is_none(),
+            "renewed past 400 ms"
+        );
+
+        assert_eq!(store.failure(&key).await.unwrap(), None);
+        store.put_failure(&key, Duration::from_secs(30)).await.unwrap();
+        assert!(store.failure(&key).await.unwrap().is_some_and(|left| left > Duration::from_secs(20)));
+        store.put(&key, token("fresh")).await.unwrap();
+        assert_eq!(store.failure(&key).await.unwrap(), None, "a stored token ends the failure");
     }
 }

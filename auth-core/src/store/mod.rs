@@ -48,6 +48,30 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// Gives a lease back early. Releasing a lease that has lapsed and been taken by
     /// someone else must not affect the new holder.
     async fn release(&self, lease: &Lease) -> Result<()>;
+
+    /// Extends `lease` to `ttl` from now if its holder still has it (a lease that
+    /// lapsed and was taken by someone else is left alone); whether it did. The
+    /// manager renews the lease it holds while its fetch runs, so the lease can be
+    /// short (a holder that dies stalls the others only that long) and still
+    /// outlive a slow fetch. The default does not renew, and says so.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        let _ = (lease, ttl);
+        Ok(false)
+    }
+
+    /// Records for `ttl` that a fetch for `key` just failed, so every manager
+    /// sharing the store backs off with it instead of trying the failing provider
+    /// in turn. Storing a token under `key` ends it. The default shares nothing.
+    async fn put_failure(&self, key: &CacheKey, ttl: Duration) -> Result<()> {
+        let _ = (key, ttl);
+        Ok(())
+    }
+
+    /// How much longer a failure recorded for `key` holds, if one does.
+    async fn failure(&self, key: &CacheKey) -> Result<Option<Duration>> {
+        let _ = key;
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -66,6 +90,15 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     }
     async fn release(&self, lease: &Lease) -> Result<()> {
         (**self).release(lease).await
+    }
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        (**self).renew(lease, ttl).await
+    }
+    async fn put_failure(&self, key: &CacheKey, ttl: Duration) -> Result<()> {
+        (**self).put_failure(key, ttl).await
+    }
+    async fn failure(&self, key: &CacheKey) -> Result<Option<Duration>> {
+        (**self).failure(key).await
     }
 }
 

@@ -49,6 +49,14 @@ end
 return 0
 ";
 
+/// Extends the lease (`ARGV[2]` ms) only if this holder (`ARGV[1]`) still has it.
+const RENEW_IF_HOLDER: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
 /// Default deadline of each Redis call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Default prefix of every key this store writes.
@@ -73,6 +81,7 @@ struct Inner {
     timeout: Duration,
     remove_script: Script,
     release_script: Script,
+    renew_script: Script,
 }
 
 /// Builds a [`RedisStore`].
@@ -98,6 +107,12 @@ impl fmt::Debug for RedisStoreBuilder {
 
 impl RedisStoreBuilder {
     /// Also decrypts entries written under `key` (an older key, during rotation).
+    ///
+    /// Rotate in two rolling deploys, so that no process meets an entry it cannot
+    /// read (a miss, and a token request): first every process learns the new key
+    /// here, as an old key, while still writing with the current one; then every
+    /// process writes with the new key and keeps the previous one here until what
+    /// it wrote has expired.
     pub fn old_key(mut self, key: StoreKey) -> Self {
         self.older.push(key);
         self
@@ -139,6 +154,7 @@ impl RedisStoreBuilder {
                 timeout: self.timeout,
                 remove_script: Script::new(REMOVE_IF_SAME),
                 release_script: Script::new(RELEASE_IF_HOLDER),
+                renew_script: Script::new(RENEW_IF_HOLDER),
             }),
         })
     }
@@ -164,6 +180,10 @@ impl RedisStore {
 
     fn lease_key(&self, fingerprint: &str) -> String {
         format!("{}lease:{fingerprint}", self.inner.prefix)
+    }
+
+    fn failure_key(&self, key: &CacheKey) -> String {
+        format!("{}failure:{}", self.inner.prefix, key.fingerprint())
     }
 
     /// The shared connection. Creating it does no I/O: the connection manager
@@ -247,12 +267,19 @@ impl TokenStore for RedisStore {
         let redis_key = self.token_key(key);
         let json = token.to_stored_json().map_err(|e| Error::store_with("could not serialize token", e))?;
         let sealed = self.inner.keys.seal(&redis_key, &token_hash(&token), &json)?;
+        let failure_key = self.failure_key(key);
+        // One round trip: the token, and the end of any failure the fleet shared.
         self.call("SET", |mut c| async move {
-            redis::cmd("SET")
+            redis::pipe()
+                .cmd("SET")
                 .arg(redis_key)
                 .arg(sealed)
                 .arg("PX")
                 .arg(millis(remaining))
+                .ignore()
+                .cmd("DEL")
+                .arg(failure_key)
+                .ignore()
                 .query_async(&mut c)
                 .await
         })
@@ -297,6 +324,36 @@ impl TokenStore for RedisStore {
             })
             .await?;
         Ok(())
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool> {
+        let (lease_key, holder) = (self.lease_key(lease.key()), lease.holder().to_owned());
+        let script = &self.inner.renew_script;
+        let renewed: i64 = self
+            .call("lease renewal", |mut c| async move {
+                script.key(lease_key).arg(holder).arg(millis(ttl)).invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(renewed > 0)
+    }
+
+    async fn put_failure(&self, key: &CacheKey, ttl: Duration) -> Result<()> {
+        let failure_key = self.failure_key(key);
+        self.call("SET failure", |mut c| async move {
+            redis::cmd("SET").arg(failure_key).arg("1").arg("PX").arg(millis(ttl)).query_async(&mut c).await
+        })
+        .await
+    }
+
+    async fn failure(&self, key: &CacheKey) -> Result<Option<Duration>> {
+        let failure_key = self.failure_key(key);
+        let left: i64 =
+            self.call("PTTL", |mut c| async move {
+                redis::cmd("PTTL").arg(failure_key).query_async(&mut c).await
+            })
+            .await?;
+        // -2: no such key; -1: no expiry (not ours); else milliseconds left.
+        Ok(u64::try_from(left).ok().filter(|ms| *ms > 0).map(Duration::from_millis))
     }
 }
 
@@ -379,10 +436,13 @@ mod tests {
         assert_eq!((back.scope(), back.token_type()), (Some("system/Patient.rs"), "bearer"));
         assert_eq!(back.extra().get("consented_on"), Some(&serde_json::json!(1)));
         assert_eq!(back.expiry_source(), token.expiry_source());
-        assert!(
-            token.expires_at().duration_since(back.expires_at()).unwrap_or_default()
-                < Duration::from_millis(1)
-        );
+        // Stored to the millisecond: equal within 1 ms, whichever way it rounds.
+        let (a, b) = (token.expires_at(), back.expires_at());
+        let apart = a.duration_since(b).or_else(|_| b.duration_since(a)).unwrap_or(Duration::MAX);
+        assert!(apart < Duration::from_millis(1), "{apart:?}");
+        let (a, b) = (token.issued_at(), back.issued_at());
+        let apart = a.duration_since(b).or_else(|_| b.duration_since(a)).unwrap_or(Duration::MAX);
+        assert!(apart < Duration::from_millis(1), "{apart:?}");
         assert!(Token::from_stored_json(b"{}").is_none());
         assert!(Token::from_stored_json(br#"{"access_token":"","token_type":"Bearer","issued_at_ms":0,"expires_at_ms":0,"expiry_source":"x"}"#).is_none());
     }

@@ -170,6 +170,28 @@ async fn every_pem_form_signs_a_verifiable_assertion_with_a_new_jti_each_time() 
     }
 }
 
+/// The assertion's `exp` stays well inside SMART's five minutes (a client clock a
+/// minute ahead must not turn every fetch into `invalid_client`), and its `aud` is
+/// the token URL exactly as configured, not a normalised rewrite of it.
+#[tokio::test]
+async fn the_assertion_keeps_a_margin_and_names_the_token_url_as_given() {
+    let seen = Seen::default();
+    let base = server(seen.clone()).await;
+    // Reaches /token, but spelled unlike Url's normal form.
+    let as_given = format!("{base}/fhir/../token");
+    let keys = keys(SigningAlgorithm::Es384);
+    let source = source(&keys.pkcs8, SigningAlgorithm::Es384, &as_given).expect("key accepted");
+    source.fetch(&FetchContext::default()).await.expect("token");
+    let form = seen.forms.lock().expect("lock").pop().expect("a token request");
+    let claims =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(form.get("client_assertion").expect("sent"))
+            .expect("a JWT")
+            .claims;
+    assert_eq!(claims["aud"], as_given.as_str(), "aud exactly as configured");
+    let (iat, exp) = (claims["iat"].as_u64().expect("iat"), claims["exp"].as_u64().expect("exp"));
+    assert!(exp > iat && exp - iat <= 120, "exp {} s after iat: leave a margin inside 300 s", exp - iat);
+}
+
 #[tokio::test]
 async fn works_through_the_token_manager() {
     let seen = Seen::default();

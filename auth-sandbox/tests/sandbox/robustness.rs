@@ -48,7 +48,16 @@ async fn an_absurd_token_lifetime_is_capped_not_a_panic() {
         GraphnetSource::builder(g.token_url(), g.client_id(), g.client_secret(), g.subscription_key())
             .build()
             .expect("valid source");
-    graphnet.fetch(&FetchContext::default()).await.expect("a Graphnet token too");
+    let token = graphnet.fetch(&FetchContext::default()).await.expect("a Graphnet token too");
+    // Its JWT says the sandbox's longest lifetime (before the client's own bounds),
+    // not `Duration::MAX`.
+    let exp = auth_core::token::jwt_exp(token.access_token().expose_secret()).expect("a JWT with exp");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let longest = auth_sandbox::tokens::MAX_SANDBOX_LIFETIME.as_secs_f64();
+    assert!(
+        exp > now + longest - 3600.0 && exp <= now + longest + 60.0,
+        "exp {exp} is not capped at {longest} s"
+    );
     let m = sandbox.msk();
     let msk = MskSource::builder(m.base_url(), m.client_id(), m.client_secret())
         .partner_id(m.partner_id())
@@ -69,4 +78,7 @@ async fn the_registry_debug_shows_counts_not_secrets() {
         assert!(!text.contains(secret.expose_secret()), "{text}");
         assert!(!text.contains(token.access_token().expose_secret()), "{text}");
     }
+    // It shows counts: the one token issued, after the one request.
+    let debug = format!("{:?}", aidbox.registry());
+    assert!(debug.contains("issued: 1") && debug.contains("requests: 1"), "{debug}");
 }
