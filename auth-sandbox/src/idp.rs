@@ -538,7 +538,7 @@ async fn token_endpoint(State(inner): State<Arc<Inner>>, headers: HeaderMap, bod
         (s.lifetime, s.expires_in_as_string, s.jwt, s.refresh_tokens, s.token_type.clone())
     };
     let n = registry.serial();
-    let lives = lifetime.unwrap_or(DEFAULT_LIFETIME);
+    let lives = lifetime.unwrap_or(DEFAULT_LIFETIME).min(crate::tokens::MAX_SANDBOX_LIFETIME);
     let access_token = if jwt {
         let exp = registry.now_secs().saturating_add(lives.as_secs());
         fake_jwt(&json!({"sub": client_id, "exp": exp, "jti": format!("{n}-{}", fastrand::u64(..))}))

@@ -148,6 +148,10 @@ impl Drop for Sandbox {
 impl Sandbox {
     /// Starts every emulator on loopback.
     pub async fn start(config: SandboxConfig) -> std::io::Result<Self> {
+        // Every emulator writes its tokens' lifetime (`exp`, `expires_in`) from this:
+        // capped once here, so an absurd setting cannot overflow one of them.
+        let token_lifetime = config.token_lifetime.min(tokens::MAX_SANDBOX_LIFETIME);
+        let config = SandboxConfig { token_lifetime, ..config };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let base = format!("http://{addr}");

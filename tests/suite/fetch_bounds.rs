@@ -134,7 +134,9 @@ fn a_fetch_outside_a_tokio_runtime_is_an_error_not_a_deadlock() {
     });
     // Polled by another executor, outside any Tokio runtime.
     let outside = manager.clone();
+    let started = Instant::now();
     let result = returns_within(Duration::from_secs(10), move || futures_executor::block_on(outside.token()));
+    eprintln!("token() outside a Tokio runtime returned in {:?}", started.elapsed());
     let error = result.expect_err("no runtime to fetch on");
     assert_eq!(error.kind(), ErrorKind::Configuration, "{error}");
     assert!(error.to_string().contains("Tokio runtime"), "{error}");
@@ -156,7 +158,9 @@ fn a_fetch_on_a_runtime_that_has_shut_down_is_an_error_not_a_deadlock() {
     returns_within(Duration::from_secs(10), move || runtime.shutdown_timeout(Duration::from_secs(1)));
     // Inside the dead runtime's context a task can still be spawned, and is
     // dropped on the spot: the fetch must publish its end, not deadlock on it.
+    let started = Instant::now();
     let result = returns_within(Duration::from_secs(10), move || handle.block_on(manager.token()));
+    eprintln!("token() on a runtime that shut down returned in {:?}", started.elapsed());
     let error = result.expect_err("no runtime left to fetch on");
     assert!(matches!(error.kind(), ErrorKind::Internal | ErrorKind::Configuration), "{error}");
 }
