@@ -23,6 +23,10 @@ use crate::source::CredentialSource;
 use crate::store::TokenStore;
 use crate::token::Token;
 
+/// What a failed API request (as opposed to a token request) says it was doing:
+/// [`Error::operation`] of its transport errors and timeouts.
+pub const API_REQUEST: &str = "API request";
+
 /// Default timeout of an API request made with [`AuthClient::new`]'s HTTP client.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -327,7 +331,7 @@ impl AuthClient {
                 pairs.append_pair(k, v);
             }
         }
-        self.http.execute(request).await.map_err(|e| Error::transport("API request", e))
+        self.http.execute(request).await.map_err(|e| Error::transport(API_REQUEST, e))
     }
 }
 
@@ -403,7 +407,7 @@ async fn read_for_judging(
     parts.headers = response.headers().clone();
     let mut read = Vec::new();
     let mut complete = true;
-    while let Some(chunk) = response.chunk().await.map_err(|e| Error::transport("API request", e))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| Error::transport(API_REQUEST, e))? {
         read.extend_from_slice(&chunk);
         if read.len() >= REJECTION_BODY_CAP {
             complete = false;

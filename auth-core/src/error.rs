@@ -564,6 +564,19 @@ impl Error {
         }
     }
 
+    /// What was being done when it failed (`"token request"`,
+    /// [`API_REQUEST`](crate::client::API_REQUEST), …), for the kinds that say:
+    /// transport failures, timeouts, unavailable servers and invalid responses.
+    pub fn operation(&self) -> Option<&str> {
+        match &self.inner.repr {
+            Repr::Transport { what }
+            | Repr::Timeout { what, .. }
+            | Repr::Unavailable { what, .. }
+            | Repr::InvalidResponse { what, .. } => Some(what),
+            _ => None,
+        }
+    }
+
     /// True when both values are the same shared error (one failed fetch).
     pub fn same_as(&self, other: &Error) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -12,11 +13,12 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderV
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
-use auth_core::endpoint::{content_type, read_capped};
+use auth_core::endpoint::{content_type, read_capped, retry_after};
 use auth_core::{AuthClient, Error, ResponseProblem, Result};
 
 use crate::error::FhirError;
 use crate::model::{Bundle, JsonResource, OperationOutcome, Resource, ResourceType};
+use crate::retry::{FhirRetry, FhirStats, RetryState, retryable, safe_to_repeat};
 
 /// The FHIR JSON media type.
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -111,6 +113,8 @@ pub struct FhirClient {
     base: Url,
     max_body: usize,
     max_pages: usize,
+    retry: FhirRetry,
+    retries: Arc<RetryState>,
 }
 
 impl fmt::Debug for FhirClient {
@@ -141,7 +145,14 @@ impl FhirClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        Ok(Self { api, base, max_body: DEFAULT_MAX_BODY, max_pages: DEFAULT_MAX_PAGES })
+        Ok(Self {
+            api,
+            base,
+            max_body: DEFAULT_MAX_BODY,
+            max_pages: DEFAULT_MAX_PAGES,
+            retry: FhirRetry::default(),
+            retries: RetryState::new(),
+        })
     }
 
     /// Caps response bodies at `bytes` (default 16 MiB).
@@ -156,6 +167,19 @@ impl FhirClient {
     pub fn with_max_pages(mut self, pages: usize) -> Self {
         self.max_pages = pages.max(1);
         self
+    }
+
+    /// Retries calls that are safe to repeat as `retry` says (default
+    /// [`FhirRetry::default`]; [`FhirRetry::none`] turns them off).
+    pub fn with_retry(mut self, retry: FhirRetry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// What this client (and its clones) did: calls, retries, retries refused by
+    /// the budget.
+    pub fn stats(&self) -> FhirStats {
+        self.retries.stats()
     }
 
     /// The base URL (ending in `/`).
@@ -188,7 +212,9 @@ impl FhirClient {
 
     /// Sends one FHIR request and returns the response if its status is a success;
     /// an error status becomes [`ErrorKind::Api`](auth_core::ErrorKind::Api) with the
-    /// server's OperationOutcome.
+    /// server's OperationOutcome. A body is sent as `application/fhir+json` unless
+    /// `headers` name another `Content-Type`. Retried as [`FhirClient::with_retry`]
+    /// says when the interaction is safe to repeat.
     pub async fn send(
         &self,
         method: Method,
@@ -196,12 +222,45 @@ impl FhirClient {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<FhirResponse> {
-        let mut request = self.api.request(method, url).header(ACCEPT, FHIR_JSON);
-        for (name, value) in &headers {
+        let safe = safe_to_repeat(&method, url.path(), &headers);
+        self.retries.call(&self.retry);
+        let mut attempt = 1;
+        loop {
+            let error = match self.send_once(&method, &url, &headers, body.as_ref()).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let Some(retry_after) = retryable(&error).filter(|_| safe) else { return Err(error) };
+            if attempt >= self.retry.attempts {
+                return Err(error);
+            }
+            let Some(delay) = self.retry.delay(attempt, retry_after) else { return Err(error) };
+            if !self.retries.withdraw(&self.retry) {
+                tracing::debug!("FHIR retry budget spent; not retrying");
+                return Err(error);
+            }
+            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying a FHIR call");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: &Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+    ) -> Result<FhirResponse> {
+        let mut request = self.api.request(method.clone(), url.clone()).header(ACCEPT, FHIR_JSON);
+        for (name, value) in headers {
             request = request.header(name.clone(), value.clone());
         }
         if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, FHIR_JSON).body(body);
+            if !headers.contains_key(CONTENT_TYPE) {
+                request = request.header(CONTENT_TYPE, FHIR_JSON);
+            }
+            request = request.body(body.clone());
         }
         let response = request.send().await?;
         FhirResponse::read(response, self.max_body).await
@@ -257,7 +316,7 @@ impl FhirClient {
             let client = client.clone();
             async move {
                 let bundle: Bundle<R> = match paging.next.take() {
-                    None => return Ok(None),
+                    None => return Ok::<_, Error>(None),
                     Some(Page::First(params)) => client.search(&params).await?,
                     Some(Page::Next(url)) => {
                         client.send(Method::GET, url, HeaderMap::new(), None).await?.json()?
@@ -424,7 +483,9 @@ impl FhirResponse {
         let body = read_capped(response, max_body, "FHIR request").await?;
         if !status.is_success() {
             let outcome = serde_json::from_slice::<OperationOutcome>(&body).ok();
-            return Err(FhirError::into_error(status.as_u16(), outcome, content_type(&headers), body.len()));
+            let failure = FhirError::new(status.as_u16(), outcome, content_type(&headers), body.len())
+                .with_retry_after(retry_after(&headers));
+            return Err(failure.into());
         }
         Ok(Self { status, headers, body: Bytes::from(body.to_vec()) })
     }

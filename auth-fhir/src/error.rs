@@ -6,6 +6,7 @@
 //! OperationOutcome back.
 
 use std::fmt;
+use std::time::Duration;
 
 use auth_core::Error;
 use auth_core::error::redact_credentials;
@@ -24,6 +25,7 @@ pub struct FhirError {
     outcome: Option<OperationOutcome>,
     content_type: Option<String>,
     len: usize,
+    retry_after: Option<Duration>,
 }
 
 impl FhirError {
@@ -34,6 +36,17 @@ impl FhirError {
         content_type: Option<String>,
         len: usize,
     ) -> Error {
+        Self::new(status, outcome, content_type, len).into()
+    }
+
+    /// The failure for an error status: `len` bytes of `content_type` came back,
+    /// `outcome` if they were an OperationOutcome.
+    pub fn new(
+        status: u16,
+        outcome: Option<OperationOutcome>,
+        content_type: Option<String>,
+        len: usize,
+    ) -> Self {
         let outcome = outcome.map(|mut o| {
             for issue in &mut o.issue {
                 if let Some(d) = &mut issue.diagnostics {
@@ -45,7 +58,18 @@ impl FhirError {
             }
             o
         });
-        Error::api(status, Self { status, outcome, content_type, len })
+        Self { status, outcome, content_type, len, retry_after: None }
+    }
+
+    /// With the server's `Retry-After` (a 429 or 503).
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// How long the server asked to wait before trying again, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// The HTTP status.
@@ -84,6 +108,12 @@ impl fmt::Display for FhirError {
 }
 
 impl std::error::Error for FhirError {}
+
+impl From<FhirError> for Error {
+    fn from(failure: FhirError) -> Self {
+        Error::api(failure.status, failure)
+    }
+}
 
 /// FHIR queries on [`auth_core::Error`].
 pub trait FhirErrorExt {

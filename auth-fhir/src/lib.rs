@@ -10,6 +10,7 @@
 //! | [`client`] | [`FhirClient`]: read, vread, search with paging, create, update, delete, metadata |
 //! | [`model`] | Patient, `Bundle<R>`, OperationOutcome, and [`JsonResource`] for every other type |
 //! | [`error`] | [`FhirError`], the FHIR failure inside an [`auth_core::Error`] |
+//! | [`retry`] | [`FhirRetry`]: calls safe to repeat retried on 429, 503 and failed connections |
 //!
 //! ```no_run
 //! use auth_core::oauth2::OAuth2Source;
@@ -35,6 +36,7 @@
 pub mod client;
 pub mod error;
 pub mod model;
+pub mod retry;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -47,3 +49,4 @@ pub use model::{
     Extension, HumanName, Identifier, JsonResource, Meta, OperationOutcome, OperationOutcomeIssue, Patient,
     Reference, Resource, ResourceType,
 };
+pub use retry::{FhirRetry, FhirStats};
