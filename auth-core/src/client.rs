@@ -46,6 +46,9 @@ pub trait Authenticator: Send + Sync + fmt::Debug + 'static {
         let _ = token;
         None
     }
+    /// A client sent an API call again (after a 429, a 503 or a failed
+    /// connection); counted in [`ManagerStats::api_retries`](crate::ManagerStats::api_retries).
+    fn api_retried(&self) {}
 }
 
 #[async_trait]
@@ -59,6 +62,9 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
     async fn replacement_rejected(&self, token: &Token) -> Option<Duration> {
         Some(TokenManager::replacement_rejected(self, token))
     }
+    fn api_retried(&self) {
+        TokenManager::api_retried(self);
+    }
 }
 
 #[async_trait]
@@ -71,6 +77,9 @@ impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
     }
     async fn replacement_rejected(&self, token: &Token) -> Option<Duration> {
         (**self).replacement_rejected(token).await
+    }
+    fn api_retried(&self) {
+        (**self).api_retried();
     }
 }
 

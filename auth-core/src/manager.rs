@@ -199,6 +199,9 @@ pub struct ManagerStats {
     pub invalidations: u64,
     /// Times a rejection was held off because a fresh token did not cure it.
     pub holds: u64,
+    /// API calls sent again after a 429, a 503 or a failed connection, by a
+    /// client that retries them (the FHIR client does; see [`Authenticator::api_retried`](crate::client::Authenticator::api_retried)).
+    pub api_retries: u64,
 }
 
 #[derive(Debug, Default)]
@@ -209,6 +212,7 @@ struct Counters {
     from_store: AtomicU64,
     invalidations: AtomicU64,
     holds: AtomicU64,
+    api_retries: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -605,6 +609,11 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
         self.shared.source.cache_key()
     }
 
+    /// Counts an API call that a client sent again (see [`ManagerStats::api_retries`]).
+    pub fn api_retried(&self) {
+        bump(&self.shared.counters.api_retries);
+    }
+
     /// What this manager has done so far.
     pub fn stats(&self) -> ManagerStats {
         let c = &self.shared.counters;
@@ -616,6 +625,7 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
             from_store: get(&c.from_store),
             invalidations: get(&c.invalidations),
             holds: get(&c.holds),
+            api_retries: get(&c.api_retries),
         }
     }
 }

@@ -239,6 +239,7 @@ impl FhirClient {
                 tracing::debug!("FHIR retry budget spent; not retrying");
                 return Err(error);
             }
+            self.api.authenticator().api_retried();
             tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying a FHIR call");
             tokio::time::sleep(delay).await;
             attempt += 1;
