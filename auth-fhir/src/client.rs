@@ -2,13 +2,10 @@
 //! every call carries a valid token, the vendor's extras, and one replay after a
 //! rejected token. Generated clients (`#[authenticated_api]`) call into this.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_core::Stream;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
@@ -17,8 +14,9 @@ use auth_core::endpoint::{content_type, read_capped, retry_after};
 use auth_core::{AuthClient, Error, ResponseProblem, Result};
 
 use crate::error::FhirError;
-use crate::model::{Bundle, JsonResource, OperationOutcome, Resource, ResourceType};
+use crate::model::{JsonResource, OperationOutcome, Resource, ResourceType};
 use crate::retry::{FhirRetry, FhirStats, RetryState, retryable, safe_to_repeat};
+use crate::search::SearchParams;
 
 /// The FHIR JSON media type.
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -28,53 +26,6 @@ pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Default cap on the pages one search stream follows.
 pub const DEFAULT_MAX_PAGES: usize = 10_000;
-
-/// Search parameters, in order; a name may repeat (`date=ge2020&date=lt2021`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SearchParams(Vec<(String, String)>);
-
-impl SearchParams {
-    /// No parameters.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a parameter.
-    pub fn add(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.0.push((name.into(), value.into()));
-        self
-    }
-
-    /// Adds a parameter in place.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.push((name.into(), value.into()));
-    }
-
-    /// Adds every parameter of `other`.
-    pub fn extend_from(&mut self, other: &SearchParams) {
-        self.0.extend(other.0.iter().cloned());
-    }
-
-    /// The parameters.
-    pub fn pairs(&self) -> &[(String, String)] {
-        &self.0
-    }
-
-    /// As a query string (`name=x&_count=10`).
-    pub fn to_query(&self) -> String {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &self.0 {
-            s.append_pair(k, v);
-        }
-        s.finish()
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for SearchParams {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
-    }
-}
 
 /// The result of a create.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +133,10 @@ impl FhirClient {
         self.retries.stats()
     }
 
+    pub(crate) fn max_pages(&self) -> usize {
+        self.max_pages
+    }
+
     /// The base URL (ending in `/`).
     pub fn base(&self) -> &Url {
         &self.base
@@ -285,74 +240,6 @@ impl FhirClient {
         self.send(Method::GET, url, HeaderMap::new(), None).await?.resource()
     }
 
-    /// `GET [base]/[type]?params`: the first page.
-    pub async fn search<R: Resource>(&self, params: &SearchParams) -> Result<Bundle<R>> {
-        let mut url = self.url(&[type_of::<R>()?])?;
-        if !params.pairs().is_empty() {
-            url.set_query(Some(&params.to_query()));
-        }
-        self.send(Method::GET, url, HeaderMap::new(), None).await?.json()
-    }
-
-    /// The page after `bundle`, following its `next` link; `None` on the last page.
-    /// A `next` link to another origin is refused: the token must not go there.
-    pub async fn next_page<R: Resource>(&self, bundle: &Bundle<R>) -> Result<Option<Bundle<R>>> {
-        let Some(next) = bundle.next_link() else { return Ok(None) };
-        let url = self.same_origin(next)?;
-        self.send(Method::GET, url, HeaderMap::new(), None).await?.json().map(Some)
-    }
-
-    /// Every match of a search, page after page, as a stream.
-    ///
-    /// The stream ends with an error, after the matches of the pages read, when a
-    /// `next` link repeats one already followed (a loop) or the pages pass the cap
-    /// ([`FhirClient::with_max_pages`]).
-    pub fn search_all<R: Resource>(
-        &self,
-        params: SearchParams,
-    ) -> Pin<Box<dyn Stream<Item = Result<R>> + Send>> {
-        let client = self.clone();
-        let start = Paging { next: Some(Page::First(params)), followed: HashSet::new(), pages: 0 };
-        let pages = futures_util::stream::try_unfold(start, move |mut paging| {
-            let client = client.clone();
-            async move {
-                let bundle: Bundle<R> = match paging.next.take() {
-                    None => return Ok::<_, Error>(None),
-                    Some(Page::First(params)) => client.search(&params).await?,
-                    Some(Page::Next(url)) => {
-                        client.send(Method::GET, url, HeaderMap::new(), None).await?.json()?
-                    }
-                };
-                paging.pages += 1;
-                let mut stop = None;
-                if let Some(link) = bundle.next_link() {
-                    match client.same_origin(link) {
-                        Err(refused) => stop = Some(refused),
-                        Ok(url) if !paging.followed.insert(url.clone()) => {
-                            stop = Some(paging_problem(format!(
-                                "the server's next links loop (page {} links to a page already read); stopped",
-                                paging.pages
-                            )));
-                        }
-                        Ok(_) if paging.pages >= client.max_pages => {
-                            stop = Some(paging_problem(format!(
-                                "the search goes on past {} pages; stopped (raise FhirClient::with_max_pages \
-                                 for searches that long)",
-                                client.max_pages
-                            )));
-                        }
-                        Ok(url) => paging.next = Some(Page::Next(url)),
-                    }
-                }
-                // A stop is delivered after the matches of the last page read.
-                let mut items: Vec<Result<R>> = bundle.into_matches().map(Ok).collect();
-                items.extend(stop.map(Err));
-                Ok(Some((futures_util::stream::iter(items), paging)))
-            }
-        });
-        Box::pin(futures_util::TryStreamExt::try_flatten(pages))
-    }
-
     /// `POST [base]/[type]`.
     pub async fn create<R: Resource>(&self, resource: &R) -> Result<Created<R>> {
         self.create_with(resource, HeaderMap::new()).await
@@ -370,7 +257,7 @@ impl FhirClient {
     }
 
     async fn create_with<R: Resource>(&self, resource: &R, headers: HeaderMap) -> Result<Created<R>> {
-        let url = self.url(&[type_of::<R>()?])?;
+        let url = self.url(&[type_name(resource)?])?;
         let body = to_body(resource)?;
         let response = self.send(Method::POST, url, headers, Some(body)).await?;
         Created::from_response(&response)
@@ -380,13 +267,31 @@ impl FhirClient {
     /// still has that version.
     pub async fn update<R: Resource>(&self, resource: &R, if_match: Option<&str>) -> Result<R> {
         let id = resource.id().ok_or_else(|| Error::configuration("a resource needs an id to be updated"))?;
-        let url = self.url(&[type_of::<R>()?, id])?;
+        let url = self.url(&[type_name(resource)?, id])?;
         let mut headers = HeaderMap::new();
         if let Some(version) = if_match {
-            headers.insert(IF_MATCH, header_value(&format!("W/\"{version}\""))?);
+            headers.insert(IF_MATCH, if_match_header(version)?);
         }
         let body = to_body(resource)?;
         self.send(Method::PUT, url, headers, Some(body)).await?.resource()
+    }
+
+    /// `PUT [base]/[type]?condition`: updates the one resource that matches, or
+    /// creates it when none does ([`Created::created`] says which); more than one
+    /// match is an error (412). Safe to repeat, so retried like any `PUT`.
+    pub async fn update_where<R: Resource>(
+        &self,
+        resource: &R,
+        condition: &SearchParams,
+    ) -> Result<Created<R>> {
+        if condition.is_empty() {
+            return Err(Error::configuration("a conditional update needs search parameters"));
+        }
+        let mut url = self.url(&[type_name(resource)?])?;
+        url.set_query(Some(&condition.to_query()));
+        let body = to_body(resource)?;
+        let response = self.send(Method::PUT, url, HeaderMap::new(), Some(body)).await?;
+        Created::from_response(&response)
     }
 
     /// `DELETE [base]/[type]/[id]`.
@@ -395,57 +300,46 @@ impl FhirClient {
         self.send(Method::DELETE, url, HeaderMap::new(), None).await.map(drop)
     }
 
+    /// `DELETE [base]/[type]?condition`: deletes what matches (a server may refuse
+    /// more than one match with 412).
+    pub async fn delete_where(&self, resource_type: &str, condition: &SearchParams) -> Result<()> {
+        if condition.is_empty() {
+            return Err(Error::configuration("a conditional delete needs search parameters"));
+        }
+        let mut url = self.url(&[resource_type])?;
+        url.set_query(Some(&condition.to_query()));
+        self.send(Method::DELETE, url, HeaderMap::new(), None).await.map(drop)
+    }
+
     /// `GET [base]/metadata`: the server's CapabilityStatement.
     pub async fn capabilities(&self) -> Result<JsonResource> {
         let url = self.url(&["metadata"])?;
         self.send(Method::GET, url, HeaderMap::new(), None).await?.resource()
     }
-
-    fn same_origin(&self, link: &str) -> Result<Url> {
-        let url = self.base.join(link).map_err(|_| {
-            Error::invalid_response(
-                "FHIR search",
-                200,
-                ResponseProblem::Other("the next link is not a URL".into()),
-            )
-        })?;
-        if url.origin() != self.base.origin() {
-            return Err(Error::invalid_response(
-                "FHIR search",
-                200,
-                ResponseProblem::Other(format!(
-                    "the next link points to another origin ({}); not followed, the token must not go there",
-                    url.host_str().unwrap_or_default()
-                )),
-            ));
-        }
-        Ok(url)
-    }
 }
 
-enum Page {
-    First(SearchParams),
-    Next(Url),
-}
-
-/// Where a search stream is: what to read next, what it has followed.
-struct Paging {
-    next: Option<Page>,
-    followed: HashSet<Url>,
-    pages: usize,
-}
-
-fn paging_problem(message: String) -> Error {
-    Error::invalid_response("FHIR search", 200, ResponseProblem::Other(message))
-}
-
-fn type_of<R: Resource>() -> Result<&'static str> {
+pub(crate) fn type_of<R: Resource>() -> Result<&'static str> {
     if R::TYPE == JsonResource::TYPE {
         return Err(Error::configuration(
             "JsonResource has no fixed type: use read_json or a typed resource",
         ));
     }
     Ok(R::TYPE)
+}
+
+/// The type of `resource`: its Rust type's, or for a [`JsonResource`] its own `resourceType`.
+pub(crate) fn type_name<R: Resource>(resource: &R) -> Result<&str> {
+    match resource.resource_type() {
+        t if t == JsonResource::TYPE || t.is_empty() => {
+            Err(Error::configuration("the resource has no resourceType"))
+        }
+        t => Ok(t),
+    }
+}
+
+/// `If-Match: W/"<version>"` (servers ignore an unquoted one).
+pub(crate) fn if_match_header(version: &str) -> Result<HeaderValue> {
+    header_value(&format!("W/\"{}\"", version.trim().trim_start_matches("W/").trim_matches('"')))
 }
 
 fn header_value(s: &str) -> Result<HeaderValue> {

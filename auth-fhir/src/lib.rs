@@ -35,18 +35,24 @@
 
 pub mod client;
 pub mod error;
+pub mod history;
 pub mod model;
+pub mod patch;
 pub mod retry;
+pub mod search;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use client::{Created, FHIR_JSON, FhirClient, FhirResponse, SearchParams};
+pub use client::{Created, FHIR_JSON, FhirClient, FhirResponse};
 pub use error::{FhirError, FhirErrorExt};
+pub use history::History;
 pub use model::{
     Address, Bundle, BundleEntry, BundleLink, CodeableConcept, Coding, ContactPoint, EntryResource,
     Extension, HumanName, Identifier, JsonResource, Meta, OperationOutcome, OperationOutcomeIssue, Patient,
     Reference, Resource, ResourceType,
 };
+pub use patch::JSON_PATCH;
 pub use retry::{FhirRetry, FhirStats};
+pub use search::{FhirStream, SearchParams};

@@ -488,7 +488,12 @@ impl<R> BundleEntry<R> {
 
     /// Whether the entry is a search match (no mode given counts as a match).
     pub fn is_match(&self) -> bool {
-        self.search.as_ref().and_then(|s| s.mode.as_deref()).is_none_or(|m| m == "match")
+        self.search_mode().is_none_or(|m| m == "match")
+    }
+
+    /// The search mode (`match`, `include`, `outcome`), if given.
+    pub fn search_mode(&self) -> Option<&str> {
+        self.search.as_ref().and_then(|s| s.mode.as_deref())
     }
 }
 

@@ -11,8 +11,9 @@ use url::Url;
 
 use auth_core::{Error, Result};
 
-use crate::client::{Created, FhirResponse, SearchParams};
+use crate::client::{Created, FhirResponse};
 use crate::model::Resource;
+use crate::search::SearchParams;
 
 /// A value as a path segment (percent-encoded later, by `FhirClient::url`).
 pub fn segment(value: &impl Display) -> String {
