@@ -66,6 +66,8 @@ pub struct FhirClient {
     max_pages: usize,
     retry: FhirRetry,
     retries: Arc<RetryState>,
+    /// Set once the server's CapabilityStatement said R4, when that is checked.
+    version_checked: Option<Arc<tokio::sync::OnceCell<()>>>,
 }
 
 impl fmt::Debug for FhirClient {
@@ -103,6 +105,7 @@ impl FhirClient {
             max_pages: DEFAULT_MAX_PAGES,
             retry: FhirRetry::default(),
             retries: RetryState::new(),
+            version_checked: None,
         })
     }
 
@@ -125,6 +128,38 @@ impl FhirClient {
     pub fn with_retry(mut self, retry: FhirRetry) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Before its first call, reads the server's CapabilityStatement and fails
+    /// every call (kind [`InvalidResponse`](auth_core::ErrorKind::InvalidResponse))
+    /// unless it says FHIR R4 (`4.0.x`): a server of another version would
+    /// misread this model's resources. A failed check is tried again at the next call.
+    pub fn with_r4_check(mut self) -> Self {
+        self.version_checked = Some(Arc::new(tokio::sync::OnceCell::new()));
+        self
+    }
+
+    async fn check_version(&self) -> Result<()> {
+        let Some(checked) = &self.version_checked else { return Ok(()) };
+        checked
+            .get_or_try_init(|| async {
+                let url = self.url(&["metadata"])?;
+                let metadata: JsonResource =
+                    self.send_once(&Method::GET, &url, &HeaderMap::new(), None).await?.resource()?;
+                let version = metadata.0.get("fhirVersion").and_then(serde_json::Value::as_str).unwrap_or("");
+                if version.starts_with("4.0.") {
+                    return Ok(());
+                }
+                Err(Error::invalid_response(
+                    "FHIR metadata",
+                    200,
+                    ResponseProblem::Other(format!(
+                        "the server speaks FHIR `{version}`, not R4 (4.0.x); no call made"
+                    )),
+                ))
+            })
+            .await
+            .map(drop)
     }
 
     /// What this client (and its clones) did: calls, retries, retries refused by
@@ -177,6 +212,7 @@ impl FhirClient {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<FhirResponse> {
+        self.check_version().await?;
         let safe = safe_to_repeat(&method, url.path(), &headers);
         self.retries.call(&self.retry);
         let mut attempt = 1;

@@ -37,9 +37,12 @@ pub mod client;
 pub mod error;
 pub mod history;
 pub mod model;
+pub mod operation;
 pub mod patch;
+pub mod reference;
 pub mod retry;
 pub mod search;
+pub mod transaction;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -53,6 +56,9 @@ pub use model::{
     Extension, HumanName, Identifier, JsonResource, Meta, OperationOutcome, OperationOutcomeIssue, Patient,
     Reference, Resource, ResourceType,
 };
+pub use operation::Operation;
 pub use patch::JSON_PATCH;
+pub use reference::ReferenceContext;
 pub use retry::{FhirRetry, FhirStats};
 pub use search::{FhirStream, SearchParams};
+pub use transaction::{BundleKind, EntryOutcome, EntryRef, Transaction, TransactionResponse};
