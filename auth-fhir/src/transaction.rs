@@ -7,7 +7,7 @@
 //! use auth_fhir::{JsonResource, Patient};
 //!
 //! # fn demo() -> auth_core::Result<()> {
-//! let mut tx = Transaction::transaction();
+//! let mut tx = Transaction::new();
 //! let patient = tx.create(&Patient::new().with_name("Chalmers", ["Peter"]))?;
 //! let mut observation = JsonResource::new("Observation");
 //! observation.0.insert("subject".into(), serde_json::json!({"reference": patient.as_str()}));
@@ -86,7 +86,7 @@ pub struct Transaction {
 
 impl Transaction {
     /// An empty transaction (all or nothing).
-    pub fn transaction() -> Self {
+    pub fn new() -> Self {
         Self { kind: BundleKind::Transaction, entries: Vec::new() }
     }
 
@@ -391,7 +391,7 @@ mod tests {
 
     #[test]
     fn entries_reference_each_other_by_urn_uuid() {
-        let mut tx = Transaction::transaction();
+        let mut tx = Transaction::new();
         let p = tx.create(&Patient::new()).unwrap();
         assert!(p.as_str().starts_with("urn:uuid:") && p.as_str().len() == 45, "{p}");
         let mut obs = JsonResource::new("Observation");
