@@ -84,6 +84,12 @@ pub struct Transaction {
     entries: Vec<Value>,
 }
 
+impl Default for Transaction {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Transaction {
     /// An empty transaction (all or nothing).
     pub fn new() -> Self {
