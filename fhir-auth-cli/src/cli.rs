@@ -83,6 +83,49 @@ pub(crate) enum Command {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Update a resource (`Patient/123`), or the one matching a search
+    /// (`'Patient?identifier=x|1'`, created if none does); prints the result.
+    Update {
+        /// `<Type>/<id>` or `'<Type>?name=value'`.
+        target: String,
+        /// The resource as FHIR JSON (`-` for standard input).
+        #[arg(long)]
+        file: PathBuf,
+        /// Only if the server still has this version (a stale one exits 4).
+        #[arg(long, value_name = "VERSION")]
+        if_match: Option<String>,
+    },
+    /// Delete a resource (`Patient/123`) or what matches a search (`'Patient?identifier=x|1'`).
+    Delete {
+        /// `<Type>/<id>` or `'<Type>?name=value'`.
+        target: String,
+    },
+    /// Apply a JSON Patch (a file holding an array of operations); prints the patched resource.
+    Patch {
+        /// `<Type>/<id>`.
+        target: String,
+        /// The JSON Patch (`-` for standard input).
+        #[arg(long)]
+        file: PathBuf,
+        /// Only if the server still has this version (a stale one exits 4).
+        #[arg(long, value_name = "VERSION")]
+        if_match: Option<String>,
+    },
+    /// Every version of a resource (`Patient/123`) or of a type (`Patient`), newest first.
+    History {
+        /// `<Type>/<id>` or `<Type>`.
+        target: String,
+        /// Follow every `next` link and merge the pages.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Send a Bundle of type transaction or batch; prints the response Bundle. A
+    /// rejected transaction exits 4; a batch whose entries failed exits 0.
+    Transaction {
+        /// The Bundle as FHIR JSON (`-` for standard input).
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 /// Connection options. Everything is optional here: what is required depends on

@@ -1,10 +1,9 @@
-//! `token`, `read`, `search` and `create` against any server.
+//! What reads: `token`, `read`, `search`, `history`.
 
-use std::io::Read;
-use std::path::Path;
 use std::time::SystemTime;
 
-use auth_fhir::{Bundle, Created, FhirClient, JsonResource};
+use auth_fhir::{Bundle, FhirClient, History, JsonResource, SearchParams};
+use futures_util::TryStreamExt;
 use http::{HeaderMap, Method};
 use serde_json::{Map, Value, json};
 
@@ -60,7 +59,7 @@ pub(crate) async fn token(conn: &Connection, json_out: bool, reveal: bool) -> Re
     Ok(())
 }
 
-fn check_type(resource_type: &str) -> Result<(), CliError> {
+pub(crate) fn check_type(resource_type: &str) -> Result<(), CliError> {
     let ok = resource_type.chars().next().is_some_and(|c| c.is_ascii_uppercase())
         && resource_type.chars().all(|c| c.is_ascii_alphanumeric());
     if ok { Ok(()) } else { Err(CliError::config(format!("`{resource_type}` is not a FHIR resource type"))) }
@@ -174,52 +173,74 @@ fn summary(resource: &Map<String, Value>) -> String {
     }
 }
 
-/// `fhir-auth create Type --file path`.
-pub(crate) async fn create(conn: &Connection, resource_type: &str, file: &Path) -> Result<(), CliError> {
-    check_type(resource_type)?;
-    let mut text = String::new();
-    if file == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::io("cannot read standard input", e))?;
-    } else {
-        text = std::fs::read_to_string(file)
-            .map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?;
-    }
-    let resource: Map<String, Value> = serde_json::from_str(&text)
-        // serde's message can quote the file's contents: the position only.
-        .map_err(|e| {
-            CliError::config(format!(
-                "{} is not a JSON object (line {}, column {})",
-                file.display(),
-                e.line(),
-                e.column()
-            ))
-        })?;
-    match resource.get("resourceType").and_then(Value::as_str) {
-        Some(t) if t == resource_type => {}
-        Some(t) => {
-            return Err(CliError::config(format!("the file holds a {t}, not a {resource_type}")));
+/// `fhir-auth history Type/id | Type [--all] [--json]`: newest version first.
+pub(crate) async fn history(
+    conn: &Connection,
+    target: &str,
+    all: bool,
+    json_out: bool,
+) -> Result<(), CliError> {
+    let of = match target.split_once('/') {
+        None => {
+            check_type(target)?;
+            History::of_type(target)
         }
-        None => return Err(CliError::config("the file has no resourceType")),
-    }
+        Some((resource_type, id)) if !id.is_empty() && !id.contains('/') => {
+            check_type(resource_type)?;
+            History::instance(resource_type, id)
+        }
+        Some(_) => {
+            return Err(CliError::config(format!("`{target}` is neither <Type>/<id> nor <Type>")));
+        }
+    };
     let fhir = conn.fhir()?;
-    let url = fhir.url(&[resource_type])?;
-    let body = serde_json::to_vec(&resource).map_err(|e| CliError::config(format!("cannot encode: {e}")))?;
-    let response = fhir.send(Method::POST, url, HeaderMap::new(), Some(body.into())).await?;
-    let created = Created::<JsonResource>::from_response(&response)?;
-    // Servers may answer with no body (Prefer: return=minimal): show what was sent,
-    // with the id and version the server assigned.
-    let mut shown = created.resource.map(|r| r.0).unwrap_or(resource);
-    if let Some(id) = &created.id {
-        shown.insert("id".into(), json!(id));
-    }
-    if let Some(v) = &created.version_id {
-        let meta = shown.entry("meta").or_insert_with(|| json!({}));
-        if let Value::Object(meta) = meta {
-            meta.insert("versionId".into(), json!(v));
+    let mut progress = Progress::new();
+    progress.update("reading history…");
+    let mut pages = fhir.history_pages::<JsonResource>(&of, &SearchParams::new());
+    let mut bundle: Bundle<JsonResource> = match pages.try_next().await? {
+        Some(first) => first,
+        None => return Err(CliError::fhir_paging("the server sent no history Bundle")),
+    };
+    let mut count = 1;
+    if all {
+        while let Some(page) = pages.try_next().await? {
+            count += 1;
+            bundle.entry.extend(page.entry);
+            progress.update(&format!("page {count}: {} versions so far…", bundle.entry.len()));
         }
+        // The merged bundle is the whole history: its paging links no longer apply.
+        bundle.link.retain(|l| l.relation == "self");
     }
-    out_json(&Value::Object(shown));
+    progress.clear();
+    if json_out {
+        out_json(&bundle);
+        return Ok(());
+    }
+    let s = Style::stdout();
+    for entry in &bundle.entry {
+        let request = entry.extra.get("request");
+        let method = request.and_then(|r| r.get("method")).and_then(Value::as_str).unwrap_or("");
+        let (kind, id, version, updated) = match entry.typed() {
+            Some(r) => {
+                let meta = r.0.get("meta");
+                (
+                    r.0.get("resourceType").and_then(Value::as_str).unwrap_or("?").to_owned(),
+                    r.0.get("id").and_then(Value::as_str).unwrap_or("?").to_owned(),
+                    meta.and_then(|m| m.get("versionId")).and_then(Value::as_str).unwrap_or("?").to_owned(),
+                    meta.and_then(|m| m.get("lastUpdated")).and_then(Value::as_str).unwrap_or("").to_owned(),
+                )
+            }
+            // A deleted version has no resource: its request URL names it.
+            None => {
+                let url = request.and_then(|r| r.get("url")).and_then(Value::as_str).unwrap_or("?");
+                (url.to_owned(), String::new(), String::new(), String::new())
+            }
+        };
+        let name = if id.is_empty() { kind } else { format!("{kind}/{id}") };
+        let method = if method.is_empty() { String::new() } else { format!("  {method}") };
+        out(&format!("{}  v{version}  {updated}{method}", s.cyan(&name)));
+    }
+    let more = if bundle.next_link().is_some() { " (more pages: --all)" } else { "" };
+    out(&s.dim(&format!("{} versions, {count} page(s){more}", bundle.entry.len())));
     Ok(())
 }

@@ -9,6 +9,7 @@ mod error;
 mod output;
 mod sandbox;
 mod settings;
+mod writes;
 
 use std::process::ExitCode;
 
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
             // `fhir-auth --provider aidbox …` without `token`: running the offline
             // demo instead would look like success.
             return Err(CliError::config(
-                "connection options were given without a subcommand (token, read, search or create)",
+                "connection options were given without a subcommand (token, read, search, history, create, update, patch, delete or transaction)",
             ));
         }
         match command.unwrap_or(Command::Demo) {
@@ -50,9 +51,16 @@ fn main() -> ExitCode {
                     Command::Search { resource_type, params, all } => {
                         commands::search(&conn, &resource_type, &params, all, opts.json).await
                     }
-                    Command::Create { resource_type, file } => {
-                        commands::create(&conn, &resource_type, &file).await
+                    Command::Create { resource_type, file } => writes::create(&conn, &resource_type, &file).await,
+                    Command::Update { target, file, if_match } => {
+                        writes::update(&conn, &target, &file, if_match.as_deref()).await
                     }
+                    Command::Delete { target } => writes::delete(&conn, &target, opts.json).await,
+                    Command::Patch { target, file, if_match } => {
+                        writes::patch(&conn, &target, &file, if_match.as_deref()).await
+                    }
+                    Command::History { target, all } => commands::history(&conn, &target, all, opts.json).await,
+                    Command::Transaction { file } => writes::transaction(&conn, &file, opts.json).await,
                     Command::Demo | Command::Sandbox { .. } => Ok(()),
                 }
             }
