@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: managers wired to a test identity
-//! provider, on the system clock or a manual one.
+//! provider, on the system clock or a manual one; Medplum's FHIR server ([`medplum`]).
 
 use std::time::Duration;
 
@@ -11,6 +11,8 @@ use auth_providers::msk::{MskSource, MskSourceBuilder};
 use auth_providers::smart::{SigningAlgorithm, SmartSource, SmartSourceBuilder};
 use auth_sandbox::idp::TestIdentityProvider;
 use auth_sandbox::{MskEmulator, SmartEmulator};
+
+pub mod medplum;
 
 /// A client credentials source for the provider's default client.
 pub fn source(idp: &TestIdentityProvider) -> OAuth2Source {

@@ -12,6 +12,7 @@ mod fetch_bounds;
 mod fhir_client;
 mod fleet;
 mod idp_outage;
+mod medplum;
 mod refresh_ahead;
 mod replay;
 mod robustness;
