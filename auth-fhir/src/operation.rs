@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use reqwest::Method;
-use reqwest::header::HeaderMap;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use url::Url;
 
 use auth_core::{Error, Result};
@@ -20,6 +20,8 @@ pub struct Operation {
     target: Target,
     query: SearchParams,
     input: Option<Bytes>,
+    /// `Content-Type` of an input that is not a resource (`$graphql` takes JSON).
+    input_type: Option<&'static str>,
     get: bool,
 }
 
@@ -65,7 +67,7 @@ impl Operation {
                 "`{name}` is not an operation name (like `$everything`)"
             )));
         }
-        Ok(Self { name: format!("${bare}"), target, query: SearchParams::new(), input: None, get: false })
+        Ok(Self { name: format!("${bare}"), target, query: SearchParams::new(), input: None, input_type: None, get: false })
     }
 
     /// The operation's name, with its `$`.
@@ -79,6 +81,7 @@ impl Operation {
     pub fn get(mut self, params: SearchParams) -> Self {
         self.query = params;
         self.input = None;
+        self.input_type = None;
         self.get = true;
         self
     }
@@ -91,6 +94,18 @@ impl Operation {
             Error::configuration(format!("the operation's input cannot be written as JSON: {e}"))
         })?;
         self.input = Some(Bytes::from(body));
+        self.input_type = None;
+        self.get = false;
+        Ok(self)
+    }
+
+    /// Sends the call as `POST` with `body` as plain JSON (`application/json`),
+    /// for the operations whose input is not a resource, such as `$graphql`.
+    pub fn input_json<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Result<Self> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| Error::configuration(format!("the operation's input cannot be written as JSON: {e}")))?;
+        self.input = Some(Bytes::from(body));
+        self.input_type = Some("application/json");
         self.get = false;
         Ok(self)
     }
@@ -128,7 +143,11 @@ impl FhirClient {
             .input
             .clone()
             .unwrap_or_else(|| Bytes::from_static(br#"{"resourceType":"Parameters"}"#));
-        self.send(Method::POST, url, HeaderMap::new(), Some(body)).await
+        let mut headers = HeaderMap::new();
+        if let Some(content_type) = operation.input_type {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+        self.send(Method::POST, url, headers, Some(body)).await
     }
 }
 
