@@ -22,7 +22,7 @@ use std::fmt;
 use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use auth_core::{Error, ResponseProblem, Result};
@@ -206,6 +206,14 @@ impl Transaction {
         entry.insert("request".into(), request);
         self.entries.push(Value::Object(entry));
         EntryRef { index: self.entries.len() - 1, full_url }
+    }
+}
+
+/// As its Bundle ([`Transaction::to_bundle`]), so that it can be the body of an
+/// `#[authenticated_api]` `#[transaction]` endpoint.
+impl Serialize for Transaction {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_bundle().serialize(serializer)
     }
 }
 
@@ -413,6 +421,13 @@ mod tests {
         assert_eq!(bundle["entry"][1]["resource"]["subject"]["reference"], p.as_str());
         assert_eq!(bundle["entry"][2]["request"], json!({"method": "DELETE", "url": "Patient/old"}));
         assert_eq!(bundle["entry"][3]["request"]["url"], "Patient?identifier=x%7C1");
+    }
+
+    #[test]
+    fn a_transaction_serializes_as_its_bundle() {
+        let mut tx = Transaction::batch();
+        tx.read("Patient", "1").unwrap();
+        assert_eq!(serde_json::to_value(&tx).unwrap(), serde_json::to_value(tx.to_bundle()).unwrap());
     }
 
     #[test]

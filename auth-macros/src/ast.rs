@@ -7,7 +7,7 @@
 use proc_macro2::Span;
 use syn::{Ident, ImplItem, Type};
 
-use crate::attr::{Options, Role, Verb};
+use crate::attr::{Kind, Method, Options, Role};
 use crate::syntax::{BodilessFn, ImplBlock};
 use crate::template::Template;
 
@@ -29,7 +29,10 @@ pub(crate) enum Item<'a> {
 /// One endpoint: `#[get("Patient/{id}")] async fn read(&self, id: &str) -> Result<Patient>;`.
 pub(crate) struct Endpoint<'a> {
     pub(crate) original: &'a BodilessFn,
-    pub(crate) verb: Verb,
+    pub(crate) kind: Kind,
+    /// What it sends: the kind's method, or for an operation the one chosen.
+    pub(crate) method: Method,
+    /// The path as written: for a history, without its `_history`.
     pub(crate) template: Template,
     /// The parameters after `&self`.
     pub(crate) params: Vec<Param<'a>>,

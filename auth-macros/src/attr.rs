@@ -115,52 +115,144 @@ fn runtime_path(cx: &Ctxt, value: &Expr) -> Option<syn::Path> {
     }
 }
 
-/// The HTTP method of an endpoint, from its attribute.
+/// What an endpoint does: which endpoint attribute it has.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verb {
+pub(crate) enum Kind {
     Get,
     Post,
     Put,
+    Patch,
     Delete,
+    /// `#[history]`, `#[history("Patient")]`, `#[history("Patient/{id}")]`: a GET of
+    /// the path's `_history`.
+    History,
+    /// `#[operation("Patient/{id}/$everything")]`, by POST or, with `get`, by GET.
+    Operation,
+    /// `#[transaction]`: a Bundle posted to the base.
+    Transaction,
 }
 
-impl Verb {
-    /// The verb `attr` is (`#[get(…)]` → `Get`), or `None` if it is not one.
+/// Every endpoint attribute, for the messages that list them.
+pub(crate) const ENDPOINTS: &str = "#[get(\"…\")], #[post(\"…\")], #[put(\"…\")], #[patch(\"…\")], #[delete(\"…\")], #[history], #[operation(\"…\")] or #[transaction]";
+
+impl Kind {
+    /// The kind `attr` is (`#[get(…)]` → `Get`), or `None` if it is not an
+    /// endpoint attribute.
     pub(crate) fn of(attr: &Attribute) -> Option<Self> {
         let ident = attr.path().get_ident()?;
         match ident.to_string().as_str() {
             "get" => Some(Self::Get),
             "post" => Some(Self::Post),
             "put" => Some(Self::Put),
+            "patch" => Some(Self::Patch),
             "delete" => Some(Self::Delete),
+            "history" => Some(Self::History),
+            "operation" => Some(Self::Operation),
+            "transaction" => Some(Self::Transaction),
             _ => None,
         }
     }
+}
 
+/// The HTTP method an endpoint sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
     /// The method's name in HTTP.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Get => "GET",
             Self::Post => "POST",
             Self::Put => "PUT",
+            Self::Patch => "PATCH",
             Self::Delete => "DELETE",
         }
     }
 }
 
-/// The path literal of an endpoint attribute: `#[get("Patient/{id}")]`.
-pub(crate) fn endpoint_path(attr: &Attribute) -> syn::Result<LitStr> {
-    attr.parse_args_with(|input: ParseStream| {
-        let lit: LitStr = input.parse()?;
-        if !input.is_empty() {
-            let rest: TokenStream = input.parse()?;
-            return Err(syn::Error::new(
-                rest.span(),
-                "unexpected tokens after the path; an endpoint attribute takes only the path, e.g. #[get(\"Patient/{id}\")]",
-            ));
-        }
-        Ok(lit)
-    })
+/// The arguments of an endpoint attribute.
+pub(crate) struct EndpointArgs {
+    /// The path literal; `None` for `#[history]` (the whole server's) and
+    /// `#[transaction]`, which have none.
+    pub(crate) path: Option<LitStr>,
+    pub(crate) method: Method,
+}
+
+/// Reads the arguments of `attr`, an attribute of kind `kind`.
+pub(crate) fn endpoint_args(attr: &Attribute, kind: Kind) -> syn::Result<EndpointArgs> {
+    let name = attr.path().to_token_stream().to_string();
+    let method = match kind {
+        Kind::Get | Kind::History => Method::Get,
+        Kind::Post | Kind::Operation | Kind::Transaction => Method::Post,
+        Kind::Put => Method::Put,
+        Kind::Patch => Method::Patch,
+        Kind::Delete => Method::Delete,
+    };
+    match (kind, &attr.meta) {
+        (Kind::Transaction, Meta::Path(_)) => Ok(EndpointArgs { path: None, method }),
+        (Kind::Transaction, other) => Err(syn::Error::new(
+            other.span(),
+            "#[transaction] takes no arguments: it posts its #[body] to the FHIR base",
+        )),
+        (Kind::History, Meta::Path(_)) => Ok(EndpointArgs { path: None, method }),
+        (_, Meta::List(_)) => attr.parse_args_with(|input: ParseStream| {
+            let path = input.parse::<LitStr>().map_err(|e| {
+                syn::Error::new(e.span(), format!("#[{name}] takes the path as a string: {}", example(kind)))
+            })?;
+            let method = if kind == Kind::Operation { operation_method(input)? } else { method };
+            if !input.is_empty() {
+                let rest: TokenStream = input.parse()?;
+                return Err(syn::Error::new(
+                    rest.span(),
+                    format!(
+                        "unexpected tokens after the path; #[{name}] takes only the path, e.g. {}",
+                        example(kind)
+                    ),
+                ));
+            }
+            Ok(EndpointArgs { path: Some(path), method })
+        }),
+        (_, other) => Err(syn::Error::new(
+            other.span(),
+            format!("#[{name}] takes the path as a string: {}", example(kind)),
+        )),
+    }
+}
+
+/// `#[operation("…")]` is a POST; `#[operation("…", get)]` a GET.
+fn operation_method(input: ParseStream) -> syn::Result<Method> {
+    if input.is_empty() {
+        return Ok(Method::Post);
+    }
+    input.parse::<Token![,]>()?;
+    let option: Ident = input.parse().map_err(|e| syn::Error::new(e.span(), OPERATION_OPTION))?;
+    if option != "get" {
+        return Err(syn::Error::new(option.span(), OPERATION_OPTION));
+    }
+    Ok(Method::Get)
+}
+
+const OPERATION_OPTION: &str = "the only option of #[operation] is `get`, to call the operation by GET with #[query] parameters: #[operation(\"Patient/{id}/$everything\", get)]; without it the call is a POST";
+
+/// An attribute of `kind` as it is written, for messages.
+fn example(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Get => "#[get(\"Patient/{id}\")]",
+        Kind::Post => "#[post(\"Patient\")]",
+        Kind::Put => "#[put(\"Patient/{id}\")]",
+        Kind::Patch => "#[patch(\"Patient/{id}\")]",
+        Kind::Delete => "#[delete(\"Patient/{id}\")]",
+        Kind::History => "#[history(\"Patient/{id}\")], or #[history] for the whole server's",
+        Kind::Operation => "#[operation(\"Patient/{id}/$everything\")]",
+        Kind::Transaction => "#[transaction]",
+    }
 }
 
 /// What a parameter is for.
@@ -175,9 +267,14 @@ pub(crate) enum Role {
     Header(LitStr),
     /// The request body.
     Body,
+    /// `If-Match: W/"<version>"` from a version id.
+    IfMatch,
 }
 
-const ROLES: [&str; 5] = ["path", "query", "params", "header", "body"];
+const ROLES: [&str; 6] = ["path", "query", "params", "header", "body", "if_match"];
+
+/// The roles as a user writes them, for messages.
+pub(crate) const ROLE_NAMES: &str = "#[path], #[query], #[params], #[header(\"…\")], #[body] or #[if_match]";
 
 /// Whether `attr` is one of the parameter roles, which the macro removes.
 fn is_role(attr: &Attribute) -> bool {
@@ -199,6 +296,8 @@ pub(crate) fn role(attr: &Attribute, param: &Ident) -> Option<syn::Result<Role>>
         no_args(attr).map(|()| Role::Params)
     } else if ident == "body" {
         no_args(attr).map(|()| Role::Body)
+    } else if ident == "if_match" {
+        no_args(attr).map(|()| Role::IfMatch)
     } else {
         attr.parse_args::<LitStr>().map(Role::Header).map_err(|_| {
             syn::Error::new(attr.span(), "#[header] takes the header's name: #[header(\"If-Match\")]")
@@ -225,8 +324,8 @@ fn no_args(attr: &Attribute) -> syn::Result<()> {
 
 /// The attributes of a method without the endpoint attribute, which is the
 /// macro's and unknown to rustc.
-pub(crate) fn without_verbs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
-    attrs.iter().filter(|a| Verb::of(a).is_none())
+pub(crate) fn without_endpoint(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
+    attrs.iter().filter(|a| Kind::of(a).is_none())
 }
 
 /// The signature as written, less the parameter roles (the output is compiled by

@@ -8,7 +8,7 @@ use syn::Type;
 use syn::spanned::Spanned;
 
 use crate::ast::{Api, Endpoint, Item};
-use crate::attr::{self, Role, Verb};
+use crate::attr::{self, Kind, Method, Role};
 use crate::ctxt::Ctxt;
 use crate::fallback;
 use crate::syntax::ImplBlock;
@@ -54,9 +54,9 @@ fn expand(api: &Api, default_runtime: impl FnOnce() -> syn::Path) -> TokenStream
         Item::Kept(item) => item.to_token_stream(),
     });
     let block = api.original.with_items(quote!(#(#items)*));
-    let checks = api.items.iter().filter_map(|item| match item {
-        Item::Endpoint(e) => type_check(runtime, e),
-        Item::Kept(_) => None,
+    let checks = api.items.iter().map(|item| match item {
+        Item::Endpoint(e) => type_checks(runtime, e),
+        Item::Kept(_) => TokenStream::new(),
     });
     quote! { #block #(#checks)* }
 }
@@ -65,20 +65,43 @@ fn expand(api: &Api, default_runtime: impl FnOnce() -> syn::Path) -> TokenStream
 /// by `cargo check`, unlike a `const {}` block inside a method body. Spanned at
 /// the user's return type, so rustc reports a mismatch there. Skipped where the
 /// type only means something inside the block (see `Success::stands_alone`).
-fn type_check(runtime: &syn::Path, e: &Endpoint) -> Option<TokenStream> {
-    let expected = e.template.resource_type.as_ref()?;
+///
+/// The return type must agree with the path's resource type, except for an
+/// operation, which may return anything (`Patient/{id}/$everything` returns a
+/// Bundle of every type); a history must return a Bundle.
+fn type_checks(runtime: &syn::Path, e: &Endpoint) -> TokenStream {
     if !e.success.stands_alone {
-        return None;
+        return TokenStream::new();
     }
     let success = e.success.ty;
-    // The message is a format string: the path's braces are escaped.
-    let message = format!(
-        "the path `{}` is about {expected} resources, but the return type holds another resource type",
-        e.template.source.replace('{', "{{").replace('}', "}}")
-    );
-    Some(quote_spanned! {success.span()=>
-        const _: () = ::core::assert!(#runtime::__private::returns::<#success>(#expected), #message);
-    })
+    let p = quote!(#runtime::__private);
+    let mut checks = Vec::new();
+    if let Some(expected) = &e.template.resource_type
+        && e.kind != Kind::Operation
+    {
+        let message = format_literal(&format!(
+            "the path `{}` is about {expected} resources, but the return type holds another resource type",
+            e.template.source
+        ));
+        checks.push(quote_spanned! {success.span()=>
+            const _: () = ::core::assert!(#p::returns::<#success>(#expected), #message);
+        });
+    }
+    if e.kind == Kind::History {
+        let bundle = format!("Bundle<{}>", e.template.resource_type.as_deref().unwrap_or("JsonResource"));
+        let message = format_literal(&format!(
+            "a history is a Bundle of versions: return `{bundle}` (or `FhirResponse`)"
+        ));
+        checks.push(quote_spanned! {success.span()=>
+            const _: () = ::core::assert!(#p::returns_bundle::<#success>(), #message);
+        });
+    }
+    quote!(#(#checks)*)
+}
+
+/// `text` as a format string that prints it: `assert!`'s message is one.
+fn format_literal(text: &str) -> String {
+    text.replace('{', "{{").replace('}', "}}")
 }
 
 fn is_option(ty: &Type) -> bool {
@@ -92,7 +115,7 @@ fn is_option(ty: &Type) -> bool {
 fn method(api: &Api, runtime: &syn::Path, e: &Endpoint) -> TokenStream {
     let client = &api.options.client;
     let p = quote!(#runtime::__private);
-    let attrs = attr::without_verbs(&e.original.attrs);
+    let attrs = attr::without_endpoint(&e.original.attrs);
     let vis = &e.original.vis;
     let sig = attr::without_roles(&e.original.sig);
 
@@ -101,7 +124,16 @@ fn method(api: &Api, runtime: &syn::Path, e: &Endpoint) -> TokenStream {
     let mut segments_of_params = Vec::new();
     let mut query = Vec::new();
     let mut headers = Vec::new();
-    let mut body = quote!(::core::option::Option::None);
+    // First, so that a `#[header("Content-Type")]` still has the last word.
+    if e.kind == Kind::Patch {
+        headers.push(quote!(#p::json_patch(&mut __headers);));
+    }
+    let mut body = if e.kind == Kind::Operation && e.method == Method::Post {
+        // What servers expect of an operation called without input.
+        quote!(::core::option::Option::Some(#p::no_parameters()))
+    } else {
+        quote!(::core::option::Option::None)
+    };
     for param in &e.params {
         let ident = param.ident;
         // Calls spanned at the parameter's type: a type the runtime cannot send
@@ -123,22 +155,52 @@ fn method(api: &Api, runtime: &syn::Path, e: &Endpoint) -> TokenStream {
             Role::Header(name) => {
                 headers.push(quote_spanned!(span=> #p::header(&mut __headers, #name, &#p::text(&#ident))?;))
             }
+            Role::IfMatch if is_option(param.ty) => headers.push(quote! {
+                if let ::core::option::Option::Some(__v) = &#ident { #p::if_match(&mut __headers, &#p::text(__v))?; }
+            }),
+            Role::IfMatch => {
+                headers.push(quote_spanned!(span=> #p::if_match(&mut __headers, &#p::text(&#ident))?;))
+            }
             Role::Body => body = quote_spanned!(span=> ::core::option::Option::Some(#p::body(&#ident)?)),
         }
     }
-    let segments = e.template.segments.iter().map(|s| match s {
-        Segment::Literal(text) => quote!(#text),
-        Segment::Placeholder { name, .. } => {
-            let local = format_ident!("__segment_{}", name);
-            quote!(&#local)
+    let mut segments: Vec<TokenStream> = e
+        .template
+        .segments
+        .iter()
+        .map(|s| match s {
+            Segment::Literal(text) => quote!(#text),
+            Segment::Placeholder { name, .. } => {
+                let local = format_ident!("__segment_{}", name);
+                quote!(&#local)
+            }
+        })
+        .collect();
+    if e.kind == Kind::History {
+        segments.push(quote!("_history"));
+    }
+    // A transaction goes to the base as the runtime's own does, with its `/`.
+    let url = if segments.is_empty() {
+        quote!(__fhir.base().clone())
+    } else {
+        quote!(__fhir.url(&[#(#segments),*])?)
+    };
+    // `PUT Patient?…` and `DELETE Patient?…`: validation made sure of a
+    // condition parameter, but every one may be `None` at run time.
+    let condition = match e.kind {
+        Kind::Put | Kind::Delete if e.template.segments.len() == 1 => {
+            let interaction = if e.kind == Kind::Put { "update" } else { "delete" };
+            Some(quote!(#p::condition(&__query, #interaction)?;))
         }
-    });
+        _ => None,
+    };
 
-    let method = match e.verb {
-        Verb::Get => quote!(#p::Method::GET),
-        Verb::Post => quote!(#p::Method::POST),
-        Verb::Put => quote!(#p::Method::PUT),
-        Verb::Delete => quote!(#p::Method::DELETE),
+    let method = match e.method {
+        Method::Get => quote!(#p::Method::GET),
+        Method::Post => quote!(#p::Method::POST),
+        Method::Put => quote!(#p::Method::PUT),
+        Method::Patch => quote!(#p::Method::PATCH),
+        Method::Delete => quote!(#p::Method::DELETE),
     };
     let success = e.success.ty;
 
@@ -153,9 +215,10 @@ fn method(api: &Api, runtime: &syn::Path, e: &Endpoint) -> TokenStream {
             // `client`'s own span points a missing field at `client = …`.
             let __fhir: &#runtime::FhirClient = &self.#client;
             #(#segments_of_params)*
-            let mut __url = __fhir.url(&[#(#segments),*])?;
+            let mut __url = #url;
             let #query_mut __query = #runtime::SearchParams::new();
             #(#query)*
+            #condition
             #p::set_query(&mut __url, &__query);
             let #headers_mut __headers = #p::HeaderMap::new();
             #(#headers)*

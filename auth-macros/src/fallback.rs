@@ -12,7 +12,7 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::{Attribute, ImplItem, Signature, Visibility};
 
-use crate::attr::{self, Verb};
+use crate::attr::{self, Kind};
 use crate::syntax::{ImplBlock, Member};
 
 /// `errors`, and `block` with every endpoint stubbed.
@@ -22,7 +22,7 @@ pub(crate) fn expand(block: &ImplBlock, errors: &syn::Error) -> TokenStream {
         Member::Bodiless(f) => stub(&f.attrs, &f.vis, &f.sig),
         // An endpoint written with a body: its body goes too, so that only the
         // macro's error is about it.
-        Member::Item(ImplItem::Fn(f)) if f.attrs.iter().any(|a| Verb::of(a).is_some()) => {
+        Member::Item(ImplItem::Fn(f)) if f.attrs.iter().any(|a| Kind::of(a).is_some()) => {
             stub(&f.attrs, &f.vis, &f.sig)
         }
         Member::Item(item) => item.to_token_stream(),
@@ -35,7 +35,7 @@ pub(crate) fn expand(block: &ImplBlock, errors: &syn::Error) -> TokenStream {
 /// type-checks whatever the return type and is never run: the program does not
 /// build while the errors stand.
 fn stub(attrs: &[Attribute], vis: &Visibility, sig: &Signature) -> TokenStream {
-    let attrs = attr::without_verbs(attrs);
+    let attrs = attr::without_endpoint(attrs);
     let sig = attr::without_roles(sig);
     quote! {
         #(#attrs)*

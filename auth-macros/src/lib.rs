@@ -24,9 +24,97 @@
 //! }
 //! ```
 //!
-//! Parameters: one named like a `{placeholder}` fills it (or `#[path("name")]`);
-//! `#[query]` / `#[query("name")]` (an `Option` is left out when `None`);
-//! `#[params]` for a whole `SearchParams`; `#[header("Name")]`; `#[body]`.
+//! ## Parameters
+//!
+//! - one named like a `{placeholder}` fills it (or `#[path("name")]` names it);
+//! - `#[query]` / `#[query("name")]`: a query parameter (an `Option` is left out
+//!   when `None`);
+//! - `#[params]`: a whole `SearchParams`;
+//! - `#[header("Name")]`: a header (an `Option` is left out when `None`);
+//! - `#[if_match]`: on `#[put]`, `#[patch]` and `#[delete]`, a version id sent
+//!   as `If-Match: W/"<version>"`, so the change is refused (412) if someone else
+//!   changed the resource since (an `Option` is left out when `None`);
+//! - `#[body]`: the request body, written as JSON (anything `Serialize`).
+//!
+//! ## Endpoints
+//!
+//! The attributes `#[get]`, `#[post]`, `#[put]`, `#[delete]` send their method to
+//! their path. Beside them:
+//!
+//! **`#[patch("Type/{id}")]`** changes one resource with a JSON Patch: its
+//! `#[body]` (a `json_patch::Patch`, or anything that serializes to the array of
+//! operations) is sent as `application/json-patch+json`.
+//!
+//! **Conditional update and delete**: `#[put("Patient")]` and
+//! `#[delete("Patient")]`, with no id, send their `#[query]` / `#[params]`
+//! parameters as the search that says which resource (`PUT
+//! Patient?identifier=…`). A conditional update answers like a create:
+//! `Created<R>` says whether the resource was created or replaced. If every
+//! condition parameter is `None` at run time, the call fails before it is sent.
+//!
+//! ```
+//! use auth_core::Result;
+//! use auth_fhir::{Created, FhirClient, Patient};
+//!
+//! pub struct Patients { fhir: FhirClient }
+//!
+//! #[auth_macros::authenticated_api]
+//! impl Patients {
+//!     /// `ops` is a JSON Patch: `[{"op": "replace", "path": "/gender", "value": "female"}]`.
+//!     #[patch("Patient/{id}")]
+//!     pub async fn patch(&self, id: &str, #[body] ops: &serde_json::Value, #[if_match] version: Option<&str>) -> Result<Patient>;
+//!
+//!     #[put("Patient")]
+//!     pub async fn upsert(&self, #[query] identifier: &str, #[body] patient: &Patient) -> Result<Created<Patient>>;
+//!
+//!     #[delete("Patient")]
+//!     pub async fn delete_by_identifier(&self, #[query] identifier: &str) -> Result<()>;
+//! }
+//! ```
+//!
+//! **`#[history("Type/{id}")]`, `#[history("Type")]`, `#[history]`**: the
+//! versions of one resource, of a type, or of the whole server (a GET of the
+//! path's `_history`), newest first, as a `Bundle`; `_count`, `_since` and `_at`
+//! are `#[query]` parameters.
+//!
+//! **`#[operation("…/$name")]`** calls an operation on the server (`"$name"`), a
+//! type (`"Patient/$match"`) or one resource (`"Patient/{id}/$everything"`): a
+//! POST of its `#[body]` (typically a `Parameters` resource; with no `#[body]`,
+//! an empty `Parameters`), or with `#[operation("…", get)]` a GET whose inputs
+//! are `#[query]` / `#[params]` parameters (for operations that change
+//! nothing). An operation may return any resource.
+//!
+//! **`#[transaction]`** posts its `#[body]`, a `Transaction` (batch or
+//! transaction Bundle), to the FHIR base; `TransactionResponse` reads the
+//! answer as one outcome per entry.
+//!
+//! ```
+//! use auth_core::Result;
+//! use auth_fhir::{Bundle, FhirClient, JsonResource, Patient, SearchParams, Transaction, TransactionResponse};
+//!
+//! pub struct Records { fhir: FhirClient }
+//!
+//! #[auth_macros::authenticated_api]
+//! impl Records {
+//!     #[history("Patient/{id}")]
+//!     pub async fn versions(&self, id: &str, #[query("_count")] count: Option<u32>) -> Result<Bundle<Patient>>;
+//!
+//!     #[history]
+//!     pub async fn changes(&self, #[query("_since")] since: &str) -> Result<Bundle<JsonResource>>;
+//!
+//!     #[operation("Patient/{id}/$everything")]
+//!     pub async fn everything(&self, id: &str) -> Result<Bundle<JsonResource>>;
+//!
+//!     #[operation("Patient/$match")]
+//!     pub async fn find_matches(&self, #[body] parameters: &JsonResource) -> Result<Bundle<Patient>>;
+//!
+//!     #[operation("$versions", get)]
+//!     pub async fn fhir_versions(&self, #[params] params: &SearchParams) -> Result<JsonResource>;
+//!
+//!     #[transaction]
+//!     pub async fn submit(&self, #[body] bundle: &Transaction) -> Result<TransactionResponse>;
+//! }
+//! ```
 //!
 //! ## Options
 //!
@@ -90,11 +178,25 @@
 //! Checked at compile time, every mistake reported at once, at its own span:
 //! - every `{placeholder}` has a parameter, and every path parameter a placeholder;
 //! - the path is relative, with whole-segment placeholders, no query, no `..`;
-//! - at most one `#[body]`, and none on GET or DELETE;
+//! - at most one `#[body]`, none on GET or DELETE (a history, an operation called
+//!   with `get`), and exactly one on PUT, PATCH and `#[transaction]`;
+//! - a PATCH's path names one resource (`Type/{id}`);
+//! - a PUT or DELETE of a type (`"Patient"`, no id) has a `#[query]` or
+//!   `#[params]` parameter: its condition (without one, a server may delete every
+//!   resource of the type);
+//! - a history's path is a resource, a type or none, without `_history` (the
+//!   macro adds it), and it returns a `Bundle` (or `FhirResponse`), checked at the
+//!   return type;
+//! - an operation's path ends in a valid `$name` and is on the server, a type or
+//!   one resource; `get` is its only option;
+//! - a `#[transaction]` takes no path, `#[query]` or `#[params]` parameters;
+//! - `#[if_match]` only on PUT, PATCH and DELETE, once, and not beside a
+//!   `#[header("If-Match")]`;
 //! - no `Authorization` header parameter (the token manager owns it);
 //! - a path about a resource type (`Patient/{id}`) returns that type (or a
 //!   `Bundle`/`Created` of it, `JsonResource`, `FhirResponse` or `()`); rustc
-//!   reports a mismatch at the return type;
+//!   reports a mismatch at the return type. Operations are exempt: they may
+//!   return any resource;
 //! - endpoints are `async fn(&self, …) -> Result<T>`; unknown options are refused.
 //!
 //! When there are mistakes, the macro emits its errors and the block with every

@@ -13,7 +13,7 @@ use syn::{
 };
 
 use crate::ast::{Api, Endpoint, Item, Param, Success};
-use crate::attr::{self, Verb};
+use crate::attr::{self, ENDPOINTS, Kind, ROLE_NAMES};
 use crate::ctxt::Ctxt;
 use crate::syntax::{BodilessFn, ImplBlock, Member};
 use crate::template::Template;
@@ -31,7 +31,7 @@ impl<'a> Api<'a> {
 fn item<'a>(cx: &Ctxt, block: &ImplBlock, member: &'a Member) -> Option<Item<'a>> {
     match member {
         Member::Bodiless(f) => Endpoint::from_syn(cx, block, f).map(Item::Endpoint),
-        Member::Item(ImplItem::Fn(f)) if f.attrs.iter().any(|a| Verb::of(a).is_some()) => {
+        Member::Item(ImplItem::Fn(f)) if f.attrs.iter().any(|a| Kind::of(a).is_some()) => {
             cx.error(
                 f.block.span(),
                 "an endpoint has no body: end the signature with `;` and the macro writes the body",
@@ -45,24 +45,31 @@ fn item<'a>(cx: &Ctxt, block: &ImplBlock, member: &'a Member) -> Option<Item<'a>
 impl<'a> Endpoint<'a> {
     fn from_syn(cx: &Ctxt, block: &ImplBlock, f: &'a BodilessFn) -> Option<Self> {
         let sig = &f.sig;
-        let mut verbs = f.attrs.iter().filter_map(|a| Verb::of(a).map(|v| (v, a)));
-        let Some((verb, verb_attr)) = verbs.next() else {
+        let mut kinds = f.attrs.iter().filter_map(|a| Kind::of(a).map(|k| (k, a)));
+        let Some((kind, kind_attr)) = kinds.next() else {
             cx.error(
                 sig.ident.span(),
-                "a method without a body needs an endpoint attribute: #[get(\"…\")], #[post(\"…\")], #[put(\"…\")] or #[delete(\"…\")]",
+                format!("a method without a body needs an endpoint attribute: {ENDPOINTS}"),
             );
             return None;
         };
-        for (_, extra) in verbs {
+        for (_, extra) in kinds {
             cx.error(
                 extra.path().span(),
-                "an endpoint has one endpoint attribute (#[get], #[post], #[put] or #[delete])",
+                format!("an endpoint has only one endpoint attribute, one of: {ENDPOINTS}"),
             );
         }
         // Every part is read, whatever failed before it, so that all its mistakes
         // are reported; the endpoint is built only if all of them could be.
-        let template =
-            attr::endpoint_path(verb_attr).and_then(|lit| Template::parse(&lit)).map_err(|e| cx.syn_error(e));
+        let target = attr::endpoint_args(kind_attr, kind)
+            .and_then(|args| {
+                let template = match &args.path {
+                    Some(lit) => Template::parse(lit)?,
+                    None => Template::base(kind_attr.path().span()),
+                };
+                Ok((args.method, template))
+            })
+            .map_err(|e| cx.syn_error(e));
         if sig.asyncness.is_none() {
             cx.error(sig.fn_token.span, "endpoints are `async fn`");
         }
@@ -73,7 +80,8 @@ impl<'a> Endpoint<'a> {
         }
         let params = params(cx, sig.inputs.iter());
         let success = success(cx, block, f);
-        Some(Endpoint { original: f, verb, template: template.ok()?, params: params?, success: success? })
+        let (method, template) = target.ok()?;
+        Some(Endpoint { original: f, kind, method, template, params: params?, success: success? })
     }
 }
 
@@ -108,7 +116,7 @@ fn param<'a>(cx: &Ctxt, arg: &'a PatType) -> Option<Param<'a>> {
                 readable = false;
             }
             Some(Ok(_)) if role.is_some() => {
-                cx.error(attr.span(), "a parameter has one role: path, query, params, header or body");
+                cx.error(attr.span(), format!("a parameter has one role: {ROLE_NAMES}"));
                 readable = false;
             }
             Some(Ok(r)) => role = Some((r, attr.path().span())),

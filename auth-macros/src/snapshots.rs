@@ -69,6 +69,50 @@ fn writes_with_headers_and_bodies() {
 }
 
 #[test]
+fn patch_conditional_history_operations_transaction() {
+    check(
+        "fhir_kinds",
+        quote!(),
+        quote! {
+            impl Records {
+                #[patch("Patient/{id}")]
+                pub async fn patch(&self, id: &str, #[body] ops: &Patch, #[if_match] version: Option<&str>) -> Result<Patient>;
+
+                #[delete("Patient/{id}")]
+                pub async fn delete(&self, id: &str, #[if_match] version: &str) -> Result<()>;
+
+                #[put("Patient")]
+                pub async fn upsert(&self, #[query] identifier: &str, #[body] p: &Patient) -> Result<Created<Patient>>;
+
+                #[delete("Patient")]
+                pub async fn delete_where(&self, #[params] condition: &SearchParams) -> Result<()>;
+
+                #[history("Patient/{id}")]
+                pub async fn versions(&self, id: &str, #[query("_count")] count: Option<u32>) -> Result<Bundle<Patient>>;
+
+                #[history("Patient")]
+                pub async fn type_history(&self) -> Result<Bundle<Patient>>;
+
+                #[history]
+                pub async fn changes(&self, #[query("_since")] since: &str) -> Result<FhirResponse>;
+
+                #[operation("Patient/{id}/$everything")]
+                pub async fn everything(&self, id: &str) -> Result<Bundle<JsonResource>>;
+
+                #[operation("Patient/$match")]
+                pub async fn find(&self, #[body] input: &JsonResource) -> Result<Bundle<Patient>>;
+
+                #[operation("$versions", get)]
+                pub async fn versions_supported(&self, #[params] p: &SearchParams) -> Result<JsonResource>;
+
+                #[transaction]
+                pub async fn submit(&self, #[body] bundle: &Transaction) -> Result<TransactionResponse>;
+            }
+        },
+    );
+}
+
+#[test]
 fn errors_come_with_a_fallback() {
     check(
         "errors",

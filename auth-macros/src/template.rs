@@ -6,8 +6,11 @@ use syn::LitStr;
 
 /// A parsed path template.
 pub(crate) struct Template {
-    /// The path as written, for messages.
+    /// The path as written, for messages; empty for an endpoint without a path.
     pub(crate) source: String,
+    /// Where to report a mistake about the path: the literal, or the endpoint
+    /// attribute when it has none.
+    pub(crate) span: Span,
     pub(crate) segments: Vec<Segment>,
     /// The resource type the path is about (`Patient/{id}` → `Patient`), which
     /// the return type must agree with; `None` for paths like `metadata`.
@@ -26,6 +29,16 @@ pub(crate) enum Segment {
     },
 }
 
+impl Segment {
+    /// The text of a literal segment; `None` for a placeholder.
+    pub(crate) fn literal(&self) -> Option<&str> {
+        match self {
+            Self::Literal(text) => Some(text),
+            Self::Placeholder { .. } => None,
+        }
+    }
+}
+
 impl Template {
     /// Parses the literal of `#[get("…")]`, or says what is wrong with it (at
     /// the literal).
@@ -37,7 +50,18 @@ impl Template {
             Some(Segment::Literal(s)) if s.starts_with(|c: char| c.is_ascii_uppercase()) => Some(s.clone()),
             _ => None,
         };
-        Ok(Self { source, segments, resource_type })
+        Ok(Self { source, span, segments, resource_type })
+    }
+
+    /// No path: the FHIR base itself (`#[transaction]`, `#[history]`), the
+    /// attribute at `span`.
+    pub(crate) fn base(span: Span) -> Self {
+        Self { source: String::new(), span, segments: Vec::new(), resource_type: None }
+    }
+
+    /// Whether the path is about one resource: `Type/{id}` (or a literal id).
+    pub(crate) fn is_instance(&self) -> bool {
+        is_instance(&self.segments)
     }
 
     /// The `{placeholder}` names, in order.
@@ -46,6 +70,16 @@ impl Template {
             Segment::Placeholder { name, span } => Some((name.as_str(), *span)),
             Segment::Literal(_) => None,
         })
+    }
+}
+
+/// Whether `segments` are `Type/{id}` (or a literal id), nothing after: one
+/// resource. `_history`, `_search` and `$operation` are not ids.
+pub(crate) fn is_instance(segments: &[Segment]) -> bool {
+    match segments {
+        [_, Segment::Placeholder { .. }] => true,
+        [_, Segment::Literal(id)] => !id.starts_with(['_', '$']),
+        _ => false,
     }
 }
 

@@ -5,7 +5,7 @@
     "the path must be relative to the FHIR base (no scheme, host or leading `/`)"
 }
 ::core::compile_error! {
-    "a method without a body needs an endpoint attribute: #[get(\"…\")], #[post(\"…\")], #[put(\"…\")] or #[delete(\"…\")]"
+    "a method without a body needs an endpoint attribute: #[get(\"…\")], #[post(\"…\")], #[put(\"…\")], #[patch(\"…\")], #[delete(\"…\")], #[history], #[operation(\"…\")] or #[transaction]"
 }
 impl<T: Clone> Patients<T> {
     const LIMIT: u32 = 10;
