@@ -276,6 +276,7 @@ impl AidboxEmulator {
             url::Url::parse(&base).map(|u| u.path().trim_end_matches('/').to_owned()).unwrap_or_default();
         let store = FhirStore::new(format!("{base}/fhir"));
         store.seed(sample_patients());
+        store.set_token_url(format!("{base}/auth/token"));
         let signing_key: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
         let inner = Arc::new(Inner {
             base: base.clone(),

@@ -287,6 +287,7 @@ impl SanteDbEmulator {
         let base = public_base.trim_end_matches('/').to_owned();
         let store = FhirStore::new(format!("{base}{FHIR_PATH}"));
         store.seed(sample_patients());
+        store.set_token_url(format!("{base}{TOKEN_PATH}"));
 
         let ca = CertificateAuthority::new("SanteDB sandbox CA")?;
         let server_cert = ca.issue_server(&["127.0.0.1", "localhost"])?;
@@ -299,6 +300,7 @@ impl SanteDbEmulator {
         let mtls_base = format!("https://{}", listener.local_addr()?);
         let mtls_store = FhirStore::new(format!("{mtls_base}{FHIR_PATH}"));
         mtls_store.seed(sample_patients());
+        mtls_store.set_token_url(format!("{mtls_base}{TOKEN_PATH}"));
         let tls_config = mtls_server_config(&ca, &server_cert)?;
         let tls = TlsServer::serve_on(listener, app(&shared, &mtls_store), tls_config).await?;
         Ok(Self { base, shared, store, mtls_store, ca, client_cert, tls })

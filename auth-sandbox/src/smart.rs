@@ -142,6 +142,7 @@ impl SmartEmulator {
             .map_err(|e| io_error("cannot generate the SMART client key", e))?;
         let store = FhirStore::new(format!("{base}{FHIR_PATH}"));
         store.seed(sample_patients());
+        store.set_token_url(format!("{base}{TOKEN_PATH}"));
         let emulator = Self {
             inner: Arc::new(Inner {
                 base,
