@@ -52,7 +52,9 @@ fn read_entry(store: &FhirStore, index: usize, entry: &Value, outer: &HeaderMap)
         "PATCH" => Method::PATCH,
         "DELETE" => Method::DELETE,
         other => {
-            return Err(bad(format!("request.method {other:?} is not GET, HEAD, POST, PUT, PATCH or DELETE")));
+            return Err(bad(format!(
+                "request.method {other:?} is not GET, HEAD, POST, PUT, PATCH or DELETE"
+            )));
         }
     };
     // An absolute URL must be this server's.
