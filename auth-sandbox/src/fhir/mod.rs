@@ -1,5 +1,5 @@
 //! A small in-memory FHIR R4 server shared by every emulator, as strict as a real
-//! one (https://hl7.org/fhir/R4/http.html): any resource type, every version kept.
+//! one (<https://hl7.org/fhir/R4/http.html>): any resource type, every version kept.
 //!
 //! | module | what it holds |
 //! |---|---|

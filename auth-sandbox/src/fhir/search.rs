@@ -423,12 +423,13 @@ impl Search {
                 continue;
             }
             let modifier = parse_modifier(def, modifier, &values)?;
-            if def.kind == ParamType::Date && !matches!(modifier, Modifier::Missing(_)) {
-                if let Some(v) = values.iter().find(|v| date_value(v).is_none()) {
-                    return Err(bad(format!(
-                        "{key}={v}: not a date (prefix eq|ne|gt|lt|ge|le|sa|eb, then a date)"
-                    )));
-                }
+            if def.kind == ParamType::Date
+                && !matches!(modifier, Modifier::Missing(_))
+                && let Some(v) = values.iter().find(|v| date_value(v).is_none())
+            {
+                return Err(bad(format!(
+                    "{key}={v}: not a date (prefix eq|ne|gt|lt|ge|le|sa|eb, then a date)"
+                )));
             }
             search.filters.push(Filter { def, modifier, values });
             search.used.push(keep());
@@ -852,14 +853,13 @@ pub(crate) fn search(
                 _ => (sort_key(a, name, t), sort_key(b, name, t)),
             };
             // Resources without a value come last either way.
-            let order = match (ka, kb) {
+            match (ka, kb) {
                 (Some(x), Some(y)) if *desc => y.cmp(&x),
                 (Some(x), Some(y)) => x.cmp(&y),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
                 (None, None) => std::cmp::Ordering::Equal,
-            };
-            order
+            }
         });
     }
     let total = hits.len();

@@ -85,7 +85,7 @@ async fn every_new_route_is_behind_each_emulator_s_bearer_check() {
             http.get(format!("{base}/$ping")),
             http.get(format!("{base}/Patient/pat-1/$everything")),
             http.get(format!("{base}/Observation?subject=Patient/pat-1")),
-            http.post(format!("{base}"))
+            http.post(base.clone())
                 .header("content-type", "application/fhir+json")
                 .body(transaction().to_string()),
             http.post(format!("{base}/Observation"))
