@@ -11,7 +11,7 @@
 //!   whose [`DEFAULT_API_CLAIM`] claim lists the client's authorised APIs. Errors are
 //!   RFC 6749 JSON with a description. [`GraphnetEmulator::set_opaque_tokens`] issues
 //!   non-JWT tokens instead.
-//! * `{base}/fhir/…`: the shared FHIR Patient server behind APIM's checks, in APIM's
+//! * `{base}/fhir/…`: the shared FHIR server ([`crate::fhir`]) behind APIM's checks, in APIM's
 //!   order: the subscription key first (`401 {"statusCode":401,"message":"Access
 //!   denied due to missing|invalid subscription key…"}`), then the bearer token
 //!   (`401` with `WWW-Authenticate: Bearer error="invalid_token"`), then whether the

@@ -1,6 +1,7 @@
 //! The SanteDB emulator: an OAuth service (`/auth/oauth2_token`, `/auth/signout`)
-//! and a FHIR Patient service (`/fhir`), as strict as SanteDB 2.x and 3.x are
-//! documented to be (see `shared/reference/provider-wire-specs.md` §1).
+//! and a FHIR service (`/fhir`, the shared [`crate::fhir`] server), as strict as
+//! SanteDB 2.x and 3.x are documented to be (see
+//! `shared/reference/provider-wire-specs.md` §1).
 //!
 //! Two listeners share one identity provider: the sandbox's plain-HTTP port (under
 //! `/santedb`), and an HTTPS port of its own that refuses, during the TLS handshake,

@@ -100,7 +100,7 @@ pub(crate) fn history(store: &FhirStore, data: &Data, scope: Scope<'_>, req: &Re
         links.push(json!({"relation": "previous", "url": link((page - 1).min(last))}));
     }
     if skip.saturating_add(count) < total {
-        links.push(json!({"relation": "next", "url": link(page + 1)}));
+        links.push(json!({"relation": "next", "url": link(page.saturating_add(1))}));
     }
     links.push(json!({"relation": "last", "url": link(last)}));
     let entries: Vec<Value> = all

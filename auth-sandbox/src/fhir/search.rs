@@ -892,7 +892,7 @@ pub(crate) fn search(
             links.push(json!({"relation": "previous", "url": link((search.page - 1).min(last))}));
         }
         if skip.saturating_add(search.count) < total {
-            links.push(json!({"relation": "next", "url": link(search.page + 1)}));
+            links.push(json!({"relation": "next", "url": link(search.page.saturating_add(1))}));
         }
         links.push(json!({"relation": "last", "url": link(last)}));
         bundle["link"] = Value::Array(links);
