@@ -1,6 +1,6 @@
 //! The Aidbox emulator: `POST /auth/token` for the client credentials and refresh
 //! token grants, Sessions closed by `DELETE /Session` and `DELETE /fhir/Session`,
-//! and the FHIR Patient API at `/fhir`, all as strict as Aidbox's documentation.
+//! and the FHIR API at `/fhir` (the shared [`crate::fhir`] server), all as strict as Aidbox's documentation.
 //!
 //! Clients are Aidbox `Client` resources (`secret`, `grant_types`,
 //! `auth.client_credentials.{token_format, access_token_expiration, refresh_token}`);
@@ -276,6 +276,7 @@ impl AidboxEmulator {
             url::Url::parse(&base).map(|u| u.path().trim_end_matches('/').to_owned()).unwrap_or_default();
         let store = FhirStore::new(format!("{base}/fhir"));
         store.seed(sample_patients());
+        store.set_token_url(format!("{base}/auth/token"));
         let signing_key: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
         let inner = Arc::new(Inner {
             base: base.clone(),
@@ -491,7 +492,7 @@ impl AidboxEmulator {
         self.inner.books().sessions.values_mut().for_each(|s| s.active = false);
     }
 
-    /// The FHIR Patient store behind `/fhir`.
+    /// The FHIR store behind `/fhir`.
     pub fn fhir_store(&self) -> &Arc<FhirStore> {
         &self.inner.store
     }

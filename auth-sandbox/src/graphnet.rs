@@ -11,11 +11,14 @@
 //!   whose [`DEFAULT_API_CLAIM`] claim lists the client's authorised APIs. Errors are
 //!   RFC 6749 JSON with a description. [`GraphnetEmulator::set_opaque_tokens`] issues
 //!   non-JWT tokens instead.
-//! * `{base}/fhir/…`: the shared FHIR Patient server behind APIM's checks, in APIM's
+//! * `{base}/fhir/…`: the shared FHIR server ([`crate::fhir`]) behind APIM's checks, in APIM's
 //!   order: the subscription key first (`401 {"statusCode":401,"message":"Access
 //!   denied due to missing|invalid subscription key…"}`), then the bearer token
 //!   (`401` with `WWW-Authenticate: Bearer error="invalid_token"`), then whether the
-//!   token authorises the API (the first path segment, e.g. `Patient`; `403`).
+//!   token authorises the API (the first path segment, e.g. `Patient`; `403`). A
+//!   batch or transaction (`POST {base}/fhir`) needs every API its entries name;
+//!   system-level operations (`$…`) and `metadata` need none; system search and
+//!   history (`_search`, `_history`) cross every API and are refused 403.
 //!
 //! Assumptions where Graphnet publishes nothing: the claim name, the invalid-client
 //! status (400, the RFC 6749 default), the 403 body for an API the token does not
@@ -197,6 +200,7 @@ impl GraphnetEmulator {
         let registry = TokenRegistry::new(config.clock.clone()).with_marker(&config.token_marker);
         let store = FhirStore::new(format!("{base}/fhir"));
         store.seed(sample_patients());
+        store.set_token_url(format!("{base}{TOKEN_PATH}"));
         let signing_key = format!("graphnet-sandbox-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let emulator = Self {
             inner: Arc::new(Inner {
@@ -516,7 +520,43 @@ async fn token(
 }
 
 /// Azure API Management in front of the FHIR server.
+/// The APIs a batch or transaction Bundle's entries name (the first segment of each
+/// `request.url`, an absolute URL's path after `/fhir/`). Garbage names none: the
+/// store refuses it with 400.
+fn bundle_apis(body: &[u8]) -> Vec<String> {
+    let Ok(bundle) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
+    let entries = bundle.get("entry").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|e| e.pointer("/request/url").and_then(serde_json::Value::as_str))
+        .map(|url| {
+            let relative = match url.split_once("/fhir/") {
+                Some((_, rest)) if url.contains("://") => rest,
+                _ => url,
+            };
+            let path = relative.split('?').next().unwrap_or_default();
+            path.trim_start_matches('/').split('/').next().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
 async fn gateway(State(inner): State<Arc<Inner>>, request: Request, next: Next) -> Response {
+    // A batch or transaction is checked against every API it touches: its body is
+    // read here and handed on.
+    let (request, entry_apis) =
+        if request.method() == Method::POST && request.uri().path().trim_matches('/').is_empty() {
+            let (parts, body) = request.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, super::fhir::MAX_BODY).await else {
+                return apim_json(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({"statusCode": 413, "message": "Request entity too large"}).to_string(),
+                );
+            };
+            let apis = bundle_apis(&bytes);
+            (Request::from_parts(parts, axum::body::Body::from(bytes)), apis)
+        } else {
+            (request, Vec::new())
+        };
     let headers = request.headers();
     let path = request.uri().path().to_owned();
     let bearer = header_str(headers, header::AUTHORIZATION.as_str())
@@ -530,7 +570,7 @@ async fn gateway(State(inner): State<Arc<Inner>>, request: Request, next: Next) 
         bearer,
         status: 0,
     };
-    let response = match admit(&inner, headers, &path) {
+    let response = match admit(&inner, headers, &path, &entry_apis) {
         Ok(()) => next.run(request).await,
         Err(refused) => refused,
     };
@@ -543,25 +583,33 @@ async fn gateway(State(inner): State<Arc<Inner>>, request: Request, next: Next) 
     response
 }
 
-fn admit(inner: &Inner, headers: &HeaderMap, path: &str) -> Result<(), Response> {
+fn admit(inner: &Inner, headers: &HeaderMap, path: &str, entry_apis: &[String]) -> Result<(), Response> {
     check_key(inner, headers)?;
     let issued =
         inner.registry.validate(header_str(headers, header::AUTHORIZATION.as_str())).map_err(unauthorized)?;
     let api = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-    // The capability statement describes the server, not an API a token is granted.
-    if api.is_empty() || api == "metadata" {
+    let books = inner.books();
+    let granted = books.apis.get(&issued.client_id);
+    let check = |api: &str| {
+        if granted.is_some_and(|apis| apis.iter().any(|a| a == api)) {
+            Ok(())
+        } else {
+            Err(apim_json(
+                StatusCode::FORBIDDEN,
+                json!({"statusCode": 403, "message": format!("The access token does not authorise the {api} API.")})
+                    .to_string(),
+            ))
+        }
+    };
+    // The capability statement and system operations describe the server, not an
+    // API a token is granted; a batch or transaction needs each API it names.
+    if api.is_empty() {
+        return entry_apis.iter().try_for_each(|a| check(a));
+    }
+    if api == "metadata" || api.starts_with('$') {
         return Ok(());
     }
-    let allowed = inner.books().apis.get(&issued.client_id).is_some_and(|apis| apis.iter().any(|a| a == api));
-    if allowed {
-        Ok(())
-    } else {
-        Err(apim_json(
-            StatusCode::FORBIDDEN,
-            json!({"statusCode": 403, "message": format!("The access token does not authorise the {api} API.")})
-                .to_string(),
-        ))
-    }
+    check(api)
 }
 
 fn unauthorized(refusal: Refusal) -> Response {

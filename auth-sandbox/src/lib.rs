@@ -16,7 +16,7 @@
 //! | [`idp`] | [`TestIdentityProvider`]: a generic OAuth 2.0 token endpoint and protected API, with scripted answers, on a port of its own |
 //! | [`tokens`] | [`TokenRegistry`]: the clients, issued tokens and request counts every one of them keeps |
 //! | [`faults`] | [`Faults`]: latency, 5xx, dropped connections and hangs, per emulator |
-//! | [`fhir`] | [`FhirStore`](fhir::FhirStore): the FHIR Patient server the emulators share |
+//! | [`fhir`] | [`FhirStore`](fhir::FhirStore): the in-memory FHIR R4 server the emulators share (any resource type, history, batch and transaction, PATCH, operations) |
 //! | [`tls`] | the certificate authority and mutual-TLS listener behind SanteDB's HTTPS port |
 //!
 //! One plain-HTTP port serves the vendor emulators, each under a path prefix

@@ -229,6 +229,11 @@ impl MskEmulator {
             api_log: Mutex::default(),
         });
         let store = FhirStore::with_page_param(format!("{base}{FHIR_PATH}"), "page");
+        // Blaze at MSK is read and search only; the gateway's own parameters pass
+        // through the store untouched (and stay in paging links).
+        store.set_read_only(true);
+        store.set_vendor_params(&[RESEARCH_STUDY_PARAM, PARTNER_ID_HEADER]);
+        store.set_token_url(format!("{base}{TOKEN_PATH}"));
         store.seed(guide_patients());
         store.seed(sample_patients());
         let emulator = Self { base, shared, store, faults: Faults::default(), idp_faults: Faults::default() };

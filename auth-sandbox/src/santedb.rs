@@ -1,6 +1,7 @@
 //! The SanteDB emulator: an OAuth service (`/auth/oauth2_token`, `/auth/signout`)
-//! and a FHIR Patient service (`/fhir`), as strict as SanteDB 2.x and 3.x are
-//! documented to be (see `shared/reference/provider-wire-specs.md` §1).
+//! and a FHIR service (`/fhir`, the shared [`crate::fhir`] server), as strict as
+//! SanteDB 2.x and 3.x are documented to be (see
+//! `shared/reference/provider-wire-specs.md` §1).
 //!
 //! Two listeners share one identity provider: the sandbox's plain-HTTP port (under
 //! `/santedb`), and an HTTPS port of its own that refuses, during the TLS handshake,
@@ -287,6 +288,7 @@ impl SanteDbEmulator {
         let base = public_base.trim_end_matches('/').to_owned();
         let store = FhirStore::new(format!("{base}{FHIR_PATH}"));
         store.seed(sample_patients());
+        store.set_token_url(format!("{base}{TOKEN_PATH}"));
 
         let ca = CertificateAuthority::new("SanteDB sandbox CA")?;
         let server_cert = ca.issue_server(&["127.0.0.1", "localhost"])?;
@@ -299,6 +301,7 @@ impl SanteDbEmulator {
         let mtls_base = format!("https://{}", listener.local_addr()?);
         let mtls_store = FhirStore::new(format!("{mtls_base}{FHIR_PATH}"));
         mtls_store.seed(sample_patients());
+        mtls_store.set_token_url(format!("{mtls_base}{TOKEN_PATH}"));
         let tls_config = mtls_server_config(&ca, &server_cert)?;
         let tls = TlsServer::serve_on(listener, app(&shared, &mtls_store), tls_config).await?;
         Ok(Self { base, shared, store, mtls_store, ca, client_cert, tls })

@@ -14,7 +14,7 @@
 //!   opaque bearer token for [`SandboxConfig::token_lifetime`], with `expires_in`
 //!   and the granted `scope`; a bad assertion `401 invalid_client`, other mistakes
 //!   `400` with the RFC 6749 code.
-//! * `{base}/fhir/…`: the shared FHIR Patient server; a missing, unknown, expired or
+//! * `{base}/fhir/…`: the shared FHIR server ([`crate::fhir`]); a missing, unknown, expired or
 //!   revoked bearer gets `401` with `WWW-Authenticate: Bearer error="invalid_token"`.
 //!
 //! The seeded client ([`SEED_CLIENT_ID`], kid [`SEED_KEY_ID`]) signs with an ES384
@@ -142,6 +142,7 @@ impl SmartEmulator {
             .map_err(|e| io_error("cannot generate the SMART client key", e))?;
         let store = FhirStore::new(format!("{base}{FHIR_PATH}"));
         store.seed(sample_patients());
+        store.set_token_url(format!("{base}{TOKEN_PATH}"));
         let emulator = Self {
             inner: Arc::new(Inner {
                 base,

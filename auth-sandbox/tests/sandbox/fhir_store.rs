@@ -1,4 +1,4 @@
-//! The sandbox's FHIR Patient server, spoken to directly (no authentication):
+//! The sandbox's FHIR server, Patient only, spoken to directly (no authentication):
 //! the behaviour every vendor emulator builds on.
 
 use auth_sandbox::fhir::{FhirStore, sample_patients};
