@@ -392,7 +392,8 @@ impl FhirClient {
         let body = serde_json::to_vec(bundle)
             .map(Bytes::from)
             .map_err(|e| Error::configuration(format!("the Bundle cannot be written as JSON: {e}")))?;
-        let url = self.base().clone();
+        // `POST [base]`: no trailing `/`, which some servers route elsewhere.
+        let url = self.url(&[])?;
         let response = self.send(Method::POST, url, HeaderMap::new(), Some(body)).await?;
         TransactionResponse::from_bundle(response.resource()?)
     }

@@ -179,12 +179,8 @@ fn method(api: &Api, runtime: &syn::Path, e: &Endpoint) -> TokenStream {
     if e.kind == Kind::History {
         segments.push(quote!("_history"));
     }
-    // A transaction goes to the base as the runtime's own does, with its `/`.
-    let url = if segments.is_empty() {
-        quote!(__fhir.base().clone())
-    } else {
-        quote!(__fhir.url(&[#(#segments),*])?)
-    };
+    // No segments (a transaction): `[base]` itself, without a trailing `/`.
+    let url = quote!(__fhir.url(&[#(#segments),*])?);
     // `PUT Patient?…` and `DELETE Patient?…`: validation made sure of a
     // condition parameter, but every one may be `None` at run time.
     let condition = match e.kind {

@@ -243,7 +243,7 @@ impl Records {
     #[allow(clippy::needless_question_mark)]
     pub async fn submit(&self, bundle: &Transaction) -> Result<TransactionResponse> {
         let __fhir: &::auth_fhir::FhirClient = &self.fhir;
-        let mut __url = __fhir.base().clone();
+        let mut __url = __fhir.url(&[])?;
         let __query = ::auth_fhir::SearchParams::new();
         ::auth_fhir::__private::set_query(&mut __url, &__query);
         let __headers = ::auth_fhir::__private::HeaderMap::new();
