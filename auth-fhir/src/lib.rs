@@ -43,7 +43,10 @@ pub mod __private;
 pub use client::{Created, FHIR_JSON, FhirClient, FhirResponse, SearchParams};
 pub use error::{FhirError, FhirErrorExt};
 pub use model::{
-    Address, Bundle, BundleEntry, BundleLink, CodeableConcept, Coding, ContactPoint, EntryResource,
-    Extension, HumanName, Identifier, JsonResource, Meta, OperationOutcome, OperationOutcomeIssue, Patient,
-    Reference, Resource, ResourceType,
+    Address, AllergyIntolerance, Binary, Bundle, BundleEntry, BundleEntryRequest, BundleEntryResponse,
+    BundleEntrySearch, BundleLink, CapabilityStatement, CodeableConcept, Coding, Condition, ContactPoint,
+    Decimal, DiagnosticReport, Encounter, EntryResource, Extension, Group, HumanName, Identifier,
+    Immunization, JsonResource, Location, MedicationRequest, Meta, Observation, OperationOutcome,
+    OperationOutcomeIssue, Organization, Parameters, Patient, Practitioner, PractitionerRole, Procedure,
+    Quantity, Reference, Resource, ResourceType,
 };
