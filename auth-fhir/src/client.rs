@@ -16,7 +16,7 @@ use auth_core::endpoint::{content_type, read_capped};
 use auth_core::{AuthClient, Error, ResponseProblem, Result};
 
 use crate::error::FhirError;
-use crate::model::{Bundle, JsonResource, OperationOutcome, Resource, ResourceType};
+use crate::model::{Bundle, CapabilityStatement, JsonResource, OperationOutcome, Resource, ResourceType};
 
 /// The FHIR JSON media type.
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -335,8 +335,9 @@ impl FhirClient {
         self.send(Method::DELETE, url, HeaderMap::new(), None).await.map(drop)
     }
 
-    /// `GET [base]/metadata`: the server's CapabilityStatement.
-    pub async fn capabilities(&self) -> Result<JsonResource> {
+    /// `GET [base]/metadata`: the server's CapabilityStatement, typed (what it does
+    /// not name is in its `extra`).
+    pub async fn capabilities(&self) -> Result<CapabilityStatement> {
         let url = self.url(&["metadata"])?;
         self.send(Method::GET, url, HeaderMap::new(), None).await?.resource()
     }

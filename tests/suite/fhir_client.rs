@@ -161,6 +161,12 @@ async fn the_generated_client_does_every_interaction() {
     assert_eq!(missing.operation_outcome().and_then(|o| o.issue[0].code.as_deref()), Some("not-found"));
 
     assert_eq!(p.capabilities().await.unwrap().resource_type(), "CapabilityStatement");
+    // The runtime's own `metadata`, typed.
+    let caps = s.fhir.capabilities().await.unwrap();
+    assert_eq!(caps.fhir_version.as_deref(), Some("4.0.1"));
+    let patient = &caps.rest[0].resource[0];
+    assert_eq!(patient.type_.as_deref(), Some("Patient"));
+    assert!(patient.search_param.iter().any(|p| p.name.as_deref() == Some("identifier")));
     assert_eq!(s.idp.token_requests(), 1, "one token for every call");
 }
 
