@@ -14,7 +14,7 @@ use auth_core::endpoint::{content_type, read_capped, retry_after};
 use auth_core::{AuthClient, Error, ResponseProblem, Result};
 
 use crate::error::FhirError;
-use crate::model::{JsonResource, OperationOutcome, Resource, ResourceType};
+use crate::model::{CapabilityStatement, JsonResource, OperationOutcome, Resource, ResourceType};
 use crate::retry::{FhirRetry, FhirStats, RetryState, retryable, safe_to_repeat};
 use crate::search::SearchParams;
 
@@ -347,8 +347,9 @@ impl FhirClient {
         self.send(Method::DELETE, url, HeaderMap::new(), None).await.map(drop)
     }
 
-    /// `GET [base]/metadata`: the server's CapabilityStatement.
-    pub async fn capabilities(&self) -> Result<JsonResource> {
+    /// `GET [base]/metadata`: the server's CapabilityStatement, typed (what it does
+    /// not name is in its `extra`).
+    pub async fn capabilities(&self) -> Result<CapabilityStatement> {
         let url = self.url(&["metadata"])?;
         self.send(Method::GET, url, HeaderMap::new(), None).await?.resource()
     }

@@ -90,7 +90,8 @@ impl fmt::Display for FhirError {
             Some(outcome) => {
                 write!(f, "the FHIR server answered HTTP {status}")?;
                 for issue in &outcome.issue {
-                    write!(f, "; {} {}", issue.severity, issue.code)?;
+                    let severity = issue.severity.as_deref().unwrap_or("(no severity)");
+                    write!(f, "; {severity} {}", issue.code.as_deref().unwrap_or("(no code)"))?;
                     if let Some(d) = &issue.diagnostics {
                         write!(f, ": {d}")?;
                     }

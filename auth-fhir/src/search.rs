@@ -98,7 +98,7 @@ impl FhirClient {
         params.0.retain(|(k, _)| k != "_summary" && k != "_count");
         params.push("_summary", "count");
         let bundle: Bundle<R> = self.search(&params).await?;
-        bundle.total.ok_or_else(|| {
+        bundle.total.map(u64::from).ok_or_else(|| {
             Error::invalid_response(
                 "FHIR search",
                 200,

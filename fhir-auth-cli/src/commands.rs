@@ -127,7 +127,7 @@ pub(crate) async fn search(
             current = next;
         }
         // The merged bundle is the whole result: its paging links no longer apply.
-        bundle.link.retain(|l| l.relation == "self");
+        bundle.link.retain(|l| l.relation.as_deref() == Some("self"));
     }
     progress.clear();
     if json_out {

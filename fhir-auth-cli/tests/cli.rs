@@ -353,6 +353,33 @@ async fn create_read_search_for_every_vendor() {
     }
 }
 
+/// FHIR decimals keep their precision: `1.50` is sent, stored and printed as `1.50`,
+/// never through an `f64` (which would make it `1.5`).
+#[tokio::test(flavor = "multi_thread")]
+async fn create_keeps_decimals_as_written() {
+    let sb = sandbox().await;
+    let env = vendor_env(&sb, "aidbox");
+    let file = temp_dir("decimals").join("patient.json");
+    std::fs::write(
+        &file,
+        r#"{"resourceType":"Patient","name":[{"family":"Decimal"}],
+            "extension":[{"url":"http://example.org/weight","valueQuantity":{"value":71.50,"unit":"kg"}},
+                         {"url":"http://example.org/score","valueDecimal":0.100}]}"#,
+    )
+    .unwrap();
+    let created = run(&["create", "Patient", "--file", file.to_str().unwrap()], &env);
+    assert_eq!(created.code, 0, "{}", created.all());
+    assert!(created.stdout.contains("71.50") && created.stdout.contains("0.100"), "{}", created.stdout);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let read = run(&["read", &format!("Patient/{id}")], &env);
+    assert_eq!(read.code, 0, "{}", read.all());
+    assert!(
+        read.stdout.contains("\"value\": 71.50") && read.stdout.contains("\"valueDecimal\": 0.100"),
+        "{}",
+        read.stdout
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_codes_name_the_failure() {
     let sb = sandbox().await;

@@ -720,7 +720,7 @@ fn judge(outcome: &Outcome, want: &Want) -> Option<String> {
             let first = e.operation_outcome().and_then(|o| o.issue.first());
             let ok = e.kind() == ErrorKind::Api
                 && e.status() == Some(*status)
-                && first.map(|i| i.code.as_str()) == *issue
+                && first.and_then(|i| i.code.as_deref()) == *issue
                 && first.and_then(|i| i.diagnostics.as_deref()) == *diagnostics;
             (!ok).then(|| format!("{} / {first:?}", shown()))
         }

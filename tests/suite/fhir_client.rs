@@ -150,7 +150,7 @@ async fn the_generated_client_does_every_interaction() {
     assert_eq!(stale.kind(), ErrorKind::Api);
     assert_eq!(stale.status(), Some(412));
     let outcome = stale.operation_outcome().expect("the server's OperationOutcome");
-    assert_eq!(outcome.issue[0].code, "conflict");
+    assert_eq!(outcome.issue[0].code.as_deref(), Some("conflict"));
     assert_eq!(p.vread(&id, "1").await.unwrap().gender, None);
 
     // Delete, then the read is a typed 410.
@@ -158,9 +158,15 @@ async fn the_generated_client_does_every_interaction() {
     let gone = p.read(&id).await.unwrap_err();
     assert_eq!((gone.kind(), gone.status()), (ErrorKind::Api, Some(410)));
     let missing = p.read("no-such-id").await.unwrap_err();
-    assert_eq!(missing.operation_outcome().map(|o| o.issue[0].code.as_str()), Some("not-found"));
+    assert_eq!(missing.operation_outcome().and_then(|o| o.issue[0].code.as_deref()), Some("not-found"));
 
     assert_eq!(p.capabilities().await.unwrap().resource_type(), "CapabilityStatement");
+    // The runtime's own `metadata`, typed.
+    let caps = s.fhir.capabilities().await.unwrap();
+    assert_eq!(caps.fhir_version.as_deref(), Some("4.0.1"));
+    let patient = &caps.rest[0].resource[0];
+    assert_eq!(patient.type_.as_deref(), Some("Patient"));
+    assert!(patient.search_param.iter().any(|p| p.name.as_deref() == Some("identifier")));
     assert_eq!(s.idp.token_requests(), 1, "one token for every call");
 }
 
@@ -236,7 +242,7 @@ async fn errors_never_carry_patient_data() {
 async fn a_next_link_to_another_origin_is_not_followed() {
     let s = setup().await;
     let mut bundle: Bundle<Patient> = s.patients.search("chal", Some(1)).await.unwrap();
-    bundle.link.retain(|l| l.relation != "next");
+    bundle.link.retain(|l| l.relation.as_deref() != Some("next"));
     bundle.link.push(
         serde_json::from_value(json!({"relation": "next", "url": "http://127.0.0.2:9/fhir/Patient?page=2"}))
             .unwrap(),

@@ -182,7 +182,7 @@ async fn fhir_client_does_every_interaction_against_medplum() {
     assert_eq!((stale.kind(), stale.status()), (ErrorKind::Api, Some(412)), "{stale}");
     let outcome = stale.operation_outcome().expect("the server's OperationOutcome");
     assert_eq!(outcome.id.as_deref(), Some("precondition-failed"));
-    assert_eq!(outcome.issue[0].severity, "error");
+    assert_eq!(outcome.issue[0].severity.as_deref(), Some("error"));
     let now: Patient = fhir.read(&id).await.unwrap();
     assert_eq!((now.version_id(), now.gender.as_deref()), (Some(v2.as_str()), Some("female")), "unchanged");
     assert_eq!(fhir.vread::<Patient>(&id, &v1).await.unwrap().gender, None, "version 1 kept");
@@ -209,14 +209,14 @@ async fn fhir_client_does_every_interaction_against_medplum() {
         let e = fhir.read::<Patient>(gone).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Api, "{e}");
         assert!(matches!(e.status(), Some(404 | 410)), "{e}");
-        assert_eq!(e.operation_outcome().map(|o| o.issue[0].code.as_str()), Some("not-found"));
+        assert_eq!(e.operation_outcome().and_then(|o| o.issue[0].code.as_deref()), Some("not-found"));
     }
     let none = fhir.search::<Patient>(&SearchParams::new().add("name", family.as_str())).await.unwrap();
     assert_eq!(none.total, Some(0));
 
     let capabilities = fhir.capabilities().await.unwrap();
     assert_eq!(capabilities.resource_type(), "CapabilityStatement");
-    assert_eq!(capabilities.0["fhirVersion"], "4.0.1");
+    assert_eq!(capabilities.fhir_version.as_deref(), Some("4.0.1"));
 }
 
 #[tokio::test]
@@ -314,8 +314,8 @@ async fn the_transactions_option_reaches_the_router() {
     let fhir = fhir_client(&server);
     let e = post(fhir.clone(), failing_transaction(&unique("Txn"))).await.unwrap_err();
     assert_eq!((e.kind(), e.status()), (ErrorKind::Api, Some(400)), "{e}");
-    assert_eq!(e.operation_outcome().map(|o| o.issue[0].code.as_str()), Some("invalid"));
+    assert_eq!(e.operation_outcome().and_then(|o| o.issue[0].code.as_deref()), Some("invalid"));
     let capabilities = fhir.capabilities().await.unwrap();
-    let system = capabilities.0["rest"][0]["interaction"].as_array().unwrap();
-    assert!(system.iter().any(|i| i["code"] == "transaction"), "{system:?}");
+    let system = &capabilities.rest[0].interaction;
+    assert!(system.iter().any(|i| i.code.as_deref() == Some("transaction")), "{system:?}");
 }

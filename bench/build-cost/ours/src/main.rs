@@ -1,12 +1,12 @@
-//! Minimal Patient app on auth-core + auth-macros: an OAuth 2.0 client-credentials
+//! Minimal Patient app on auth-core + auth-fhir + auth-macros: an OAuth 2.0 client-credentials
 //! token, a typed client from `#[authenticated_api]`, read a Patient by id and
 //! search Patients by name, printing names.
 //!
 //! Configuration from the environment: `TOKEN_URL`, `CLIENT_ID`, `CLIENT_SECRET`,
 //! `SCOPE` (optional), `FHIR_BASE`, `PATIENT_ID`, `NAME`.
-use auth_core::fhir::{Bundle, FhirClient, HumanName, Patient};
-use auth_core::oauth2::ClientCredentials;
+use auth_core::oauth2::OAuth2Source;
 use auth_core::{AuthClient, ClientSecret, Result, TokenManager};
+use auth_fhir::{Bundle, FhirClient, HumanName, Patient};
 use auth_macros::authenticated_api;
 
 struct Patients {
@@ -33,7 +33,7 @@ fn display(name: &HumanName) -> String {
 
 #[tokio::main]
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let source = ClientCredentials::builder(
+    let source = OAuth2Source::builder(
         env("TOKEN_URL", "https://idp.example/oauth2/token"),
         env("CLIENT_ID", "my-client"),
         ClientSecret::new(env("CLIENT_SECRET", "")),
