@@ -442,7 +442,13 @@ fn optional_string(
 
 fn number_of(v: &Value) -> Option<f64> {
     let n = match v {
-        Value::Number(n) => n.as_f64(),
+        // A JSON number is always a real number, only perhaps beyond f64 (`1e400`:
+        // serde_json's `arbitrary_precision` reads it, as text): it counts as the
+        // largest f64 of its sign, so an absurd lifetime is cut like any other.
+        Value::Number(n) => n.as_f64().or_else(|| {
+            let wide = n.to_string().parse::<f64>().ok()?;
+            wide.is_infinite().then(|| f64::MAX.copysign(wide))
+        }),
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }?;

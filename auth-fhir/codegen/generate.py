@@ -29,11 +29,15 @@ OUT = ROOT / "auth-fhir" / "src" / "model" / "generated"
 PACKAGE = "hl7.fhir.r4.examples"
 VERSION = "4.0.1"
 
-# The resources the model types. The runtime itself needs the first group (errors,
-# operations, capabilities), so it is always compiled; the second is behind the
-# `resources` feature (see FEATURE).
-RUNTIME_RESOURCES = ["Patient", "OperationOutcome", "Parameters", "CapabilityStatement"]
-FEATURE_RESOURCES = [
+# The resources the model types: what the runtime itself needs (errors, operations,
+# capabilities), then the everyday clinical and administrative ones. All are always
+# compiled: together they add about 2 % to a clean build of an application
+# (BENCHMARKS.md, P5).
+RESOURCES = [
+    "Patient",
+    "OperationOutcome",
+    "Parameters",
+    "CapabilityStatement",
     "AllergyIntolerance",
     "Binary",
     "Condition",
@@ -49,8 +53,6 @@ FEATURE_RESOURCES = [
     "PractitionerRole",
     "Procedure",
 ]
-# None: every resource always compiled. A feature name: FEATURE_RESOURCES only with it.
-FEATURE: str | None = None
 
 # Bundle is hand-written (generic over its entries' type, model/bundle.rs); only its
 # plain parts are generated.
@@ -481,7 +483,7 @@ def write(path: Path, text: str) -> None:
 def generate(package: Path) -> list[Path]:
     defs = Definitions(package)
     model = Model(defs)
-    resources = RUNTIME_RESOURCES + FEATURE_RESOURCES
+    resources = RESOURCES
     for r in resources:
         model.build(r)
     model.build("Bundle", only=BUNDLE_PARTS)
@@ -553,18 +555,15 @@ def generate(package: Path) -> list[Path]:
         written.append(path)
         exports[module] = sorted(own)
 
-    gated = {module_of(r) for r in FEATURE_RESOURCES} if FEATURE else set()
     mod = [HEADER, "//! The generated part of the model: one module per resource, the data types, the\n"
            "//! plain parts of Bundle. Read and written by the codec (model/codec.rs).\n\n"
            "// A choice holds one value, read once; boxing its large variants would make every\n"
            "// match on it awkward for no gain.\n#![allow(clippy::large_enum_variant)]\n\n"]
     for module in modules:
-        cfg = f'#[cfg(feature = "{FEATURE}")]\n' if module in gated else ""
-        mod.append(f"{cfg}mod {module};\n")
+        mod.append(f"mod {module};\n")
     mod.append("\n")
     for module in modules:
-        cfg = f'#[cfg(feature = "{FEATURE}")]\n' if module in gated else ""
-        mod.append(f"{cfg}pub use {module}::{{{', '.join(exports[module])}}};\n")
+        mod.append(f"pub use {module}::{{{', '.join(exports[module])}}};\n")
     path = OUT / "mod.rs"
     write(path, "".join(mod))
     written.append(path)

@@ -91,6 +91,9 @@ pub(crate) trait FromJson: Sized {
     fn absent() -> Option<Self> {
         None
     }
+
+    /// Whether it is a list (a repeating element).
+    const REPEATS: bool = false;
 }
 
 /// A model type as JSON to write.
@@ -197,12 +200,13 @@ pub(crate) fn object(value: Value) -> Result<Object, JsonError> {
     }
 }
 
-/// What FHIR JSON never holds where a model field is, kept in `extra` as it came
-/// instead of being read: `null`, `[]`, a list with `null`s in it (a list of
-/// primitives whose `_name` list carries the extensions of the missing ones).
-fn keep_as_is(value: &Value) -> bool {
+/// What a field cannot hold but `extra` can, kept there as it came instead of being
+/// read: a list with `null`s in it (FHIR's list of primitives whose `_name` list
+/// carries the extensions of the missing ones), `[]`, and `null` for an element that
+/// does not repeat. (`null` for one that does is refused, as a list is expected.)
+fn keep_as_is(value: &Value, repeats: bool) -> bool {
     match value {
-        Value::Null => true,
+        Value::Null => !repeats,
         Value::Array(items) => items.is_empty() || items.iter().any(Value::is_null),
         _ => false,
     }
@@ -211,7 +215,7 @@ fn keep_as_is(value: &Value) -> bool {
 /// Reads the element `key` out of `map` into a field.
 pub(crate) fn take<T: FromJson>(map: &mut Object, key: &str) -> Result<T, JsonError> {
     match map.remove(key) {
-        Some(value) if keep_as_is(&value) => {
+        Some(value) if keep_as_is(&value, T::REPEATS) => {
             map.insert(key.to_owned(), value);
             T::absent().ok_or_else(|| JsonError::new("is required").at_key(key))
         }
@@ -223,7 +227,7 @@ pub(crate) fn take<T: FromJson>(map: &mut Object, key: &str) -> Result<T, JsonEr
 /// The value of one variant key of a choice, if present.
 pub(crate) fn take_variant(map: &mut Object, key: &str) -> Option<Value> {
     let value = map.remove(key)?;
-    if keep_as_is(&value) {
+    if keep_as_is(&value, false) {
         map.insert(key.to_owned(), value);
         return None;
     }
@@ -342,6 +346,8 @@ impl<T: FromJson> FromJson for Vec<T> {
     fn absent() -> Option<Self> {
         Some(Vec::new())
     }
+
+    const REPEATS: bool = true;
 }
 
 impl<T: ToJson> ToJson for Vec<T> {

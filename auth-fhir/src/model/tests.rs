@@ -117,6 +117,12 @@ fn what_fhir_json_never_holds_is_kept_as_it_came() {
     );
     assert_eq!((p.gender.as_ref(), p.identifier.len(), p.name[0].given.len()), (None, 0, 0));
     assert!(p.extra.contains_key("gender") && p.name[0].extra.contains_key("given"));
+    // A list that is null is not a list: refused, as it always was.
+    let e = serde_json::from_value::<Patient>(json!({"resourceType": "Patient", "name": null})).unwrap_err();
+    assert_eq!(e.to_string(), "Patient.name: expected an array, found null");
+    let e = serde_json::from_value::<Bundle<Patient>>(json!({"resourceType": "Bundle", "link": null}))
+        .unwrap_err();
+    assert_eq!(e.to_string(), "Bundle.link: expected an array, found null");
 }
 
 #[test]
