@@ -395,7 +395,9 @@ def field_type(f: Field) -> str:
 
 def render_struct(s: Struct) -> str:
     out = [render_doc(s.doc, "")]
-    out.append("#[derive(Debug, Clone, Default, PartialEq)]\n#[non_exhaustive]\n")
+    # Not #[non_exhaustive]: R4's elements are fixed, and applications build
+    # resources with struct literals (`Observation { status, ..Default::default() }`).
+    out.append("#[derive(Debug, Clone, Default, PartialEq)]\n")
     out.append(f"pub struct {s.name} {{\n")
     if s.resource:
         out.append(f"    /// Always `{s.name}`.\n    pub resource_type: TypeTag<{s.name}>,\n")

@@ -67,7 +67,14 @@ impl Operation {
                 "`{name}` is not an operation name (like `$everything`)"
             )));
         }
-        Ok(Self { name: format!("${bare}"), target, query: SearchParams::new(), input: None, input_type: None, get: false })
+        Ok(Self {
+            name: format!("${bare}"),
+            target,
+            query: SearchParams::new(),
+            input: None,
+            input_type: None,
+            get: false,
+        })
     }
 
     /// The operation's name, with its `$`.
@@ -102,8 +109,9 @@ impl Operation {
     /// Sends the call as `POST` with `body` as plain JSON (`application/json`),
     /// for the operations whose input is not a resource, such as `$graphql`.
     pub fn input_json<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Result<Self> {
-        let body = serde_json::to_vec(body)
-            .map_err(|e| Error::configuration(format!("the operation's input cannot be written as JSON: {e}")))?;
+        let body = serde_json::to_vec(body).map_err(|e| {
+            Error::configuration(format!("the operation's input cannot be written as JSON: {e}"))
+        })?;
         self.input = Some(Bytes::from(body));
         self.input_type = Some("application/json");
         self.get = false;

@@ -193,7 +193,7 @@ impl FhirClient {
                             paging.stop = Some(paging_problem(
                                 what,
                                 format!(
-                                    "the pages go on past {}; stopped (raise FhirClient::with_max_pages for \
+                                    "the pages go on past {} pages; stopped (raise FhirClient::with_max_pages for \
                                      reads that long)",
                                     client.max_pages()
                                 ),

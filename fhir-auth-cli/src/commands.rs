@@ -209,7 +209,7 @@ pub(crate) async fn history(
             progress.update(&format!("page {count}: {} versions so far…", bundle.entry.len()));
         }
         // The merged bundle is the whole history: its paging links no longer apply.
-        bundle.link.retain(|l| l.relation == "self");
+        bundle.link.retain(|l| l.relation.as_deref() == Some("self"));
     }
     progress.clear();
     if json_out {
@@ -218,8 +218,8 @@ pub(crate) async fn history(
     }
     let s = Style::stdout();
     for entry in &bundle.entry {
-        let request = entry.extra.get("request");
-        let method = request.and_then(|r| r.get("method")).and_then(Value::as_str).unwrap_or("");
+        let request = entry.request.as_ref();
+        let method = request.and_then(|r| r.method.as_deref()).unwrap_or("");
         let (kind, id, version, updated) = match entry.typed() {
             Some(r) => {
                 let meta = r.0.get("meta");
@@ -232,7 +232,7 @@ pub(crate) async fn history(
             }
             // A deleted version has no resource: its request URL names it.
             None => {
-                let url = request.and_then(|r| r.get("url")).and_then(Value::as_str).unwrap_or("?");
+                let url = request.and_then(|r| r.url.as_deref()).unwrap_or("?");
                 (url.to_owned(), String::new(), String::new(), String::new())
             }
         };

@@ -185,7 +185,10 @@ pub(crate) async fn transaction(conn: &Connection, file: &Path, json_out: bool) 
                 .outcome
                 .as_ref()
                 .and_then(|o| o.issue.first())
-                .map(|issue| format!(": {} {}", issue.severity, issue.code))
+                .map(|issue| {
+                    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+                    format!(": {} {}", text(&issue.severity), text(&issue.code))
+                })
                 .unwrap_or_default();
             eprintln!("entry {} failed with HTTP {}{why}", i + 1, entry.status);
         }

@@ -164,8 +164,8 @@ async fn the_generated_client_does_every_interaction() {
     // The runtime's own `metadata`, typed.
     let caps = s.fhir.capabilities().await.unwrap();
     assert_eq!(caps.fhir_version.as_deref(), Some("4.0.1"));
-    let patient = &caps.rest[0].resource[0];
-    assert_eq!(patient.type_.as_deref(), Some("Patient"));
+    let patient =
+        caps.rest[0].resource.iter().find(|r| r.type_.as_deref() == Some("Patient")).expect("Patient");
     assert!(patient.search_param.iter().any(|p| p.name.as_deref() == Some("identifier")));
     assert_eq!(s.idp.token_requests(), 1, "one token for every call");
 }

@@ -10,6 +10,8 @@ mod client_auth;
 mod conformance;
 mod fetch_bounds;
 mod fhir_client;
+mod fhir_interactions;
+mod fhir_retries;
 mod fleet;
 mod idp_outage;
 mod medplum;

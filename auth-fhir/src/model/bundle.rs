@@ -64,7 +64,6 @@ impl<R: Resource> FromJson for EntryResource<R> {
 /// One entry of a [`Bundle`]: a resource, how a search found it, or in a
 /// transaction, batch or history, the request and the server's response.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct BundleEntry<R> {
     /// Unique id for inter-element referencing.
     pub id: Option<String>,
@@ -173,7 +172,6 @@ impl<'de, R: Resource> Deserialize<'de> for BundleEntry<R> {
 
 /// A container of resources (`Bundle`): search results, history, transactions.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct Bundle<R> {
     /// Always `Bundle`.
     pub resource_type: TypeTag<BundleTag>,

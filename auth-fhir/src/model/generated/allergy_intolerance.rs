@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// Risk of harmful or undesirable, physiological response which is unique to an individual and associated with exposure to a substance.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct AllergyIntolerance {
     /// Always `AllergyIntolerance`.
     pub resource_type: TypeTag<AllergyIntolerance>,
@@ -118,7 +117,6 @@ fhir_choice! {
 ///
 /// Details about each adverse reaction event linked to exposure to the identified substance.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct AllergyIntoleranceReaction {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

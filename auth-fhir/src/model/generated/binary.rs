@@ -11,7 +11,6 @@ use serde_json::{Map, Value};
 ///
 /// A resource that represents the data of a single raw artifact as digital content accessible in its native format.  A Binary resource can contain any content, whether text, image, pdf, zip archive, etc.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Binary {
     /// Always `Binary`.
     pub resource_type: TypeTag<Binary>,

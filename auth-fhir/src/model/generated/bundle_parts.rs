@@ -11,7 +11,6 @@ use serde_json::{Map, Value};
 ///
 /// A series of links that provide context to this bundle.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct BundleLink {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -40,7 +39,6 @@ fhir_struct!(BundleLink {
 ///
 /// Information about the search process that lead to the creation of this entry.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct BundleEntrySearch {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -69,7 +67,6 @@ fhir_struct!(BundleEntrySearch {
 ///
 /// Additional information about how this entry should be processed as part of a transaction or batch.  For history, it shows how the entry was processed to create the version contained in the entry.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct BundleEntryRequest {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -110,7 +107,6 @@ fhir_struct!(BundleEntryRequest {
 ///
 /// Indicates the results of processing the corresponding 'request' entry in the batch or transaction being responded to or what the results of an operation where when returning history.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct BundleEntryResponse {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

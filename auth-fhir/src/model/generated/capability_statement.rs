@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// A Capability Statement documents a set of capabilities (behaviors) of a FHIR Server for a particular version of FHIR that may be used as a statement of actual server functionality or a statement of required or desired server implementation.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatement {
     /// Always `CapabilityStatement`.
     pub resource_type: TypeTag<CapabilityStatement>,
@@ -132,7 +131,6 @@ fhir_resource!(CapabilityStatement {
 ///
 /// Software that is covered by this capability statement.  It is used when the capability statement describes the capabilities of a particular software version, independent of an installation.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementSoftware {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -164,7 +162,6 @@ fhir_struct!(CapabilityStatementSoftware {
 ///
 /// Identifies a specific implementation instance that is described by the capability statement - i.e. a particular installation, rather than the capabilities of a software program.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementImplementation {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -196,7 +193,6 @@ fhir_struct!(CapabilityStatementImplementation {
 ///
 /// A definition of the restful capabilities of the solution, if any.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementRest {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -243,7 +239,6 @@ fhir_struct!(CapabilityStatementRest {
 ///
 /// Information about security implementation from an interface perspective - what a client needs to know.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementRestSecurity {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -275,7 +270,6 @@ fhir_struct!(CapabilityStatementRestSecurity {
 ///
 /// A specification of the restful capabilities of the solution for a specific resource type.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementRestResource {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -349,7 +343,6 @@ fhir_struct!(CapabilityStatementRestResource {
 ///
 /// Identifies a restful operation supported by the solution.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementRestResourceInteraction {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -378,7 +371,6 @@ fhir_struct!(CapabilityStatementRestResourceInteraction {
 ///
 /// Search parameters for implementations to support and/or make use of - either references to ones defined in the specification, or additional ones defined for/by the implementation.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementRestResourceSearchParam {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -413,7 +405,6 @@ fhir_struct!(CapabilityStatementRestResourceSearchParam {
 ///
 /// Definition of an operation or a named query together with its parameters and their meaning and type. Consult the definition of the operation for details about how to invoke the operation, and the parameters.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementRestResourceOperation {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -445,7 +436,6 @@ fhir_struct!(CapabilityStatementRestResourceOperation {
 ///
 /// A specification of restful operations supported by the system.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementRestInteraction {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -474,7 +464,6 @@ fhir_struct!(CapabilityStatementRestInteraction {
 ///
 /// A description of the messaging capabilities of the solution.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementMessaging {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -509,7 +498,6 @@ fhir_struct!(CapabilityStatementMessaging {
 ///
 /// An endpoint (network accessible address) to which messages and/or replies are to be sent.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementMessagingEndpoint {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -538,7 +526,6 @@ fhir_struct!(CapabilityStatementMessagingEndpoint {
 ///
 /// References to message definitions for messages this system can send or receive.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementMessagingSupportedMessage {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -567,7 +554,6 @@ fhir_struct!(CapabilityStatementMessagingSupportedMessage {
 ///
 /// A document definition.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CapabilityStatementDocument {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

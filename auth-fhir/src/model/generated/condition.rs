@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// A clinical condition, problem, diagnosis, or other event, situation, issue, or clinical concept that has risen to a level of concern.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Condition {
     /// Always `Condition`.
     pub resource_type: TypeTag<Condition>,
@@ -137,7 +136,6 @@ fhir_choice! {
 ///
 /// Clinical stage or grade of a condition. May include formal severity assessments.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ConditionStage {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -169,7 +167,6 @@ fhir_struct!(ConditionStage {
 ///
 /// Supporting evidence / manifestations that are the basis of the Condition's verification status, such as evidence that confirmed or refuted the condition.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ConditionEvidence {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

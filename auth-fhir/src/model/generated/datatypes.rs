@@ -10,7 +10,6 @@ use serde_json::{Map, Value};
 ///
 /// An address expressed using postal conventions (as opposed to GPS or other location definition formats).  This data type may be used to convey addresses for use in delivering mail as well as for visiting locations which might not be valid for mail delivery.  There are a variety of postal address formats defined around the world.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Address {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -60,7 +59,6 @@ fhir_struct!(Address {
 ///
 /// A  text note which also  contains information about who made the statement and when.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Annotation {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -93,7 +91,6 @@ fhir_choice! {
 ///
 /// For referring to data content defined in other formats.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Attachment {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -137,7 +134,6 @@ fhir_struct!(Attachment {
 ///
 /// A concept that may be defined by a formal reference to a terminology or ontology or may be provided by text.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct CodeableConcept {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -158,7 +154,6 @@ fhir_struct!(CodeableConcept { id: "id", extension: "extension", coding: "coding
 ///
 /// A reference to a code defined by a terminology system.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Coding {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -193,7 +188,6 @@ fhir_struct!(Coding {
 ///
 /// Specifies contact information for a person or organization.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ContactDetail {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -214,7 +208,6 @@ fhir_struct!(ContactDetail { id: "id", extension: "extension", name: "name", tel
 ///
 /// Details for all kinds of technology mediated contact points for a person or organization, including telephone, email, etc.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ContactPoint {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -249,7 +242,6 @@ fhir_struct!(ContactPoint {
 ///
 /// A contributor to the content of a knowledge asset, including authors, editors, reviewers, and endorsers.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Contributor {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -278,7 +270,6 @@ fhir_struct!(Contributor {
 ///
 /// Describes a required data item for evaluation in terms of the type of data, and optional code or date-based filters of the data.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct DataRequirement {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -332,7 +323,6 @@ fhir_choice! {
 ///
 /// Code filters specify additional constraints on the data, specifying the value set of interest for a particular element of the data. Each code filter defines an additional constraint on the data, i.e. code filters are AND'ed, not OR'ed.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct DataRequirementCodeFilter {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -364,7 +354,6 @@ fhir_struct!(DataRequirementCodeFilter {
 ///
 /// Date filters specify additional constraints on the data in terms of the applicable date range for specific elements. Each date filter specifies an additional constraint on the data, i.e. date filters are AND'ed, not OR'ed.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct DataRequirementDateFilter {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -405,7 +394,6 @@ fhir_choice! {
 ///
 /// Specifies the order of the results to be returned.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct DataRequirementSort {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -426,7 +414,6 @@ fhir_struct!(DataRequirementSort { id: "id", extension: "extension", path: "path
 ///
 /// Indicates how the medication is/was taken or should be taken by the patient.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Dosage {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -498,7 +485,6 @@ fhir_choice! {
 ///
 /// The amount of medication administered.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct DosageDoseAndRate {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -549,7 +535,6 @@ fhir_choice! {
 ///
 /// A expression that is evaluated in a specified context and returns a value. The context of use of the expression must specify the context in which the expression is evaluated, and how the result of the expression is used.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Expression {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -584,7 +569,6 @@ fhir_struct!(Expression {
 ///
 /// Optional Extension Element - found in all resources.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Extension {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -603,7 +587,6 @@ fhir_struct!(Extension { id: "id", extension: "extension", url: "url" });
 ///
 /// A human's name with the ability to identify parts and usage.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct HumanName {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -644,7 +627,6 @@ fhir_struct!(HumanName {
 ///
 /// An identifier - identifies some entity uniquely and unambiguously. Typically this is used for business identifiers.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Identifier {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -682,7 +664,6 @@ fhir_struct!(Identifier {
 ///
 /// The metadata about a resource. This is content in the resource that is maintained by the infrastructure. Changes to the content might not always be associated with version changes to the resource.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Meta {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -720,7 +701,6 @@ fhir_struct!(Meta {
 ///
 /// An amount of economic utility in some recognized currency.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Money {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -741,7 +721,6 @@ fhir_struct!(Money { id: "id", extension: "extension", value: "value", currency:
 ///
 /// A human-readable summary of the resource conveying the essential clinical and business information for the resource.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Narrative {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -762,7 +741,6 @@ fhir_struct!(Narrative { id: "id", extension: "extension", status: "status", div
 ///
 /// The parameters to the module. This collection specifies both the input and output parameters. Input parameters are provided by the caller as part of the $evaluate operation. Output parameters are included in the GuidanceResponse.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ParameterDefinition {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -803,7 +781,6 @@ fhir_struct!(ParameterDefinition {
 ///
 /// A time period defined by a start and end date and optionally time.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Period {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -824,7 +801,6 @@ fhir_struct!(Period { id: "id", extension: "extension", start: "start", end: "en
 ///
 /// A measured amount (or an amount that can potentially be measured). Note that measured amounts include amounts that are not precisely quantified, including amounts involving arbitrary units and floating currencies.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Quantity {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -859,7 +835,6 @@ fhir_struct!(Quantity {
 ///
 /// A set of ordered Quantities defined by a low and high limit.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Range {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -880,7 +855,6 @@ fhir_struct!(Range { id: "id", extension: "extension", low: "low", high: "high" 
 ///
 /// A relationship of two Quantity values - expressed as a numerator and a denominator.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Ratio {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -901,7 +875,6 @@ fhir_struct!(Ratio { id: "id", extension: "extension", numerator: "numerator", d
 ///
 /// A reference from one resource to another.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Reference {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -933,7 +906,6 @@ fhir_struct!(Reference {
 ///
 /// Related artifacts such as additional documentation, justification, or bibliographic references.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct RelatedArtifact {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -974,7 +946,6 @@ fhir_struct!(RelatedArtifact {
 ///
 /// A series of measurements taken by a device, with upper and lower limits. There may be more than one dimension in the data.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct SampledData {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1015,7 +986,6 @@ fhir_struct!(SampledData {
 ///
 /// A signature along with supporting context. The signature may be a digital signature that is cryptographic in nature, or some other signature acceptable to the domain. This other signature may be as simple as a graphical image representing a hand-written signature, or a signature ceremony Different signature approaches have different utilities.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Signature {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1056,7 +1026,6 @@ fhir_struct!(Signature {
 ///
 /// Specifies an event that may occur multiple times. Timing schedules are used to record when things are planned, expected or requested to occur. The most common usage is in dosage instructions for medications. They are also used when planning care of various kinds, and may be used for reporting the schedule to which past regular activities were carried out.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Timing {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1088,7 +1057,6 @@ fhir_struct!(Timing {
 ///
 /// A set of rules that describe when the event is scheduled.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct TimingRepeat {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1165,7 +1133,6 @@ fhir_choice! {
 ///
 /// A description of a triggering event. Triggering events can be named events, data events, or periodic, as determined by the type element.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct TriggerDefinition {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1214,7 +1181,6 @@ fhir_choice! {
 ///
 /// Specifies clinical/business/etc. metadata that can be used to retrieve, index and/or categorize an artifact. This metadata can either be specific to the applicable population (e.g., age category, DRG) or the specific context of care (e.g., venue, care setting, provider of care).
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct UsageContext {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// The findings and interpretation of diagnostic  tests performed on patients, groups of patients, devices, and locations, and/or specimens derived from these. The report includes clinical context such as requesting and provider information, and some mix of atomic results, images, textual and coded interpretations, and formatted representation of diagnostic reports.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct DiagnosticReport {
     /// Always `DiagnosticReport`.
     pub resource_type: TypeTag<DiagnosticReport>,
@@ -118,7 +117,6 @@ fhir_choice! {
 ///
 /// A list of key images associated with this report. The images are generally created during the diagnostic process, and may be directly of the patient, or of treated specimens (i.e. slides of interest).
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct DiagnosticReportMedia {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// An interaction between a patient and healthcare provider(s) for the purpose of providing healthcare service(s) or assessing the health status of a patient.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Encounter {
     /// Always `Encounter`.
     pub resource_type: TypeTag<Encounter>,
@@ -123,7 +122,6 @@ fhir_resource!(Encounter {
 ///
 /// The status history permits the encounter resource to contain the status history without needing to read through the historical versions of the resource, or even have the server store them.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct EncounterStatusHistory {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -152,7 +150,6 @@ fhir_struct!(EncounterStatusHistory {
 ///
 /// The class history permits the tracking of the encounters transitions without needing to go  through the resource history.  This would be used for a case where an admission starts of as an emergency encounter, then transitions into an inpatient scenario. Doing this and not restarting a new encounter ensures that any lab/diagnostic results can more easily follow the patient and not require re-processing and not get lost or cancelled during a kind of discharge from emergency to inpatient.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct EncounterClassHistory {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -181,7 +178,6 @@ fhir_struct!(EncounterClassHistory {
 ///
 /// The list of people responsible for providing the service.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct EncounterParticipant {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -213,7 +209,6 @@ fhir_struct!(EncounterParticipant {
 ///
 /// The list of diagnosis relevant to this encounter.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct EncounterDiagnosis {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -245,7 +240,6 @@ fhir_struct!(EncounterDiagnosis {
 ///
 /// Details about the admission to a healthcare service.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct EncounterHospitalization {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -295,7 +289,6 @@ fhir_struct!(EncounterHospitalization {
 ///
 /// List of locations where  the patient has been during this encounter.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct EncounterLocation {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// Represents a defined collection of entities that may be discussed or acted upon collectively but which are not expected to act collectively, and are not formally or legally recognized; i.e. a collection of entities that isn't an Organization.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Group {
     /// Always `Group`.
     pub resource_type: TypeTag<Group>,
@@ -84,7 +83,6 @@ fhir_resource!(Group {
 ///
 /// Identifies traits whose presence r absence is shared by members of the group.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct GroupCharacteristic {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -135,7 +133,6 @@ fhir_choice! {
 ///
 /// Identifies the resource instances that are members of the group.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct GroupMember {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

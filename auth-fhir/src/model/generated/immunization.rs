@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// Describes the event of a patient being administered a vaccine or a record of an immunization as reported by a patient, a clinician or another party.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Immunization {
     /// Always `Immunization`.
     pub resource_type: TypeTag<Immunization>,
@@ -148,7 +147,6 @@ fhir_choice! {
 ///
 /// Indicates who performed the immunization event.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ImmunizationPerformer {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -177,7 +175,6 @@ fhir_struct!(ImmunizationPerformer {
 ///
 /// Educational material presented to the patient (or guardian) at the time of vaccine administration.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ImmunizationEducation {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -212,7 +209,6 @@ fhir_struct!(ImmunizationEducation {
 ///
 /// Categorical data indicating that an adverse event is associated in time to an immunization.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ImmunizationReaction {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -244,7 +240,6 @@ fhir_struct!(ImmunizationReaction {
 ///
 /// The protocol (set of recommendations) being followed by the provider who administered the dose.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ImmunizationProtocolApplied {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

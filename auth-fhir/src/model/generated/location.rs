@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// Details and position information for a physical place where services are provided and resources and participants may be stored, found, contained, or accommodated.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Location {
     /// Always `Location`.
     pub resource_type: TypeTag<Location>,
@@ -105,7 +104,6 @@ fhir_resource!(Location {
 ///
 /// The absolute geographic location of the Location, expressed using the WGS84 datum (This is the same co-ordinate system used in KML).
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct LocationPosition {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -137,7 +135,6 @@ fhir_struct!(LocationPosition {
 ///
 /// What days/times during a week is this location usually open.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct LocationHoursOfOperation {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

@@ -14,7 +14,6 @@ use serde_json::{Map, Value};
 ///
 /// An order or request for both supply of the medication and the instructions for administration of the medication to a patient. The resource is called "MedicationRequest" rather than "MedicationPrescription" or "MedicationOrder" to generalize the use across inpatient and outpatient settings, including care plans, etc., and to harmonize with workflow patterns.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct MedicationRequest {
     /// Always `MedicationRequest`.
     pub resource_type: TypeTag<MedicationRequest>,
@@ -171,7 +170,6 @@ fhir_choice! {
 ///
 /// Indicates the specific details for the dispense or medication supply part of a medication request (also known as a Medication Prescription or Medication Order).  Note that this information is not always sent with the order.  There may be in some settings (e.g. hospitals) institutional or system support for completing the dispense details in the pharmacy department.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct MedicationRequestDispenseRequest {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -215,7 +213,6 @@ fhir_struct!(MedicationRequestDispenseRequest {
 ///
 /// Indicates the quantity or duration for the first dispense of the medication.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct MedicationRequestDispenseRequestInitialFill {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -244,7 +241,6 @@ fhir_struct!(MedicationRequestDispenseRequestInitialFill {
 ///
 /// Indicates whether or not substitution can or should be part of the dispense. In some cases, substitution must happen, in other cases substitution must not happen. This block explains the prescriber's intent. If nothing is specified substitution may be done.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct MedicationRequestSubstitution {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

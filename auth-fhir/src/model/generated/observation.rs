@@ -14,7 +14,6 @@ use serde_json::{Map, Value};
 ///
 /// Measurements and simple assertions made about a patient, device or other subject.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Observation {
     /// Always `Observation`.
     pub resource_type: TypeTag<Observation>,
@@ -169,7 +168,6 @@ fhir_choice! {
 ///
 /// Guidance on how to interpret the value by comparison to a normal or recommended range.  Multiple reference ranges are interpreted as an "OR".   In other words, to represent two distinct target populations, two `referenceRange` elements would be used.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ObservationReferenceRange {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -210,7 +208,6 @@ fhir_struct!(ObservationReferenceRange {
 ///
 /// Some observations have multiple component observations.  These component observations are expressed as separate code value pairs that share the same attributes.  Examples include systolic and diastolic component observations for blood pressure measurement and multiple component observations for genetics observations.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ObservationComponent {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

@@ -11,7 +11,6 @@ use serde_json::{Map, Value};
 ///
 /// A collection of error, warning, or information messages that result from a system action.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct OperationOutcome {
     /// Always `OperationOutcome`.
     pub resource_type: TypeTag<OperationOutcome>,
@@ -55,7 +54,6 @@ fhir_resource!(OperationOutcome {
 ///
 /// An error, warning, or information message that results from a system action.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct OperationOutcomeIssue {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

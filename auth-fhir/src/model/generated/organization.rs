@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// A formally or informally recognized grouping of people or organizations formed for the purpose of achieving some form of collective action.  Includes companies, institutions, corporations, departments, community groups, healthcare practice groups, payer/insurer, etc.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Organization {
     /// Always `Organization`.
     pub resource_type: TypeTag<Organization>,
@@ -84,7 +83,6 @@ fhir_resource!(Organization {
 ///
 /// Contact for the organization for a certain purpose.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct OrganizationContact {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

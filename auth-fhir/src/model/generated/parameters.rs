@@ -16,7 +16,6 @@ use serde_json::{Map, Value};
 ///
 /// This resource is a non-persisted resource used to pass information into and back from an [operation](https://hl7.org/fhir/R4/operations.html). It has no other use, and there is no RESTful endpoint associated with it.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Parameters {
     /// Always `Parameters`.
     pub resource_type: TypeTag<Parameters>,
@@ -48,7 +47,6 @@ fhir_resource!(Parameters {
 ///
 /// A parameter passed to or received from the operation.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ParametersParameter {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

@@ -14,7 +14,6 @@ use serde_json::{Map, Value};
 ///
 /// Demographics and other administrative information about an individual or animal receiving care or other health-related services.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Patient {
     /// Always `Patient`.
     pub resource_type: TypeTag<Patient>,
@@ -123,7 +122,6 @@ fhir_choice! {
 ///
 /// A contact party (e.g. guardian, partner, friend) for the patient.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct PatientContact {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -167,7 +165,6 @@ fhir_struct!(PatientContact {
 ///
 /// A language which may be used to communicate with the patient about his or her health.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct PatientCommunication {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -196,7 +193,6 @@ fhir_struct!(PatientCommunication {
 ///
 /// Link to another patient resource that concerns the same actual patient.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct PatientLink {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

@@ -14,7 +14,6 @@ use serde_json::{Map, Value};
 ///
 /// A person who is directly or indirectly involved in the provisioning of healthcare.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Practitioner {
     /// Always `Practitioner`.
     pub resource_type: TypeTag<Practitioner>,
@@ -85,7 +84,6 @@ fhir_resource!(Practitioner {
 ///
 /// The official certifications, training, and licenses that authorize or otherwise pertain to the provision of care by the practitioner.  For example, a medical license issued by a medical board authorizing the practitioner to practice medicine within a certian locality.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct PractitionerQualification {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

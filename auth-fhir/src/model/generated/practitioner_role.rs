@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// A specific set of Roles/Locations/specialties/services that a practitioner may perform at an organization for a period of time.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct PractitionerRole {
     /// Always `PractitionerRole`.
     pub resource_type: TypeTag<PractitionerRole>,
@@ -96,7 +95,6 @@ fhir_resource!(PractitionerRole {
 ///
 /// A collection of times the practitioner is available or performing this role at the location and/or healthcareservice.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct PractitionerRoleAvailableTime {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -131,7 +129,6 @@ fhir_struct!(PractitionerRoleAvailableTime {
 ///
 /// The practitioner is not available or performing this role during this period of time due to the provided reason.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct PractitionerRoleNotAvailable {
     /// Unique id for inter-element referencing
     pub id: Option<String>,

@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 ///
 /// An action that is or was performed on or for a patient. This can be a physical intervention like an operation, or less invasive like long term services, counseling, or hypnotherapy.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct Procedure {
     /// Always `Procedure`.
     pub resource_type: TypeTag<Procedure>,
@@ -154,7 +153,6 @@ fhir_choice! {
 ///
 /// Limited to "real" people rather than equipment.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ProcedurePerformer {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
@@ -186,7 +184,6 @@ fhir_struct!(ProcedurePerformer {
 ///
 /// A device that is implanted, removed or otherwise manipulated (calibration, battery replacement, fitting a prosthesis, attaching a wound-vac, etc.) as a focal portion of the Procedure.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct ProcedureFocalDevice {
     /// Unique id for inter-element referencing
     pub id: Option<String>,
