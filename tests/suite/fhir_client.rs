@@ -61,6 +61,114 @@ impl Patients {
     async fn capabilities(&self) -> Result<JsonResource>;
 }
 
+/// The endpoint kinds beyond read and write, generated: patch, conditional update
+/// and delete, history, operations, transactions.
+#[derive(Clone)]
+struct Records {
+    fhir: FhirClient,
+}
+
+#[authenticated_api]
+impl Records {
+    #[patch("Patient/{id}")]
+    async fn patch(
+        &self,
+        id: &str,
+        #[body] ops: &json_patch::Patch,
+        #[if_match] version: Option<&str>,
+    ) -> Result<Patient>;
+
+    #[put("Patient")]
+    async fn upsert(&self, #[query] identifier: &str, #[body] p: &Patient) -> Result<Created<Patient>>;
+
+    #[delete("Patient")]
+    async fn delete_where(&self, #[query] identifier: Option<&str>) -> Result<()>;
+
+    #[history("Patient/{id}")]
+    async fn versions(&self, id: &str, #[query("_count")] count: Option<u32>) -> Result<Bundle<Patient>>;
+
+    #[history]
+    async fn changes(&self) -> Result<Bundle<JsonResource>>;
+
+    #[operation("Patient/{id}/$everything")]
+    async fn everything(&self, id: &str) -> Result<Bundle<JsonResource>>;
+
+    #[operation("Patient/$count", get)]
+    async fn count(&self, #[query] gender: &str) -> Result<auth_fhir::Parameters>;
+
+    #[transaction]
+    async fn submit(&self, #[body] bundle: &auth_fhir::Transaction)
+    -> Result<auth_fhir::TransactionResponse>;
+}
+
+#[tokio::test]
+async fn the_generated_client_does_every_new_kind_of_endpoint() {
+    let s = setup().await;
+    let r = Records { fhir: s.fhir.clone() };
+    let mrn = "urn:mrn|K-1";
+    let mut p = Patient::new().with_name("Kinds", ["Kim"]).with_identifier("urn:mrn", "K-1");
+
+    // Conditional update: creates, then updates the one it created.
+    let first = r.upsert(mrn, &p).await.unwrap();
+    assert!(first.created);
+    let id = first.id.clone().unwrap();
+    p.gender = Some("female".into());
+    let second = r.upsert(mrn, &p).await.unwrap();
+    assert_eq!((second.created, second.id.as_deref()), (false, Some(id.as_str())));
+
+    // PATCH under If-Match: the current version applies, the old one is refused.
+    let ops: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/gender", "value": "other"}])).unwrap();
+    let patched = r.patch(&id, &ops, second.version_id.as_deref()).await.unwrap();
+    assert_eq!(patched.gender.as_deref(), Some("other"));
+    let stale = r.patch(&id, &ops, Some("1")).await.unwrap_err();
+    assert_eq!(stale.status(), Some(412));
+
+    // History: one entry per version, newest first; two a page.
+    let versions = r.versions(&id, Some(2)).await.unwrap();
+    let seen: Vec<_> =
+        versions.entry.iter().filter_map(|e| e.typed()).map(|p| p.version_id().map(str::to_owned)).collect();
+    assert_eq!(seen, [Some("3".to_owned()), Some("2".to_owned())]);
+    assert!(versions.next_link().is_some(), "version 1 is on the next page");
+    assert!(r.changes().await.unwrap().entry.len() >= 3, "the system history holds them too");
+
+    // Operations: by POST on an instance, by GET on a type.
+    let everything = r.everything(&id).await.unwrap();
+    assert_eq!(
+        everything.entry.iter().filter_map(|e| e.typed()).filter_map(|x| x.id()).collect::<Vec<_>>(),
+        [id.as_str()]
+    );
+    let count = r.count("other").await.unwrap();
+    assert!(serde_json::to_string(&count).unwrap().contains("\"valueInteger\":1"), "{count:?}");
+
+    // A transaction whose second entry points at the first by urn:uuid.
+    let mut tx = auth_fhir::Transaction::new();
+    let child = tx.create(&Patient::new().with_name("Kinds", ["Kid"])).unwrap();
+    let mut linked = Patient::new().with_name("Kinds", ["Linked"]);
+    linked.link.push(auth_fhir::model::PatientLink {
+        other: Some(auth_fhir::Reference {
+            reference: Some(child.as_str().to_owned()),
+            ..Default::default()
+        }),
+        type_: Some("seealso".into()),
+        ..Default::default()
+    });
+    let link = tx.create(&linked).unwrap();
+    let response = r.submit(&tx).await.unwrap();
+    let child_id = response.outcome(&child).and_then(|o| o.id()).unwrap().to_owned();
+    let read: Patient = s.fhir.read(response.outcome(&link).and_then(|o| o.id()).unwrap()).await.unwrap();
+    let other = read.link[0].other.as_ref().and_then(|r| r.reference.as_deref());
+    assert_eq!(other, Some(format!("Patient/{child_id}").as_str()));
+
+    // Conditional delete; with its only condition left out, nothing is sent.
+    let before = s.store.state_changes();
+    let refused = r.delete_where(None).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Configuration);
+    assert_eq!(s.store.state_changes(), before);
+    r.delete_where(Some(mrn)).await.unwrap();
+    assert_eq!(s.fhir.read::<Patient>(&id).await.unwrap_err().status(), Some(410));
+}
+
 /// Rejects the next `n` requests with 401 invalid_token, to drive the replay.
 #[derive(Clone, Default)]
 struct Gate {
