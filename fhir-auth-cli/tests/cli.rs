@@ -898,3 +898,134 @@ async fn smart_backend_services_discovers_signs_and_maps_exit_codes() {
     assert_eq!(no_kid.code, 2, "{}", no_kid.all());
     assert!(no_kid.stderr.contains("--key-id"), "{}", no_kid.stderr);
 }
+
+/// `update`, `delete`, `patch`, `history` and `transaction`, exactly as the
+/// command line promises them, against a writable emulator.
+#[tokio::test(flavor = "multi_thread")]
+async fn update_delete_patch_history_and_transaction() {
+    let sb = sandbox().await;
+    let env = vendor_env(&sb, "aidbox");
+    let dir = temp_dir("writes");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let patient = write(
+        "p.json",
+        r#"{"resourceType":"Patient","identifier":[{"system":"urn:cli","value":"u-1"}],"name":[{"family":"Upsert"}],"gender":"male"}"#,
+    );
+
+    // Conditional update: creates (no match), then updates the same resource.
+    let created = run(&["update", "Patient?identifier=urn:cli|u-1", "--file", &patient], &env);
+    assert_eq!(created.code, 0, "{}", created.all());
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.json()["meta"]["versionId"], "1");
+    let again = run(&["update", "Patient?identifier=urn:cli|u-1", "--file", &patient], &env);
+    assert_eq!((again.code, again.json()["id"].as_str()), (0, Some(id.as_str())), "{}", again.all());
+    assert_eq!(again.json()["meta"]["versionId"], "2");
+
+    // Update by id under --if-match: the current version works, a stale one exits 4
+    // with the server's OperationOutcome on stdout.
+    let target = format!("Patient/{id}");
+    let updated = run(&["update", &target, "--file", &patient, "--if-match", "2"], &env);
+    assert_eq!(updated.code, 0, "{}", updated.all());
+    assert_eq!(updated.json()["meta"]["versionId"], "3");
+    let stale = run(&["update", &target, "--file", &patient, "--if-match", "1"], &env);
+    assert_eq!(stale.code, 4, "{}", stale.all());
+    assert_eq!(stale.json()["resourceType"], "OperationOutcome");
+
+    // Patch: a JSON Patch file; the patched resource is printed; stale exits 4.
+    let ops = write("ops.json", r#"[{"op":"replace","path":"/gender","value":"female"}]"#);
+    let patched = run(&["patch", &target, "--file", &ops, "--if-match", "3"], &env);
+    assert_eq!(patched.code, 0, "{}", patched.all());
+    assert_eq!(patched.json()["gender"], "female");
+    assert_eq!(run(&["patch", &target, "--file", &ops, "--if-match", "3"], &env).code, 4);
+    let not_a_patch = write("bad.json", r#"{"op":"replace"}"#);
+    assert_eq!(run(&["patch", &target, "--file", &not_a_patch], &env).code, 2);
+
+    // History: one entry per version; --json a history Bundle, merged with --all.
+    let history = run(&["history", &target, "--json"], &env);
+    assert_eq!(history.code, 0, "{}", history.all());
+    let bundle = history.json();
+    assert_eq!(bundle["type"], "history");
+    let versions: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["4", "3", "2", "1"]);
+    let text = run(&["history", &target], &env);
+    assert!(text.stdout.contains("v4") && text.stdout.contains("4 versions"), "{}", text.stdout);
+    let type_history = run(&["history", "Patient", "--all", "--json"], &env);
+    assert_eq!(type_history.code, 0, "{}", type_history.all());
+    let merged = type_history.json();
+    assert!(merged["entry"].as_array().unwrap().len() >= 4);
+    assert!(merged["link"].as_array().is_none_or(|l| l.iter().all(|l| l["relation"] != "next")));
+
+    // Transaction: the response Bundle; urn:uuid references come back resolved.
+    let tx = write(
+        "tx.json",
+        r#"{"resourceType":"Bundle","type":"transaction","entry":[
+            {"fullUrl":"urn:uuid:0b9e7c1e-6b7a-4f3e-9a55-1f2d3c4b5a69","resource":{"resourceType":"Patient","name":[{"family":"Tx"}]},"request":{"method":"POST","url":"Patient"}},
+            {"resource":{"resourceType":"Observation","status":"final","code":{"text":"dose"},"subject":{"reference":"urn:uuid:0b9e7c1e-6b7a-4f3e-9a55-1f2d3c4b5a69"},"valueQuantity":{"value":1.50,"unit":"mg"}},"request":{"method":"POST","url":"Observation"}}]}"#,
+    );
+    let done = run(&["transaction", "--file", &tx], &env);
+    assert_eq!(done.code, 0, "{}", done.all());
+    let response = done.json();
+    assert_eq!(response["type"], "transaction-response");
+    // Location: `[base]/Observation/<id>/_history/<v>`, absolute or relative.
+    let location = response["entry"][1]["response"]["location"].as_str().unwrap().to_owned();
+    let parts: Vec<&str> = location.split("/_history").next().unwrap().rsplit('/').take(2).collect();
+    let observation = format!("{}/{}", parts[1], parts[0]);
+    let read = run(&["read", &observation], &env);
+    let read_text = read.stdout.clone();
+    assert!(read.json()["subject"]["reference"].as_str().unwrap().starts_with("Patient/"), "{read_text}");
+    assert!(read_text.contains("1.50"), "the decimal as written: {read_text}");
+
+    // A rejected transaction exits 4; the same entries as a batch exit 0 and say
+    // which entry failed.
+    let failing = r#"{"resourceType":"Bundle","type":"KIND","entry":[
+        {"resource":{"resourceType":"Patient","name":[{"family":"Never"}]},"request":{"method":"POST","url":"Patient"}},
+        {"request":{"method":"GET","url":"Patient/no-such-patient"}}]}"#;
+    let rejected =
+        run(&["transaction", "--file", &write("rej.json", &failing.replace("KIND", "transaction"))], &env);
+    assert_eq!(rejected.code, 4, "{}", rejected.all());
+    let batch =
+        run(&["transaction", "--file", &write("batch.json", &failing.replace("KIND", "batch"))], &env);
+    assert_eq!(batch.code, 0, "{}", batch.all());
+    let batch_json = batch.json();
+    let statuses: Vec<&str> = batch_json["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses[0].starts_with("201") && statuses[1].starts_with("404"), "{statuses:?}");
+    assert!(batch.stderr.contains("entry 2 failed with HTTP 404"), "{}", batch.stderr);
+    assert_eq!(run(&["transaction", "--file", &patient], &env).code, 2, "not a Bundle");
+
+    // Delete by id and by condition: exit 0; the read after is a FHIR error.
+    assert_eq!(run(&["delete", &target], &env).code, 0);
+    assert_eq!(run(&["read", &target], &env).code, 4);
+    let other = run(
+        &[
+            "update",
+            "Patient?identifier=urn:cli|u-2",
+            "--file",
+            &write("p2.json", &std::fs::read_to_string(&patient).unwrap().replace("u-1", "u-2")),
+        ],
+        &env,
+    );
+    assert_eq!(other.code, 0, "{}", other.all());
+    let deleted = run(&["delete", "Patient?identifier=urn:cli|u-2"], &env);
+    assert_eq!(deleted.code, 0, "{}", deleted.all());
+    assert_eq!(run(&["read", &format!("Patient/{}", other.json()["id"].as_str().unwrap())], &env).code, 4);
+    for bad in [["delete", "Patient"], ["delete", "Patient?"]] {
+        assert_eq!(run(&bad, &env).code, 2, "{bad:?}");
+    }
+    for r in [&created, &updated, &patched, &history, &done, &batch, &deleted] {
+        assert_clean(&sb, r);
+    }
+}
