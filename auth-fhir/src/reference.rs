@@ -84,6 +84,22 @@ fn typed<R: Resource>(value: &Value, reference: &str) -> Result<R> {
 }
 
 impl FhirClient {
+    /// The resource a [`Reference`](crate::Reference) points at (see
+    /// [`FhirClient::resolve`]); one with only a logical `identifier` cannot be
+    /// resolved by URL and is an error.
+    pub async fn resolve_reference<R: Resource>(
+        &self,
+        reference: &crate::Reference,
+        context: &ReferenceContext,
+    ) -> Result<R> {
+        let Some(target) = reference.reference.as_deref() else {
+            return Err(Error::configuration(
+                "the Reference has no `reference` (only an identifier or a display): nothing to resolve",
+            ));
+        };
+        self.resolve(target, context).await
+    }
+
     /// The resource `reference` points at, as `R`: looked up in `context` first
     /// (a contained `#id`, a Bundle entry), else read from this server.
     pub async fn resolve<R: Resource>(&self, reference: &str, context: &ReferenceContext) -> Result<R> {

@@ -65,6 +65,11 @@ impl EntryRef {
         &self.full_url
     }
 
+    /// A Reference to the entry's resource, for another entry to hold.
+    pub fn reference(&self) -> crate::Reference {
+        crate::Reference { reference: Some(self.full_url.clone()), ..crate::Reference::default() }
+    }
+
     /// The entry's position in the Bundle.
     pub fn index(&self) -> usize {
         self.index

@@ -280,7 +280,9 @@ async fn transaction_resolves_urn_uuid_references(s: &Server) {
     let mrn = unique("tx-");
     let mut tx = Transaction::new();
     let p = tx.create(&patient(&mrn, "Transactional")).unwrap();
-    let o = tx.create(&observation(p.as_str(), "1.50")).unwrap();
+    let mut obs = observation("", "1.50");
+    obs.subject = Some(p.reference());
+    let o = tx.create(&obs).unwrap();
     let response = s.fhir.transaction(&tx).await.unwrap();
     assert!(response.all_succeeded(), "{:?}: {:?}", s.kind, response.entries);
     assert_eq!(response.outcome(&p).map(|e| e.status), Some(201));
@@ -376,7 +378,7 @@ async fn references_resolve_to_typed_resources(s: &Server) {
     let created = s.fhir.create(&holder).await.unwrap();
     let read: Observation = s.fhir.read(&created.id.unwrap()).await.unwrap();
     let within = ReferenceContext::new().within(&read).unwrap();
-    let found: Patient = s.fhir.resolve(subject(&read).unwrap(), &within).await.unwrap();
+    let found: Patient = s.fhir.resolve_reference(read.subject.as_ref().unwrap(), &within).await.unwrap();
     assert_eq!(found.gender.as_deref(), Some("unknown"));
 
     // A search Bundle's entry, found without another request.
