@@ -7,7 +7,13 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`client`] | [`FhirClient`]: read, vread, search with paging, create, update, delete, capabilities |
+//! | [`client`] | [`FhirClient`]: read, vread, create, update and conditional update, delete and conditional delete, capabilities and the R4 check |
+//! | [`search`] | [`SearchParams`]; search by GET or POST, `_summary=count`, pages as streams, included resources |
+//! | [`history`] | [`History`]: instance, type and system history, paged |
+//! | [`patch`] | JSON Patch under `If-Match`, and a patch computed from two versions |
+//! | [`transaction`] | [`Transaction`]: batch and transaction Bundles with `urn:uuid:` references, read back as per-entry outcomes |
+//! | [`operation`] | [`Operation`]: `$operations` at system, type and instance level, by POST or GET |
+//! | [`reference`](mod@reference) | resolving a Reference: contained, in a Bundle, relative, or on the same server |
 //! | [`model`] | typed resources generated from the official R4 definitions, the generic [`Bundle<R>`](Bundle), [`Decimal`], and [`JsonResource`] for every other type |
 //! | [`error`] | [`FhirError`], the FHIR failure inside an [`auth_core::Error`] |
 //! | [`retry`] | [`FhirRetry`]: calls safe to repeat retried on 429, 503 and failed connections |

@@ -2,7 +2,6 @@
 //! whole resource; under `If-Match`, a concurrent update is refused, not lost.
 
 use bytes::Bytes;
-use json_patch::Patch;
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
@@ -10,6 +9,11 @@ use auth_core::{Error, Result};
 
 use crate::client::{FhirClient, if_match_header, type_of};
 use crate::model::{JsonResource, Resource};
+
+/// A JSON Patch document (RFC 6902): the `json-patch` crate's, so an application
+/// needs no dependency of its own to build one (`serde_json::from_value` of an
+/// array of operations, or [`diff`]).
+pub use json_patch::{Patch, PatchOperation};
 
 /// The JSON Patch media type.
 pub const JSON_PATCH: &str = "application/json-patch+json";
