@@ -1,10 +1,9 @@
 //! FHIR deserialization of untrusted bodies: `Bundle` (typed and untyped entries),
-//! `OperationOutcome` and `Patient`, and what the client does with them afterwards
+//! `OperationOutcome`, `Patient` and a transaction response, and what the client does with them afterwards
 //! (next link, matches, re-serialization, an error's Display). Never panics.
 #![no_main]
 
-use auth_core::Error;
-use auth_fhir::{Bundle, JsonResource, OperationOutcome, Patient};
+use auth_fhir::{Bundle, FhirError, JsonResource, OperationOutcome, Patient, TransactionResponse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,6 +17,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = bundle.link("self");
         let _ = serde_json::to_vec(&bundle);
     }
+    if let Ok(bundle) = serde_json::from_slice::<JsonResource>(data) {
+        // A batch or transaction response, read into per-entry outcomes.
+        if let Ok(response) = TransactionResponse::from_bundle(bundle) {
+            let _ = response.entries.iter().map(|e| (e.id(), e.is_success())).count();
+        }
+    }
     if let Ok(patient) = serde_json::from_slice::<Patient>(data) {
         let _ = serde_json::to_vec(&patient);
     }
@@ -25,6 +30,6 @@ fuzz_target!(|data: &[u8]| {
     if let Some(o) = &outcome {
         let _ = serde_json::to_vec(o);
     }
-    let error = Error::fhir(400, outcome, Some("application/fhir+json".into()), data.len());
+    let error = FhirError::into_error(400, outcome, Some("application/fhir+json".into()), data.len());
     let _ = format!("{error} {error:?}");
 });
