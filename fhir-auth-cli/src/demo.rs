@@ -1,10 +1,16 @@
 //! `fhir-auth` / `fhir-auth demo`: the embedded sandbox, every vendor walked through
-//! token → create → read → search → page with a generated client, offline.
+//! token → create → read → search → page → patch → history → transaction with a
+//! generated client, offline.
 
 use std::time::SystemTime;
 
 use auth_core::{ErrorKind, Result};
-use auth_fhir::{Bundle, Created, FhirClient, Patient};
+use auth_fhir::model::ObservationValue;
+use auth_fhir::patch::Patch;
+use auth_fhir::{
+    Bundle, CodeableConcept, Created, FhirClient, Observation, Patient, Quantity, Transaction,
+    TransactionResponse,
+};
 use auth_macros::authenticated_api;
 use auth_sandbox::{Sandbox, SandboxConfig, SanteDbEmulator};
 
@@ -29,6 +35,17 @@ impl Patients {
     async fn list(&self, #[query("_count")] count: u32) -> Result<Bundle<Patient>>;
     #[post("Patient")]
     async fn create(&self, #[body] patient: &Patient) -> Result<Created<Patient>>;
+    #[patch("Patient/{id}")]
+    async fn patch(
+        &self,
+        id: &str,
+        #[body] ops: &Patch,
+        #[if_match] version: Option<&str>,
+    ) -> Result<Patient>;
+    #[history("Patient/{id}")]
+    async fn versions(&self, id: &str) -> Result<Bundle<Patient>>;
+    #[transaction]
+    async fn submit(&self, #[body] bundle: &Transaction) -> Result<TransactionResponse>;
 }
 
 /// The settings a user would pass for each vendor of `sandbox`, so the demo runs
@@ -133,7 +150,7 @@ pub(crate) async fn run() -> std::result::Result<(), CliError> {
 }
 
 fn step(s: Style, name: &str, detail: &str) {
-    out(&format!("  {} {:<7} {detail}", s.green("✓"), name));
+    out(&format!("  {} {:<11} {detail}", s.green("✓"), name));
 }
 
 async fn walk(
@@ -153,24 +170,25 @@ async fn walk(
     progress.update("  … creating a Patient");
     let created = patients.create(&Patient::new().with_name("Chalmers", ["Nora"])).await;
     progress.clear();
-    let id = match created {
+    let (id, version) = match created {
         Ok(c) => {
             let id = c.id.unwrap_or_default();
             step(s, "create", &format!("Patient/{id}"));
-            Some(id)
+            (Some(id), c.version_id)
         }
         // MSK's research API is read-only by design: the refusal is the expected
         // answer, shown as such, and the walk continues with a seeded patient.
         Err(e) if e.kind() == ErrorKind::Api && e.status() == Some(405) => {
             out(&format!(
-                "  {} {:<7} refused: read-only API (HTTP 405), as documented",
+                "  {} {:<11} refused: read-only API (HTTP 405), as documented",
                 s.yellow("–"),
                 "create"
             ));
-            None
+            (None, None)
         }
         Err(e) => return Err(e.into()),
     };
+    let writable = id.is_some();
 
     progress.update("  … searching");
     let found = patients.search("chalmers").await?;
@@ -202,5 +220,59 @@ async fn walk(
     }
     progress.clear();
     step(s, "page", &format!("_count=2 → {pages} pages, {seen} patients"));
+    if writable {
+        changes(&patients, &id, version.as_deref(), s, &mut progress).await?;
+    }
+    Ok(())
+}
+
+/// On a server that takes writes: a JSON Patch under If-Match, the history it
+/// made, and a transaction whose Observation points at its Patient by urn:uuid.
+async fn changes(
+    patients: &Patients,
+    id: &str,
+    version: Option<&str>,
+    s: Style,
+    progress: &mut Progress,
+) -> std::result::Result<(), CliError> {
+    progress.update("  … patching");
+    let ops: Patch =
+        serde_json::from_value(serde_json::json!([{"op": "add", "path": "/gender", "value": "female"}]))
+            .map_err(|e| CliError::config(format!("the demo's patch: {e}")))?;
+    let patched = patients.patch(id, &ops, version).await?;
+    progress.clear();
+    let now = patched.meta.as_ref().and_then(|m| m.version_id.clone()).unwrap_or_default();
+    step(s, "patch", &format!("gender=female under If-Match {} → version {now}", version.unwrap_or("-")));
+
+    let history = patients.versions(id).await?;
+    step(s, "history", &format!("Patient/{id} → {} versions", history.entry.len()));
+
+    progress.update("  … sending a transaction");
+    let mut tx = Transaction::new();
+    let patient = tx.create(&Patient::new().with_name("Chalmers", ["Ada"]))?;
+    let observation = Observation {
+        status: Some("final".into()),
+        code: Some(CodeableConcept { text: Some("body weight".into()), ..CodeableConcept::default() }),
+        subject: Some(patient.reference()),
+        value: Some(ObservationValue::Quantity(Quantity {
+            value: Some("71.50".parse().map_err(|_| CliError::config("the demo's decimal"))?),
+            unit: Some("kg".into()),
+            ..Quantity::default()
+        })),
+        ..Observation::default()
+    };
+    let weight = tx.create(&observation)?;
+    let response = patients.submit(&tx).await?;
+    progress.clear();
+    let stored: Observation =
+        patients.fhir.read(response.outcome(&weight).and_then(|o| o.id()).unwrap_or_default()).await?;
+    let subject = stored.subject.as_ref().and_then(|r| r.reference.clone()).unwrap_or_default();
+    let value = match &stored.value {
+        Some(ObservationValue::Quantity(q)) => {
+            q.value.as_ref().map(|d| d.as_str().to_owned()).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    step(s, "transaction", &format!("Patient + Observation → subject {subject}, {value} kg as written"));
     Ok(())
 }

@@ -199,9 +199,16 @@ async fn demo_walks_every_vendor_offline_with_or_without_the_subcommand() {
             assert!(r.stdout.contains(vendor), "{}", r.stdout);
         }
         // Each step's success line, per vendor (MSK's API is read-only: no create).
-        for (step, vendors) in
-            [("✓ token", 4), ("✓ create", 3), ("✓ search", 4), ("✓ read", 4), ("✓ page", 4)]
-        {
+        for (step, vendors) in [
+            ("✓ token", 4),
+            ("✓ create", 3),
+            ("✓ search", 4),
+            ("✓ read", 4),
+            ("✓ page", 4),
+            ("✓ patch", 3),
+            ("→ 2 versions", 3),
+            ("71.50 kg as written", 3),
+        ] {
             assert_eq!(r.stdout.matches(step).count(), vendors, "step {step}:\n{}", r.stdout);
         }
         // The demo's own sandbox issued its tokens, unknown here: no long
