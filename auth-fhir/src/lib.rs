@@ -7,6 +7,7 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`bulk`] | Bulk Data `$export`: kick-off, polling, streamed downloads, resume, a fleet sharing one export |
 //! | [`client`] | [`FhirClient`]: read, vread, create, update and conditional update, delete and conditional delete, capabilities and the R4 check |
 //! | [`search`] | [`SearchParams`]; search by GET or POST, `_summary=count`, pages as streams, included resources |
 //! | [`history`] | [`History`]: instance, type and system history, paged |
@@ -150,6 +151,7 @@
 //! fetches the definitions), then `cargo test -p auth-fhir`: see
 //! `auth-fhir/codegen/README.md`.
 
+pub mod bulk;
 pub mod client;
 pub mod error;
 pub mod history;
