@@ -119,6 +119,40 @@ pub(crate) enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Bulk Data export into a directory: `DIR/<Type>.ndjson`, `DIR/errors.ndjson`,
+    /// `DIR/manifest.json`. Interrupted, the same command takes the same job up
+    /// again (no second kick-off); only `--cancel` deletes the job on the server.
+    /// Exit codes: 0 complete, 2 usage, 3 authentication, 4 the server refused the
+    /// kick-off or the job failed, 5 network.
+    Export {
+        /// The directory to write to (and keep the job's state in).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Patient-level export (`Patient/$export`).
+        #[arg(long, conflicts_with = "group")]
+        patient: bool,
+        /// Group-level export (`Group/ID/$export`).
+        #[arg(long, value_name = "ID")]
+        group: Option<String>,
+        /// Only these resource types (comma-separated).
+        #[arg(long = "type", value_name = "T1,T2", value_delimiter = ',')]
+        types: Vec<String>,
+        /// Only resources changed after this FHIR instant.
+        #[arg(long, value_name = "INSTANT")]
+        since: Option<String>,
+        /// A `_typeFilter` search (`Observation?status=final`); repeatable.
+        #[arg(long = "type-filter", value_name = "QUERY")]
+        type_filter: Vec<String>,
+        /// Kick off with POST and a Parameters body instead of GET.
+        #[arg(long)]
+        post: bool,
+        /// Also send the token to files on this origin when the manifest requires it; repeatable.
+        #[arg(long, value_name = "URL")]
+        trust_origin: Vec<String>,
+        /// Delete the job kept in DIR on the server, and its state.
+        #[arg(long)]
+        cancel: bool,
+    },
     /// Send a Bundle of type transaction or batch; prints the response Bundle. A
     /// rejected transaction exits 4; a batch whose entries failed exits 0.
     Transaction {

@@ -6,6 +6,7 @@ mod commands;
 mod connect;
 mod demo;
 mod error;
+mod export;
 mod output;
 mod sandbox;
 mod settings;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
             // `fhir-auth --provider aidbox …` without `token`: running the offline
             // demo instead would look like success.
             return Err(CliError::config(
-                "connection options were given without a subcommand (token, read, search, history, create, update, patch, delete or transaction)",
+                "connection options were given without a subcommand (token, read, search, history, create, update, patch, delete, transaction or export)",
             ));
         }
         match command.unwrap_or(Command::Demo) {
@@ -61,6 +62,31 @@ fn main() -> ExitCode {
                     }
                     Command::History { target, all } => commands::history(&conn, &target, all, opts.json).await,
                     Command::Transaction { file } => writes::transaction(&conn, &file, opts.json).await,
+                    Command::Export {
+                        out,
+                        patient,
+                        group,
+                        types,
+                        since,
+                        type_filter,
+                        post,
+                        trust_origin,
+                        cancel,
+                    } => {
+                        let args = export::ExportArgs {
+                            out,
+                            patient,
+                            group,
+                            types,
+                            since,
+                            type_filters: type_filter,
+                            post,
+                            trust_origins: trust_origin,
+                            cancel,
+                            json: opts.json,
+                        };
+                        export::run(&conn, args).await
+                    }
                     Command::Demo | Command::Sandbox { .. } => Ok(()),
                 }
             }
