@@ -1036,3 +1036,216 @@ async fn update_delete_patch_history_and_transaction() {
         assert_clean(&sb, r);
     }
 }
+
+/// `fhir-auth export` against Aidbox's FHIR server (any vendor's serves `$export`).
+fn export_env(sb: &Sandbox) -> Vec<(&'static str, String)> {
+    vendor_env(sb, "aidbox")
+}
+
+fn spawn(args: &[&str], env: &[(&str, String)]) -> std::process::Child {
+    let mut cmd = Command::new(BIN);
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("HOME", temp_dir("home")).args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Files the export in `dir` finished, from its state file.
+fn files_done(dir: &std::path::Path) -> usize {
+    std::fs::read(dir.join(".fhir-auth-export/state/export.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["done"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// Each line of synthetic file `n`: `syn-{n}-{i}`, 1024 bytes with its `\n`.
+fn assert_synthetic(path: &std::path::Path, files: usize, lines_per_file: usize) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(bytes.len(), files * lines_per_file * 1024, "{}", path.display());
+    for (k, line) in bytes.chunks(1024).enumerate() {
+        let v: Value = serde_json::from_slice(&line[..1023]).unwrap();
+        assert_eq!(v["id"], format!("syn-{}-{}", k / lines_per_file + 1, k % lines_per_file), "line {k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_writes_each_type_the_errors_and_the_manifest_as_received() {
+    let sb = sandbox().await;
+    let store = sb.aidbox().fhir_store();
+    store.seed((0..3).map(|i| {
+        serde_json::json!({"resourceType": "Observation", "id": format!("w{i}"), "status": "final",
+                           "code": {"text": "weight"}, "valueQuantity": {"value": 72.50, "unit": "kg"}})
+    }));
+    store.set_export_error_file(true);
+    store.set_export_retry_after(0);
+    let out = fresh_dir("export-basic");
+    let env = export_env(&sb);
+    let r = run(&["export", "--out", out.to_str().unwrap(), "--type", "Patient,Observation", "--json"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_clean(&sb, &r);
+    let summary = r.json();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(summary["transactionTime"], manifest["transactionTime"]);
+    let output = summary["output"].as_array().unwrap();
+    let types: Vec<&str> = output.iter().map(|o| o["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["Patient", "Observation"]);
+    for o in output {
+        let path = PathBuf::from(o["path"].as_str().unwrap());
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count() as u64;
+        assert_eq!(o["count"].as_u64(), Some(lines), "{}", path.display());
+        assert_eq!(path, out.join(format!("{}.ndjson", o["type"].as_str().unwrap())));
+    }
+    assert_eq!(output[0]["count"], store.count("Patient") as u64);
+    let obs = std::fs::read_to_string(out.join("Observation.ndjson")).unwrap();
+    assert_eq!(obs.lines().count(), 3);
+    assert!(obs.lines().all(|l| l.contains(r#""value":72.50"#)), "bytes were re-serialised:\n{obs}");
+    let errors = std::fs::read_to_string(out.join("errors.ndjson")).unwrap();
+    assert!(errors.lines().all(|l| l.contains(r#""resourceType":"OperationOutcome""#)), "{errors}");
+    assert_eq!(store.export_stats().kickoffs_accepted, 1);
+    // Plain progress lines on stderr when it is not a terminal.
+    assert!(r.stderr.contains("export kicked off") && r.stderr.contains("file "), "{}", r.stderr);
+
+    // The same command again: already complete, nothing asked of the server.
+    let again = run(&["export", "--out", out.to_str().unwrap(), "--type", "Patient,Observation", "--json"], &env);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(again.json(), summary);
+    assert_eq!(store.export_stats().kickoffs_accepted, 1);
+    // Another request in the same directory is refused rather than mixed in.
+    let other = run(&["export", "--out", out.to_str().unwrap(), "--patient"], &env);
+    assert_eq!(other.code, 2, "{}", other.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_killed_while_polling_or_downloading_resumes_with_one_kick_off() {
+    let sb = sandbox().await;
+    let store = sb.aidbox().fhir_store();
+    store.set_export_synthetic("Observation", 8, 128 * 1024);
+    let env = export_env(&sb);
+    let out = fresh_dir("export-resume");
+    let args = ["export", "--out", out.to_str().unwrap(), "--since", "2020-01-01T00:00:00Z"];
+
+    // Killed (SIGTERM) while polling: the job is not cancelled.
+    store.set_export_ready_after_polls(3);
+    store.set_export_retry_after(1);
+    let mut child = spawn(&args, &env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.export_stats().status_polls < 1 {
+        assert!(std::time::Instant::now() < deadline, "the export never polled");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    child.wait().unwrap();
+    assert_eq!(store.export_stats().cancels, 0);
+
+    // Killed (SIGKILL) while downloading, after some files.
+    store.set_export_retry_after(0);
+    sb.aidbox().faults().set_latency(std::time::Duration::from_millis(150));
+    let mut child = spawn(&args, &env);
+    while files_done(&out) < 2 {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(20), "no file finished");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before = files_done(&out);
+    assert!(done_before < 8, "it finished before it was killed");
+
+    // The same command finishes the same job.
+    sb.aidbox().faults().set_latency(std::time::Duration::ZERO);
+    let r = run(&args, &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("taken up again"), "{}", r.stderr);
+    let stats = store.export_stats();
+    assert_eq!(stats.kickoffs_accepted, 1, "a second kick-off");
+    assert_eq!(stats.cancels, 0);
+    // Files done before the kill were not fetched again (the one in flight may be).
+    assert!(stats.file_requests_by_file.values().filter(|n| **n > 1).count() <= 1, "{stats:?}");
+    assert_synthetic(&out.join("Observation.ndjson"), 8, 128);
+    assert!(!out.join("errors.ndjson").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_cancel_deletes_the_job_and_failures_map_to_exit_codes() {
+    let sb = sandbox().await;
+    let store = sb.aidbox().fhir_store();
+    let env = export_env(&sb);
+    let out = fresh_dir("export-cancel");
+    let dir = out.to_str().unwrap();
+    // Never ready: kicked off, then killed while polling, then cancelled.
+    store.set_export_ready_after_polls(1000);
+    store.set_export_retry_after(1);
+    let mut child = spawn(&["export", "--out", dir], &env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.export_stats().status_polls < 1 {
+        assert!(std::time::Instant::now() < deadline, "the export never polled");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let cancel = run(&["export", "--cancel", "--out", dir], &env);
+    assert_eq!(cancel.code, 0, "{}", cancel.all());
+    assert_eq!(store.export_stats().cancels, 1);
+    assert!(!out.join(".fhir-auth-export").exists());
+    let nothing = run(&["export", "--cancel", "--out", dir], &env);
+    assert_eq!(nothing.code, 2, "{}", nothing.all());
+
+    // Usage: 2. The server refuses the kick-off: 4, with its OperationOutcome.
+    let usage = run(&["export", "--out", dir, "--patient", "--group", "g"], &env);
+    assert_eq!(usage.code, 2, "{}", usage.all());
+    let refused = run(&["export", "--out", dir, "--group", "no-such-group"], &env);
+    assert_eq!(refused.code, 4, "{}", refused.all());
+    assert!(refused.stdout.contains("OperationOutcome"), "{}", refused.all());
+    // The job fails on the server: 4.
+    store.set_export_ready_after_polls(0);
+    store.fail_next_export();
+    let failed = run(&["export", "--out", fresh_dir("export-failed").to_str().unwrap()], &env);
+    assert_eq!(failed.code, 4, "{}", failed.all());
+    // Nobody listening: 5.
+    let dead = with(&env, "FHIR_AUTH_FHIR_BASE", "http://127.0.0.1:9/fhir");
+    let network = run(&["export", "--out", fresh_dir("export-dead").to_str().unwrap()], &dead);
+    assert_eq!(network.code, 5, "{}", network.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_memory_stays_bounded_whatever_the_size() {
+    let time = std::path::Path::new("/usr/bin/time");
+    assert!(time.exists(), "/usr/bin/time (Debian package `time`) is needed to measure peak memory");
+    let sb = sandbox().await;
+    let store = sb.aidbox().fhir_store();
+    store.set_export_retry_after(0);
+    // 256 MiB in two files.
+    store.set_export_synthetic("Observation", 2, 128 * 1024 * 1024);
+    let env = export_env(&sb);
+    let out = fresh_dir("export-memory");
+    let mut cmd = Command::new(time);
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("HOME", temp_dir("home")).args(["-f", "maxrss_kb=%M", BIN, "export", "--out", out.to_str().unwrap()]);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let kb: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no measurement: {stderr}"));
+    assert_eq!(std::fs::metadata(out.join("Observation.ndjson")).unwrap().len(), 256 * 1024 * 1024);
+    assert!(kb < 100 * 1024, "peak resident memory {kb} KiB for a 256 MiB export");
+    let _ = std::fs::remove_dir_all(&out);
+}

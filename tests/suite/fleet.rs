@@ -20,7 +20,7 @@ use integration_tests::source;
 const REDIS_SERVER: &str = "redis-server";
 
 /// A private `redis-server` child process, killed on drop.
-struct RedisServer {
+pub(crate) struct RedisServer {
     port: u16,
     child: Option<Child>,
 }
@@ -28,7 +28,7 @@ struct RedisServer {
 impl RedisServer {
     /// On a port that was free a moment ago. Another process can take it in
     /// between; then this server exits at once and another port is tried.
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         for _ in 0..5 {
             let port =
                 TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
@@ -93,7 +93,7 @@ impl RedisServer {
         assert!(status.success());
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 

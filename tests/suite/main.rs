@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
+mod bulk_export;
 mod canary_engine;
 mod canary_providers;
 mod client_auth;
