@@ -11,6 +11,7 @@
 pub mod bearer;
 pub mod chart;
 pub mod contenders;
+pub mod export;
 pub mod fleet;
 pub mod herd;
 pub mod p1_throughput;

@@ -82,3 +82,13 @@ async fn throughput_and_rollover_parts_run_end_to_end() -> anyhow::Result<()> {
     assert!(text.contains("<svg") && text.contains("ours (defaults)"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_part_runs_end_to_end() -> anyhow::Result<()> {
+    let report = crate::export::run(&crate::export::Params::quick(), None).await?;
+    assert_eq!(report.part, "p6");
+    let ratios = report.data["ratios"].as_array().map(Vec::len);
+    assert_eq!(ratios, Some(2), "{}", report.data);
+    assert!(report.markdown.contains("ratio to plain reqwest"));
+    Ok(())
+}

@@ -1,4 +1,4 @@
-//! The load harness of issue 8: `loadbench [p1|p2|p3|p4|all|bearer] [--quick]`.
+//! The load harness of issue 8: `loadbench [p1|p2|p3|p4|p6|all|bearer] [--quick]`.
 //!
 //! `bearer` runs nothing: it tabulates the last `cargo bench -p bench --bench bearer`.
 //!
@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::bail;
 use bench::report::{Report, results_dir};
 use bench::server::BenchServer;
-use bench::{chart, fleet, herd, p1_throughput, rollover};
+use bench::{chart, export, fleet, herd, p1_throughput, rollover};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,14 +20,14 @@ async fn main() -> anyhow::Result<()> {
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
-            "p1" | "p2" | "p3" | "p4" | "bearer" => parts.push(arg),
-            "all" => parts.extend(["p1", "p2", "p3", "p4"].map(String::from)),
+            "p1" | "p2" | "p3" | "p4" | "p6" | "bearer" => parts.push(arg),
+            "all" => parts.extend(["p1", "p2", "p3", "p4", "p6"].map(String::from)),
             "-h" | "--help" => {
-                println!("usage: loadbench [p1|p2|p3|p4|all|bearer]... [--quick]");
+                println!("usage: loadbench [p1|p2|p3|p4|p6|all|bearer]... [--quick]");
                 return Ok(());
             }
             other => {
-                bail!("unknown argument {other:?} (usage: loadbench [p1|p2|p3|p4|all|bearer]... [--quick])")
+                bail!("unknown argument {other:?} (usage: loadbench [p1|p2|p3|p4|p6|all|bearer]... [--quick])")
             }
         }
     }
@@ -68,6 +68,17 @@ async fn main() -> anyhow::Result<()> {
             "p4" => {
                 let p = if quick { fleet::Params::quick() } else { fleet::Params::full() };
                 fleet::run(&server, &p).await?.0
+            }
+            "p6" => {
+                let p = if quick { export::Params::quick() } else { export::Params::full() };
+                // The CLI whose memory is measured: FHIR_AUTH_BIN, else the release build beside this one.
+                let bin = std::env::var_os("FHIR_AUTH_BIN").map(std::path::PathBuf::from).or_else(|| {
+                    std::env::current_exe().ok().map(|exe| exe.with_file_name("fhir-auth")).filter(|p| p.exists())
+                });
+                if bin.is_none() {
+                    eprintln!("note: no fhir-auth binary (cargo build --release -p fhir-auth-cli); P6 memory skipped");
+                }
+                export::run(&p, bin.as_deref()).await?
             }
             _ => unreachable!("arguments were checked above"),
         };
