@@ -10,6 +10,12 @@ use super::{FhirStore, types};
 
 const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
 
+// Bulk Data Access IG v2.0.0: the server's CapabilityStatement and its three operations.
+const BULK_DATA: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
+const BULK_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export";
+const BULK_PATIENT_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export";
+const BULK_GROUP_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export";
+
 fn search_params(defs: &[search::ParamDef]) -> Vec<Value> {
     defs.iter().map(|d| json!({"name": d.name, "type": d.kind.code()})).collect()
 }
@@ -53,6 +59,10 @@ fn resource(t: &str, read_only: bool) -> Value {
         vec![json!({"name": "count", "definition": "urn:auth-sandbox:OperationDefinition:count"})];
     if t == "Patient" {
         operations.push(json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}));
+        operations.push(json!({"name": "export", "definition": BULK_PATIENT_EXPORT}));
+    }
+    if t == "Group" {
+        operations.push(json!({"name": "export", "definition": BULK_GROUP_EXPORT}));
     }
     let mut r = json!({
         "type": t,
@@ -90,7 +100,8 @@ pub(crate) fn statement(store: &FhirStore) -> Value {
         "searchParam": search_params(COMMON),
         "operation": [
             {"name": "versions", "definition": "http://hl7.org/fhir/OperationDefinition/CapabilityStatement-versions"},
-            {"name": "ping", "definition": "urn:auth-sandbox:OperationDefinition:ping"}
+            {"name": "ping", "definition": "urn:auth-sandbox:OperationDefinition:ping"},
+            {"name": "export", "definition": BULK_EXPORT}
         ],
     });
     if let Some(token) = store.token_url() {
@@ -107,6 +118,7 @@ pub(crate) fn statement(store: &FhirStore) -> Value {
         "status": "active",
         "date": "2024-01-01",
         "kind": "instance",
+        "instantiates": [BULK_DATA],
         "software": {"name": "auth-sandbox FHIR store"},
         "implementation": {"description": "auth-sandbox: an in-memory FHIR R4 server for tests", "url": store.base()},
         "fhirVersion": "4.0.1",

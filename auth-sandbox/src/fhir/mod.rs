@@ -9,6 +9,8 @@
 //! | `patch` | JSON Patch (http.html#patch) |
 //! | `transaction` | batch and transaction Bundles (http.html#transaction, bundle.html#transaction) |
 //! | `operations` | `$versions`, `$ping`, `[type]/$count`, `Patient/[id]/$everything` (operations.html) |
+//! | `export` | Bulk Data `$export` (IG v2.0.0): kick-off, status, manifest, cancel; its knobs and counters |
+//! | `export_files` | the export's NDJSON files: ranges, streaming, synthetic files, the second origin |
 //! | `capability` | the CapabilityStatement (`metadata`) |
 //! | `store` | versions by type and id, and the order they were written in |
 //! | `exchange` | one interaction's request and answer, `Prefer`, ETags |
@@ -26,9 +28,69 @@
 //! 503 with `Retry-After`; [`FhirStore::state_changes`] and [`FhirStore::writes`]
 //! tell what requests really changed; [`FhirStore::set_require_if_match`] makes
 //! updates without `If-Match` fail 428.
+//!
+//! Bulk Data export (FHIR Bulk Data Access IG v2.0.0,
+//! <https://hl7.org/fhir/uv/bulkdata/STU2/export.html>), strict, under the same
+//! bearer check as every other route (paths relative to the FHIR base):
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET\|POST $export`, `Patient/$export`, `Group/[id]/$export` | `202`, `Content-Location: [base]/$export-status/[job]` (absolute; job ids are 32 hex digits), an OperationOutcome (information) |
+//! | `GET $export-status/[job]` | `202` with `X-Progress: "<n>% complete"` and `Retry-After: <s>` while running; then `200`, `application/json`, `Expires`, the manifest |
+//! | `DELETE $export-status/[job]` | `202` and an OperationOutcome; afterwards the job's status and files are `404` |
+//! | `GET $export-file/[job]/[n]` | file `n` (from 1: the `output` files in manifest order, then the `error` file), `application/fhir+ndjson`, `Content-Length`, `Accept-Ranges: bytes`, `Range: bytes=…` → `206` |
+//!
+//! * Kick-off: `Accept` must be `application/fhir+json` (else 400 "The Accept header
+//!   must be application/fhir+json") and `Prefer` must hold `respond-async` (else
+//!   400 "The Prefer header must be respond-async"). Parameters, by GET in the
+//!   query or by POST as a Parameters body (`Content-Type: application/fhir+json`,
+//!   else 415): `_type` (`valueString`; comma list; repeats are joined; a name that
+//!   is not a resource type is 400), `_since` (`valueInstant`; a FHIR instant to
+//!   the second with a zone, else 400; a resource is exported if its
+//!   `meta.lastUpdated` is strictly after it), `_typeFilter` (`valueString`;
+//!   `Type?criteria` with this server's search parameters, several per value
+//!   separated by commas, a comma starting a new query only where `Type?` follows
+//!   it; OR-ed per type; a type without one is exported whole), `_outputFormat`
+//!   (`valueString`: `application/fhir+ndjson`, `application/ndjson` or `ndjson`,
+//!   else 400). Any other parameter (and a POST's query string) is 400
+//!   `not-supported`, unless `Prefer` also holds `handling=lenient`, which ignores
+//!   it ([`ExportRequest::ignored`]); the manifest does not report it. A Group that
+//!   is not there is 404. Levels: system = every live resource; `Patient` = every
+//!   Patient, and every resource whose `subject` or `patient` refers to a live
+//!   Patient; `Group` = the same for the Patients of its `member[].entity`.
+//! * The data are snapshotted at kick-off, when `transactionTime` is taken: after
+//!   every version exported and before any later write, so `_since` with it picks
+//!   up exactly what changed since.
+//! * Status: a job answers 202 to its first [`FhirStore::set_export_ready_after_polls`]
+//!   polls (default 1; `<n>%` = polls × 100 / (that + 1)), then the manifest, as
+//!   often as asked. A poll that comes sooner than the `Retry-After` of the previous
+//!   202 (less 100 ms, on real time) is 429 (`throttled`, with `Retry-After`) and
+//!   does not count. Unknown or deleted jobs are 404.
+//! * Manifest: `transactionTime`, `request` (the kick-off URL, a POST's without
+//!   query), `requiresAccessToken`, `output` (one entry per file: `type`, `url`,
+//!   `count`; [`FhirStore::set_export_resources_per_file`] resources a file, types
+//!   in name order, resources by id; `[]` when nothing matched), `error` (`[]`, or
+//!   one file, [`FhirStore::set_export_error_file`]); no `deleted`.
+//! * Files: each line is the stored resource's JSON text (numbers keep theirs:
+//!   `72.50`) and a `\n`, the last line too. They exist once a poll has answered
+//!   the manifest, until the job is deleted.
+//!
+//! Its knobs: [`FhirStore::set_export_ready_after_polls`],
+//! [`FhirStore::set_export_retry_after`], [`FhirStore::set_export_resources_per_file`],
+//! [`FhirStore::set_export_error_file`], [`FhirStore::set_export_requires_access_token`],
+//! [`FhirStore::fail_next_export`] (500 `exception`),
+//! [`FhirStore::transient_status_failures`] (500 `transient`),
+//! [`FhirStore::set_export_max_running`] (429 at kick-off),
+//! [`FhirStore::set_export_ranges`], [`FhirStore::drop_export_file_after`] (a
+//! download cut mid-body), [`FhirStore::set_export_synthetic`] (large files made on
+//! the fly) and [`FhirStore::start_export_origin`] (output files on a second origin
+//! without a bearer check); [`FhirStore::export_stats`], [`FhirStore::export_jobs`]
+//! and [`FhirStore::export_job`] tell what happened.
 
 mod capability;
 mod exchange;
+mod export;
+mod export_files;
 mod history;
 mod instant;
 mod operations;
@@ -52,6 +114,7 @@ use axum::routing::any;
 use serde_json::{Value, json};
 
 use exchange::{Answer, Req};
+pub use export::{ExportJob, ExportJobState, ExportLevel, ExportRequest, ExportStats};
 use store::{Current, Data};
 
 /// The FHIR JSON media type.
@@ -112,6 +175,7 @@ pub struct FhirStore {
     throttle: Mutex<Option<Throttle>>,
     throttled: AtomicU64,
     state_changes: AtomicU64,
+    export: export::Export,
 }
 
 /// A JSON answer with the FHIR media type.
@@ -150,6 +214,7 @@ impl FhirStore {
             throttle: Mutex::default(),
             throttled: AtomicU64::new(0),
             state_changes: AtomicU64::new(0),
+            export: export::Export::default(),
         })
     }
 
@@ -373,6 +438,12 @@ async fn handle(State(store): State<Arc<FhirStore>>, request: Request) -> Respon
         resource: None,
         assigned_id: None,
     };
+    // Bulk Data export answers with headers, media types and streamed bodies of its
+    // own, and takes the data lock itself (a snapshot at kick-off).
+    let path_and_query = parts.uri.path_and_query().map_or("", |pq| pq.as_str());
+    if let Some(response) = export::route(&store, &req, path_and_query) {
+        return response;
+    }
     let answer = {
         let mut data = store.data();
         let before = data.writes.len();

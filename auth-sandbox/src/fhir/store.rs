@@ -127,7 +127,7 @@ impl Data {
 
     /// Time for a new version: now, but always after the previous one, so versions
     /// are ordered by `lastUpdated` and `_since` cuts between them cleanly.
-    fn tick(&mut self) -> i64 {
+    pub(crate) fn tick(&mut self) -> i64 {
         self.last_ms = instant::now_ms().max(self.last_ms + 1);
         self.last_ms
     }

@@ -7,6 +7,7 @@
 
 mod fhir_common;
 mod fhir_emulators;
+mod fhir_export;
 mod fhir_history;
 mod fhir_knobs;
 mod fhir_operations;
