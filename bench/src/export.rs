@@ -51,7 +51,11 @@ async fn ours(downloads: &ExportDownloads, files: &[auth_fhir::bulk::ExportFile]
     Ok(total)
 }
 
-async fn plain(http: &reqwest::Client, bearer: &str, files: &[auth_fhir::bulk::ExportFile]) -> anyhow::Result<u64> {
+async fn plain(
+    http: &reqwest::Client,
+    bearer: &str,
+    files: &[auth_fhir::bulk::ExportFile],
+) -> anyhow::Result<u64> {
     let mut total = 0;
     for f in files {
         let mut response = http
@@ -100,7 +104,11 @@ pub async fn run(p: &Params, cli: Option<&Path>) -> anyhow::Result<Report> {
         let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for which in order {
             let started = Instant::now();
-            let bytes = if which == 0 { ours(&downloads, &files).await? } else { plain(&http, &bearer, &files).await? };
+            let bytes = if which == 0 {
+                ours(&downloads, &files).await?
+            } else {
+                plain(&http, &bearer, &files).await?
+            };
             times[which] = started.elapsed();
             if bytes != expected {
                 bail!("contender {which} read {bytes} bytes, not {expected}");
@@ -118,8 +126,16 @@ pub async fn run(p: &Params, cli: Option<&Path>) -> anyhow::Result<Report> {
     };
 
     let mut table = Table::new(&["contender", "MB/s (median of rounds)", "ratio to plain reqwest"]);
-    table.row(vec!["fhir-auth `ExportDownloads`".into(), format!("{:.0}", median(&ours_mbps)), ratio(ratio_median)]);
-    table.row(vec!["plain reqwest stream, same token".into(), format!("{:.0}", median(&plain_mbps)), ratio(1.0)]);
+    table.row(vec![
+        "fhir-auth `ExportDownloads`".into(),
+        format!("{:.0}", median(&ours_mbps)),
+        ratio(ratio_median),
+    ]);
+    table.row(vec![
+        "plain reqwest stream, same token".into(),
+        format!("{:.0}", median(&plain_mbps)),
+        ratio(1.0),
+    ]);
     let mut markdown = format!(
         "### P6: Bulk Data export\n\nDownload throughput, {} files of {} MiB from the sandbox's `$export` over loopback, {} rounds alternating which contender goes first; the ratio is taken within each round.\n\n{}\nTarget ≥ 0.95×: {} (min round {}).\n",
         p.files,

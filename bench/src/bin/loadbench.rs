@@ -27,7 +27,9 @@ async fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             other => {
-                bail!("unknown argument {other:?} (usage: loadbench [p1|p2|p3|p4|p6|all|bearer]... [--quick])")
+                bail!(
+                    "unknown argument {other:?} (usage: loadbench [p1|p2|p3|p4|p6|all|bearer]... [--quick])"
+                )
             }
         }
     }
@@ -73,10 +75,15 @@ async fn main() -> anyhow::Result<()> {
                 let p = if quick { export::Params::quick() } else { export::Params::full() };
                 // The CLI whose memory is measured: FHIR_AUTH_BIN, else the release build beside this one.
                 let bin = std::env::var_os("FHIR_AUTH_BIN").map(std::path::PathBuf::from).or_else(|| {
-                    std::env::current_exe().ok().map(|exe| exe.with_file_name("fhir-auth")).filter(|p| p.exists())
+                    std::env::current_exe()
+                        .ok()
+                        .map(|exe| exe.with_file_name("fhir-auth"))
+                        .filter(|p| p.exists())
                 });
                 if bin.is_none() {
-                    eprintln!("note: no fhir-auth binary (cargo build --release -p fhir-auth-cli); P6 memory skipped");
+                    eprintln!(
+                        "note: no fhir-auth binary (cargo build --release -p fhir-auth-cli); P6 memory skipped"
+                    );
                 }
                 export::run(&p, bin.as_deref()).await?
             }
