@@ -1,6 +1,8 @@
 //! The complete-status manifest (Bulk Data IG §"Response - Complete Status"),
 //! read leniently: servers differ (see `bulk-data-and-dpop.md` §1.6).
 
+use std::fmt;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -33,8 +35,10 @@ pub struct ExportManifest {
     pub other: Map<String, Value>,
 }
 
-/// One file of a manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One file of a manifest. Its `Debug` shows the URL's origin only: a file URL
+/// can be a capability URL (a presigned S3 URL, say) whose path and query are the
+/// credential.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ExportFile {
     /// The resource type every line holds.
@@ -45,6 +49,19 @@ pub struct ExportFile {
     /// How many resources it holds, when the server says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+}
+
+impl fmt::Debug for ExportFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origin = url::Url::parse(&self.url)
+            .map(|u| format!("{}/[redacted]", u.origin().ascii_serialization()))
+            .unwrap_or_else(|_| "[redacted]".to_owned());
+        f.debug_struct("ExportFile")
+            .field("resource_type", &self.resource_type)
+            .field("url", &origin)
+            .field("count", &self.count)
+            .finish()
+    }
 }
 
 /// Which list of the manifest a file is in.
@@ -158,5 +175,17 @@ mod tests {
             r#"{"transactionTime": "t", "requiresAccessToken": "maybe", "output": [], "error": []}"#,
         );
         assert!(bad.is_err());
+        let shown = format!(
+            "{:?}",
+            ExportFile {
+                resource_type: "Patient".into(),
+                url: "https://bucket.example/f1.ndjson?X-Amz-Signature=abc".into(),
+                count: None
+            }
+        );
+        assert!(
+            shown.contains("https://bucket.example/[redacted]") && !shown.contains("Signature"),
+            "{shown}"
+        );
     }
 }
