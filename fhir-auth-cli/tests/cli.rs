@@ -1095,9 +1095,22 @@ async fn export_writes_each_type_the_errors_and_the_manifest_as_received() {
     store.set_export_retry_after(0);
     let out = fresh_dir("export-basic");
     let env = export_env(&sb);
-    let r = run(&["export", "--out", out.to_str().unwrap(), "--type", "Patient,Observation", "--json"], &env);
+    let args = [
+        "export",
+        "--out",
+        out.to_str().unwrap(),
+        "--type",
+        "Patient,Observation",
+        "--type-filter",
+        "Observation?status=final",
+        "--json",
+    ];
+    let r = run(&args, &env);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_clean(&sb, &r);
+    let seen = &store.export_jobs()[0].request;
+    assert_eq!(seen.types, Some(vec!["Patient".to_owned(), "Observation".to_owned()]));
+    assert_eq!(seen.type_filters, ["Observation?status=final"]);
     let summary = r.json();
     let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(summary["transactionTime"], manifest["transactionTime"]);
@@ -1121,8 +1134,7 @@ async fn export_writes_each_type_the_errors_and_the_manifest_as_received() {
     assert!(r.stderr.contains("export kicked off") && r.stderr.contains("file "), "{}", r.stderr);
 
     // The same command again: already complete, nothing asked of the server.
-    let again =
-        run(&["export", "--out", out.to_str().unwrap(), "--type", "Patient,Observation", "--json"], &env);
+    let again = run(&args, &env);
     assert_eq!(again.code, 0, "{}", again.all());
     assert_eq!(again.json(), summary);
     assert_eq!(store.export_stats().kickoffs_accepted, 1);

@@ -37,7 +37,13 @@ end
 return 0
 ";
 
-/// Exports kept in Redis (see the [module docs](self)).
+/// Exports kept in Redis, so a fleet of processes shares one export (one
+/// kick-off, each file downloaded once).
+///
+/// Layout, under a prefix (default `fhir-auth:`): `export:<key>:record` (the
+/// [`ExportRecord`] as JSON), `export:<key>:done` (a set of items),
+/// `export:<key>:claim:<item>` (the holder's random id, `SET NX PX`). Nothing
+/// secret is kept: a status URL is useless without a token.
 #[derive(Clone)]
 pub struct RedisExportStore {
     connection: ConnectionManager,
