@@ -6,19 +6,22 @@
 //! `error="invalid_token"` (SanteDB answers an invalid bearer with 403). A 403 with
 //! `insufficient_scope` is final: a new token with the same scopes would not help.
 //! The replay happens at most once, and only if the body can be sent again.
+//!
+//! The flow itself lives in `exchange.rs`, shared with the tower layer and the
+//! reqwest middleware: this module only says how reqwest sends and reads.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::AUTHORIZATION;
+use reqwest::header::HeaderMap;
 use reqwest::{Method, Request, RequestBuilder, Response, StatusCode};
 
-use crate::challenge::{Challenge, bearer_challenge};
 use crate::error::{Error, Result};
+use crate::exchange::{Outcome, REJECTION_BODY_CAP, Transport, attach_headers, exchange, missing_query};
 use crate::manager::{Invalidation, TokenManager};
-use crate::profile::{ApiProfile, Rejection, RejectionVerdict};
+use crate::profile::ApiProfile;
 use crate::source::CredentialSource;
 use crate::store::TokenStore;
 use crate::token::Token;
@@ -49,6 +52,12 @@ pub trait Authenticator: Send + Sync + fmt::Debug + 'static {
     /// A client sent an API call again (after a 429, a 503 or a failed
     /// connection); counted in [`ManagerStats::api_retries`](crate::ManagerStats::api_retries).
     fn api_retried(&self) {}
+    /// An API answered with a rejection judged to be about the token (counted in
+    /// [`ManagerStats::rejections`](crate::ManagerStats::rejections)).
+    fn token_rejected(&self) {}
+    /// A request is sent again with a fresh token after a rejection (counted in
+    /// [`ManagerStats::replays`](crate::ManagerStats::replays)).
+    fn replaying(&self) {}
 }
 
 #[async_trait]
@@ -65,6 +74,12 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
     fn api_retried(&self) {
         TokenManager::api_retried(self);
     }
+    fn token_rejected(&self) {
+        TokenManager::count_rejection(self);
+    }
+    fn replaying(&self) {
+        TokenManager::count_replay(self);
+    }
 }
 
 #[async_trait]
@@ -80,6 +95,12 @@ impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
     }
     fn api_retried(&self) {
         (**self).api_retried();
+    }
+    fn token_rejected(&self) {
+        (**self).token_rejected();
+    }
+    fn replaying(&self) {
+        (**self).replaying();
     }
 }
 
@@ -222,6 +243,12 @@ impl AuthClient {
         self
     }
 
+    /// Whether plain `http://` to hosts other than loopback is allowed (see
+    /// [`AuthClientBuilder::allow_insecure_http`]).
+    pub fn allows_insecure_http(&self) -> bool {
+        self.allow_insecure_http
+    }
+
     /// The authenticator.
     pub fn authenticator(&self) -> &Arc<dyn Authenticator> {
         &self.auth
@@ -273,75 +300,85 @@ impl AuthClient {
         // The bearer is a password for the API: it goes out encrypted, or to this machine.
         crate::endpoint::check_scheme(request.url(), self.allow_insecure_http)?;
         let replay = request.try_clone();
-        let token = self.auth.token().await?;
-        let response = self.send_with(request, &token).await?;
-        let challenge = match verdict(&response) {
-            Verdict::Accepted => return Ok(response),
-            Verdict::InsufficientScope(challenge) => return Err(Error::insufficient_scope(challenge)),
-            Verdict::Rejected(challenge) => challenge,
-        };
-        let status = response.status().as_u16();
-        if self.profile.wants_rejection_body() {
-            let (parts, read, body) = read_for_judging(response).await?;
-            match self.profile.judge_rejection(&Rejection::new(status, challenge.as_ref(), &read)) {
-                RejectionVerdict::TokenRejected => {}
-                RejectionVerdict::NotTokenRelated => {
-                    return Ok(Response::from(::http::Response::from_parts(parts, body)));
-                }
-                RejectionVerdict::Configuration(message) => return Err(Error::configuration(message)),
-            }
-        } else {
-            match self.profile.judge_rejection(&Rejection::new(status, challenge.as_ref(), &[])) {
-                RejectionVerdict::TokenRejected => {}
-                RejectionVerdict::NotTokenRelated => return Ok(response),
-                RejectionVerdict::Configuration(message) => return Err(Error::configuration(message)),
-            }
-            drop(response);
+        let mut transport = Reqwest(&self.http);
+        match exchange(&*self.auth, &self.profile, &mut transport, request, replay).await {
+            Outcome::Answer(response) => Ok(response),
+            Outcome::Refused(error, _) | Outcome::Failed(error) | Outcome::Transport(error) => Err(error),
         }
-        if let Invalidation::Held { retry_after } = self.auth.invalidate(&token).await {
-            // A fresh token was already tried for this rejection, in vain: no replay.
-            return Err(Error::unauthorized_held(status, challenge, retry_after));
-        }
-        let Some(replay) = replay else {
-            tracing::debug!(status, "token rejected; request body cannot be replayed");
-            return Err(Error::unauthorized(status, challenge));
-        };
-        tracing::debug!(status, "token rejected; replaying once with a fresh token");
-        let fresh = self.auth.token().await?;
-        let response = self.send_with(replay, &fresh).await?;
-        match verdict(&response) {
-            Verdict::Accepted => Ok(response),
-            Verdict::InsufficientScope(challenge) => Err(Error::insufficient_scope(challenge)),
-            Verdict::Rejected(challenge) => {
-                let status = response.status().as_u16();
-                match self.auth.replacement_rejected(&fresh).await {
-                    Some(hold) => Err(Error::unauthorized_held(status, challenge, hold)),
-                    None => Err(Error::unauthorized(status, challenge)),
-                }
-            }
-        }
+    }
+}
+
+/// reqwest's client as the [`Transport`] of an exchange.
+struct Reqwest<'a>(&'a reqwest::Client);
+
+impl Transport for Reqwest<'_> {
+    type Request = Request;
+    type Response = Response;
+    type Error = Error;
+
+    fn attach(request: &mut Request, token: &Token, profile: &ApiProfile) {
+        attach_to_reqwest(request, token, profile);
     }
 
-    async fn send_with(&self, mut request: Request, token: &Token) -> Result<Response> {
-        request.headers_mut().insert(AUTHORIZATION, token.bearer_header());
-        for (name, value) in self.profile.headers() {
-            if !request.headers().contains_key(name) {
-                request.headers_mut().insert(name.clone(), value.clone());
-            }
-        }
-        // A server's paging links often carry the vendor's parameters already
-        // (MSK's next links hold `researchstudy`): add only what is missing.
-        let present: Vec<String> = request.url().query_pairs().map(|(k, _)| k.into_owned()).collect();
-        let missing: Vec<(&str, &str)> =
-            self.profile.expose_query().filter(|(k, _)| !present.iter().any(|p| p == k)).collect();
-        if !missing.is_empty() {
-            let mut pairs = request.url_mut().query_pairs_mut();
-            for (k, v) in missing {
-                pairs.append_pair(k, v);
-            }
-        }
-        self.http.execute(request).await.map_err(|e| Error::transport(API_REQUEST, e))
+    async fn send(&mut self, request: Request) -> Result<Response> {
+        self.0.execute(request).await.map_err(|e| Error::transport(API_REQUEST, e))
     }
+
+    fn status(response: &Response) -> StatusCode {
+        response.status()
+    }
+
+    fn headers(response: &Response) -> &HeaderMap {
+        response.headers()
+    }
+
+    async fn read_for_judging(response: Response) -> Result<(Response, Vec<u8>)> {
+        read_reqwest_for_judging(response).await.map_err(|e| Error::transport(API_REQUEST, e))
+    }
+}
+
+/// The bearer and the profile's extras on a reqwest request (see
+/// [`exchange::attach_headers`](crate::exchange)).
+pub(crate) fn attach_to_reqwest(request: &mut Request, token: &Token, profile: &ApiProfile) {
+    attach_headers(request.headers_mut(), token, profile);
+    if profile.query_names().next().is_none() {
+        return;
+    }
+    let missing: Vec<(&str, &str)> = missing_query(profile, request.url().query()).collect();
+    if !missing.is_empty() {
+        request.url_mut().query_pairs_mut().extend_pairs(missing);
+    }
+}
+
+/// Reads the first [`REJECTION_BODY_CAP`] bytes of a rejection for judging, and
+/// keeps the response whole: if the judge hands it back to the caller, its body is
+/// what was read followed by the rest, still unread.
+pub(crate) async fn read_reqwest_for_judging(
+    mut response: Response,
+) -> std::result::Result<(Response, Vec<u8>), reqwest::Error> {
+    let mut parts = ::http::Response::new(()).into_parts().0;
+    parts.status = response.status();
+    parts.version = response.version();
+    parts.headers = response.headers().clone();
+    let mut read = Vec::new();
+    let mut complete = true;
+    while let Some(chunk) = response.chunk().await? {
+        read.extend_from_slice(&chunk);
+        if read.len() >= REJECTION_BODY_CAP {
+            complete = false;
+            break;
+        }
+    }
+    let body = if complete {
+        reqwest::Body::from(read.clone())
+    } else {
+        let head = futures_util::stream::once(std::future::ready(Ok::<_, reqwest::Error>(
+            bytes::Bytes::from(read.clone()),
+        )));
+        reqwest::Body::wrap_stream(futures_util::StreamExt::chain(head, response.bytes_stream()))
+    };
+    read.truncate(REJECTION_BODY_CAP);
+    Ok((Response::from(::http::Response::from_parts(parts, body)), read))
 }
 
 /// A request being built; [`AuthRequest::send`] authenticates and sends it.
@@ -397,60 +434,5 @@ impl AuthRequest {
             .build()
             .map_err(|e| Error::configuration(format!("cannot build the request: {}", e.without_url())))?;
         self.client.execute(request).await
-    }
-}
-
-/// Cap on what of a rejection's body is read for judging: an error document's
-/// first 64 KiB say what it is about.
-const REJECTION_BODY_CAP: usize = 64 * 1024;
-
-/// Reads the first [`REJECTION_BODY_CAP`] bytes of a rejection for judging, and
-/// keeps the response whole: if the judge hands it back to the caller, its body is
-/// what was read followed by the rest, still unread.
-async fn read_for_judging(
-    mut response: Response,
-) -> Result<(::http::response::Parts, Vec<u8>, reqwest::Body)> {
-    let mut parts = ::http::Response::new(()).into_parts().0;
-    parts.status = response.status();
-    parts.version = response.version();
-    parts.headers = response.headers().clone();
-    let mut read = Vec::new();
-    let mut complete = true;
-    while let Some(chunk) = response.chunk().await.map_err(|e| Error::transport(API_REQUEST, e))? {
-        read.extend_from_slice(&chunk);
-        if read.len() >= REJECTION_BODY_CAP {
-            complete = false;
-            break;
-        }
-    }
-    let body = if complete {
-        reqwest::Body::from(read.clone())
-    } else {
-        let head = futures_util::stream::once(std::future::ready(Ok::<_, reqwest::Error>(
-            bytes::Bytes::from(read.clone()),
-        )));
-        reqwest::Body::wrap_stream(futures_util::StreamExt::chain(head, response.bytes_stream()))
-    };
-    read.truncate(REJECTION_BODY_CAP);
-    Ok((parts, read, body))
-}
-
-enum Verdict {
-    Accepted,
-    Rejected(Option<Challenge>),
-    InsufficientScope(Challenge),
-}
-
-fn verdict(response: &Response) -> Verdict {
-    let status = response.status();
-    if status.is_success() {
-        return Verdict::Accepted;
-    }
-    let challenge = bearer_challenge(response.headers());
-    match challenge {
-        Some(c) if c.is_insufficient_scope() => Verdict::InsufficientScope(c),
-        Some(c) if c.is_invalid_token() => Verdict::Rejected(Some(c)),
-        c if status == StatusCode::UNAUTHORIZED => Verdict::Rejected(c),
-        _ => Verdict::Accepted,
     }
 }

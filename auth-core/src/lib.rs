@@ -9,6 +9,10 @@
 //! | module | holds |
 //! |---|---|
 //! | [`client`] | [`AuthClient`]: bearer header, the vendor's [`ApiProfile`], one replay after a rejected token |
+//! | `exchange` | the one flow under [`AuthClient`] and the integrations: attach, judge, drop the rejected token, replay once |
+//! | `tower` | `AuthLayer`: the same for any tower HTTP service (hyper-util, tonic), feature `tower` |
+//! | `middleware` | `AuthMiddleware`: the same for `reqwest-middleware`, feature `reqwest-middleware` |
+//! | [`metrics`] | metric names, labels and span names; recorded through the `metrics` facade with feature `metrics` |
 //! | [`profile`] | [`ApiProfile`]: what a vendor's API wants on every request, and how its rejections are judged |
 //! | [`manager`] | [`TokenManager`]: cache, single flight, refresh ahead, stale-while-error, backoff |
 //! | [`store`] | [`TokenStore`]: where tokens are kept ([`MemoryStore`] by default, `RedisStore` for a fleet) |
@@ -38,7 +42,11 @@ pub mod client;
 pub mod clock;
 pub mod endpoint;
 pub mod error;
+mod exchange;
 pub mod manager;
+pub mod metrics;
+#[cfg(feature = "reqwest-middleware")]
+pub mod middleware;
 pub mod oauth2;
 pub mod profile;
 pub mod request;
@@ -47,6 +55,8 @@ pub mod source;
 pub mod store;
 pub mod tls;
 pub mod token;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use client::{AuthClient, AuthClientBuilder, Authenticator};
 pub use endpoint::EndpointOptions;

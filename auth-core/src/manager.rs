@@ -35,6 +35,7 @@ use tracing::Instrument;
 
 use crate::clock::{Clock, SystemClock, earlier, secs};
 use crate::error::{Error, Result};
+use crate::metrics::{ManagerMetrics, StoreOp};
 use crate::source::{CacheKey, CredentialSource, FetchContext};
 use crate::store::{Lease, MemoryStore, TokenStore};
 use crate::token::{MAX_LIFETIME, Token};
@@ -202,6 +203,11 @@ pub struct ManagerStats {
     /// API calls sent again after a 429, a 503 or a failed connection, by a
     /// client that retries them (the FHIR client does; see [`Authenticator::api_retried`](crate::client::Authenticator::api_retried)).
     pub api_retries: u64,
+    /// API answers judged to reject a token of this manager's (see
+    /// [`Authenticator::token_rejected`](crate::client::Authenticator::token_rejected)).
+    pub rejections: u64,
+    /// API requests sent again with a fresh token after a rejection.
+    pub replays: u64,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +219,8 @@ struct Counters {
     invalidations: AtomicU64,
     holds: AtomicU64,
     api_retries: AtomicU64,
+    rejections: AtomicU64,
+    replays: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -268,6 +276,7 @@ struct Shared<S, T> {
     /// hot path skip the state lock while a refresh runs or a backoff holds.
     refresh_gate: AtomicU64,
     counters: Counters,
+    metrics: ManagerMetrics,
 }
 
 struct Cached {
@@ -447,6 +456,7 @@ impl<S: CredentialSource, T: TokenStore> ManagerBuilder<S, T> {
             self.config.refresh_before = before;
             self.config.refresh_ratio = ratio;
         }
+        let metrics = ManagerMetrics::new(self.source.cache_key().provider());
         TokenManager {
             shared: Arc::new(Shared {
                 source: self.source,
@@ -458,6 +468,7 @@ impl<S: CredentialSource, T: TokenStore> ManagerBuilder<S, T> {
                 state: Mutex::new(State::default()),
                 refresh_gate: AtomicU64::new(0),
                 counters: Counters::default(),
+                metrics,
             }),
         }
     }
@@ -473,14 +484,21 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
         let now = self.shared.clock.now_coarse();
         if let Some(cached) = &*self.shared.current.load() {
             if now < cached.refresh_at {
+                self.shared.metrics.cache_hit();
                 return Ok(cached.for_this_thread());
             }
             if now < cached.usable_until {
                 self.shared.start_refresh();
+                self.shared.metrics.cache_hit();
                 return Ok(cached.for_this_thread());
             }
         }
-        self.shared.clone().wait_for_token().await
+        self.shared.metrics.cache_miss();
+        let started = Instant::now();
+        let span = tracing::debug_span!("token_wait", provider = self.shared.source.cache_key().provider());
+        let result = self.shared.clone().wait_for_token().instrument(span).await;
+        self.shared.metrics.waited(started.elapsed());
+        result
     }
 
     /// The cached token if it is usable now, without fetching or refreshing.
@@ -506,6 +524,7 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
         // The store before memory: once memory forgets the token, callers fetch,
         // and that fetch must not find the rejected token still in the store.
         if let Err(e) = self.shared.store.remove(key, token).await {
+            self.shared.metrics.store_error(StoreOp::Remove);
             tracing::warn!(key = %key, error = %e, "could not remove rejected token from store");
         }
         if self.shared.forget(token) {
@@ -564,6 +583,7 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
         let key = self.shared.source.cache_key();
         self.shared.remember_rejected(&cached.token);
         if let Err(e) = self.shared.store.remove(key, &cached.token).await {
+            self.shared.metrics.store_error(StoreOp::Remove);
             tracing::warn!(key = %key, error = %e, "could not remove revoked token from store");
         }
         self.shared.forget(&cached.token);
@@ -585,6 +605,7 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
         if let Some(lease) = lease
             && let Err(e) = self.shared.store.release(&lease).await
         {
+            self.shared.metrics.store_error(StoreOp::Release);
             tracing::warn!(key = %self.cache_key(), error = %e, "could not release the fetch lease on shutdown");
         }
     }
@@ -609,6 +630,18 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
         self.shared.source.cache_key()
     }
 
+    /// Counts an API answer judged to reject this manager's token (see [`ManagerStats::rejections`]).
+    pub(crate) fn count_rejection(&self) {
+        bump(&self.shared.counters.rejections);
+        self.shared.metrics.rejection();
+    }
+
+    /// Counts a replay with a fresh token (see [`ManagerStats::replays`]).
+    pub(crate) fn count_replay(&self) {
+        bump(&self.shared.counters.replays);
+        self.shared.metrics.replay();
+    }
+
     /// Counts an API call that a client sent again (see [`ManagerStats::api_retries`]).
     pub fn api_retried(&self) {
         bump(&self.shared.counters.api_retries);
@@ -626,6 +659,8 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
             invalidations: get(&c.invalidations),
             holds: get(&c.holds),
             api_retries: get(&c.api_retries),
+            rejections: get(&c.rejections),
+            replays: get(&c.replays),
         }
     }
 }
@@ -699,6 +734,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         {
             return;
         }
+        self.metrics.refresh_ahead();
         self.spawn_fetch(state, Reason::Refresh, &runtime);
     }
 
@@ -831,7 +867,9 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
             }
             let started = Instant::now();
             let result = self.fetch_shared(reason).await;
-            let latency_ms = started.elapsed().as_millis() as u64;
+            let took = started.elapsed();
+            self.metrics.fetched(took, result.is_ok());
+            let latency_ms = took.as_millis() as u64;
             match &result {
                 Ok(token) => tracing::info!(
                     outcome = "ok",
@@ -898,6 +936,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                         let retry = &self.config.retry;
                         let ttl = retry.backoff(error, 1).min(retry.shared_failure_max);
                         if let Err(e) = self.store.put_failure(key, ttl).await {
+                            self.metrics.store_error(StoreOp::Failure);
                             tracing::warn!(key = %key, error = %e, "could not share the failure through the store");
                         }
                     }
@@ -905,6 +944,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                     if let Some(lease) = held.lease.take()
                         && let Err(e) = self.store.release(&lease).await
                     {
+                        self.metrics.store_error(StoreOp::Release);
                         tracing::warn!(key = %key, error = %e, "could not release fetch lease; it will lapse");
                     }
                     return result;
@@ -920,6 +960,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                     return self.fetch_and_store(reason).await;
                 }
                 Err(e) => {
+                    self.metrics.store_error(StoreOp::Lease);
                     tracing::warn!(key = %key, error = %e, "token store unavailable; fetching without a lease");
                     return self.fetch_and_store(reason).await;
                 }
@@ -938,6 +979,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
             }
             Ok(None) => None,
             Err(e) => {
+                self.metrics.store_error(StoreOp::Failure);
                 tracing::warn!(key = %key, error = %e, "token store read failed; treating as no shared failure");
                 None
             }
@@ -957,7 +999,10 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                     match self.store.renew(lease, ttl).await {
                         Ok(true) => {}
                         Ok(false) => tracing::debug!(key = %self.source.cache_key(), "fetch lease not renewed (lapsed, or the store cannot)"),
-                        Err(e) => tracing::warn!(key = %self.source.cache_key(), error = %e, "could not renew the fetch lease"),
+                        Err(e) => {
+                            self.metrics.store_error(StoreOp::Renew);
+                            tracing::warn!(key = %self.source.cache_key(), error = %e, "could not renew the fetch lease");
+                        }
                     }
                 }
             }
@@ -969,6 +1014,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         let token = match self.store.get(key).await {
             Ok(token) => token?,
             Err(e) => {
+                self.metrics.store_error(StoreOp::Get);
                 tracing::warn!(key = %key, error = %e, "token store read failed; treating as a miss");
                 return None;
             }
@@ -994,6 +1040,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         let token = Arc::new(self.fetch_from_source(reason).await?);
         let key = self.source.cache_key();
         if let Err(e) = self.store.put(key, token.clone()).await {
+            self.metrics.store_error(StoreOp::Put);
             tracing::warn!(key = %key, error = %e, "token store write failed; token kept in this process");
         }
         Ok(token)
@@ -1010,6 +1057,12 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                 Some(left) => tokio::time::timeout(left, self.source.refresh(&self.ctx, refresh_token)).await,
                 None => Ok(self.source.refresh(&self.ctx, refresh_token).await),
             };
+            match &refreshed {
+                Ok(Ok(Some(_))) => self.metrics.token_request(Ok(())),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => self.metrics.token_request(Err(e.kind())),
+                Err(_) => self.metrics.token_request(Err(crate::ErrorKind::Timeout)),
+            }
             match refreshed {
                 // RFC 6749 §6: without a new refresh token, the old one stays valid.
                 Ok(Ok(Some(token))) if token.refresh_token().is_none() => {
@@ -1033,6 +1086,11 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
                 Some(left) => tokio::time::timeout(left, self.source.fetch(&self.ctx)).await.ok(),
                 None => Some(self.source.fetch(&self.ctx).await),
             };
+            match &outcome {
+                Some(Ok(_)) => self.metrics.token_request(Ok(())),
+                Some(Err(e)) => self.metrics.token_request(Err(e.kind())),
+                None => self.metrics.token_request(Err(crate::ErrorKind::Timeout)),
+            }
             let error = match outcome {
                 Some(Ok(token)) => return Ok(token),
                 Some(Err(error)) => error,

@@ -12,6 +12,9 @@
 //! | [`authenticated_api`]: typed FHIR clients checked at compile time | `auth-macros` | `macros` (default) |
 //! | one module per vendor: `santedb`, `aidbox`, `msk`, `graphnet`, `smart` | `auth-providers` | the vendor's name, or `providers` for all |
 //! | `store::RedisStore`, one token for a whole fleet | `auth-core` | `redis` |
+//! | `tower::AuthLayer`: authenticate any tower HTTP service (hyper-util, tonic) | `auth-core` | `tower` |
+//! | `middleware::AuthMiddleware` for `reqwest-middleware` | `auth-core` | `reqwest-middleware` |
+//! | counters and histograms through the `metrics` facade ([`metrics`] names them) | `auth-core` | `metrics` |
 //!
 //! `full` turns everything on.
 
