@@ -155,6 +155,7 @@ pub mod bulk;
 pub mod client;
 pub mod error;
 pub mod history;
+pub mod instant;
 pub mod model;
 pub mod operation;
 pub mod patch;
