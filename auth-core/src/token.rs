@@ -483,6 +483,19 @@ pub fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
     Some(jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token).ok()?.claims)
 }
 
+/// The JOSE header of a JWT (`alg`, `kid`, `typ`, …), read without checking its
+/// signature, if `token` is one (see [`jwt_claims`]).
+pub fn jwt_header(token: &str) -> Option<Map<String, Value>> {
+    if token.bytes().filter(|b| *b == b'.').count() != 2 {
+        return None;
+    }
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    match serde_json::to_value(header).ok()? {
+        Value::Object(fields) => Some(fields),
+        _ => None,
+    }
+}
+
 /// Seconds since the epoch in the `exp` claim of a JWT, if `token` is one (see
 /// [`jwt_claims`]).
 pub fn jwt_exp(token: &str) -> Option<f64> {
@@ -761,6 +774,9 @@ mod tests {
         assert!(jwt_claims("opaque-token").is_none());
         assert!(jwt_claims("a.b.c.d").is_none());
         assert!(jwt_claims("a.!!!.c").is_none());
+        let header = jwt_header(&jwt(r#"{"sub":"x"}"#));
+        assert_eq!(header.and_then(|h| h.get("alg").cloned()), Some(Value::from("HS256")));
+        assert!(jwt_header("opaque-token").is_none());
     }
 
     #[test]

@@ -800,19 +800,12 @@ async fn smart_server(algs: &'static [&'static str]) -> String {
         .route(
             "/token",
             post(|Form(form): Form<HashMap<String, String>>| async move {
+                use auth_core::token::{jwt_claims, jwt_header};
                 let assertion = form.get("client_assertion").cloned().unwrap_or_default();
-                let part = |i: usize| {
-                    use base64::Engine;
-                    assertion
-                        .split('.')
-                        .nth(i)
-                        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
-                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                        .unwrap_or_default()
-                };
-                let ok = part(0)["alg"] == "ES384"
+                let (header, claims) = (jwt_header(&assertion), jwt_claims(&assertion));
+                let ok = header.is_some_and(|h| h["alg"] == "ES384")
                     && form.get("scope").map(String::as_str) == Some("system/Patient.rs")
-                    && part(1)["iss"] == "smart-client";
+                    && claims.is_some_and(|c| c["iss"] == "smart-client");
                 if ok {
                     (
                         axum::http::StatusCode::OK,
