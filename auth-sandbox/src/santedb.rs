@@ -549,15 +549,9 @@ fn app(shared: &Arc<Shared>, store: &Arc<FhirStore>) -> Router {
         .layer(middleware::from_fn_with_state(shared.faults.clone(), faults::apply))
 }
 
+/// A random (v4) UUID, as SanteDB keys applications, devices and sessions.
 fn uuid() -> String {
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        fastrand::u32(..),
-        fastrand::u16(..),
-        fastrand::u16(..0x1000),
-        fastrand::u16(..0x4000) | 0x8000,
-        fastrand::u64(..1 << 48)
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Upper-case hex of `bytes` random bytes: SanteDB 2.x's opaque session tokens are

@@ -22,29 +22,24 @@ pub(crate) fn current() -> String {
     if what.is_empty() { "the command to finish".to_owned() } else { what }
 }
 
-/// `15`, `2.5`, `500ms`, `30s`, `2m`; `0` for no deadline.
+/// Seconds (`15`, `2.5`), or a duration as jiff reads one (`500ms`, `30s`, `2m`,
+/// `1m 30s`); `0` for no deadline.
 pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
+    let bad = || format!("`{text}` is not a duration: seconds (`15`, `2.5`), or `500ms`, `30s`, `2m`");
+    let secs = match text.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => n,
+        Ok(_) => return Err(bad()),
+        Err(_) => {
+            let d: jiff::SignedDuration = text.parse().map_err(|_| bad())?;
+            if d.is_negative() {
+                return Err(bad());
+            }
+            d.as_secs_f64()
+        }
     };
-    let secs = number
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite() && *n >= 0.0)
-        .map(|n| n * scale)
-        .ok_or_else(|| {
-            format!("`{text}` is not a duration: seconds (`15`, `2.5`), or `500ms`, `30s`, `2m`")
-        })?;
     // A day is longer than any command should be held up by one server.
-    Duration::try_from_secs_f64(secs.min(86_400.0)).map_err(|e| e.to_string())
+    Duration::try_from_secs_f64(secs.min(86_400.0)).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -58,8 +53,10 @@ mod tests {
         assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("1m 30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_timeout("0"), Ok(Duration::ZERO));
-        for bad in ["", "-1", "soon", "1h", "NaN", "inf"] {
+        assert_eq!(parse_timeout("48h"), Ok(Duration::from_secs(86_400)), "capped at a day");
+        for bad in ["", "-1", "-5s", "soon", "NaN", "inf", "5 parsecs"] {
             assert!(parse_timeout(bad).is_err(), "{bad}");
         }
     }
