@@ -78,12 +78,15 @@ pub(crate) struct Progress {
 
 impl Progress {
     pub(crate) fn new() -> Self {
-        let target =
-            if live_progress() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        let bar = ProgressBar::with_draw_target(None, target);
+        if !live_progress() {
+            return Self { bar: ProgressBar::hidden() };
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}") {
             bar.set_style(style);
         }
+        // The spinner turns while a slow page is awaited (a ticker thread, so only
+        // when something is drawn).
         bar.enable_steady_tick(Duration::from_millis(120));
         Self { bar }
     }

@@ -1668,3 +1668,50 @@ async fn quiet_silences_notes_and_colour_follows_the_environment() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stderr.is_empty(), "{}", r.stderr);
 }
+
+/// Runs the CLI on a pseudo-terminal (util-linux `script`), stdout and stderr
+/// together, as an operator at a terminal sees them.
+fn run_on_terminal(args: &[&str], env: &[(&str, String)]) -> String {
+    let line = std::iter::once(BIN).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let mut cmd = Command::new("script");
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("HOME", temp_dir("home")).env("TERM", "xterm").args(["-qec", &line, "/dev/null"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("script (util-linux) runs the CLI on a terminal");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_is_drawn_on_a_terminal_only_and_never_with_quiet() {
+    let sb = sandbox().await;
+    let env = vendor_env(&sb, "aidbox");
+    // A page at a time, each held back a little, so the bar is seen moving.
+    sb.aidbox().faults().set_latency(std::time::Duration::from_millis(60));
+    let search = ["search", "Patient", "_count=1", "--all"];
+    let shown = run_on_terminal(&search, &env);
+    assert!(shown.contains("page 3: 3 entries so far"), "{shown}");
+    assert!(shown.contains("\x1b[2K"), "the live line is redrawn in place: {shown:?}");
+    assert!(shown.contains("\x1b[36mPatient"), "colour on a terminal: {shown:?}");
+    let mut quiet = search.to_vec();
+    quiet.push("--quiet");
+    let hushed = run_on_terminal(&quiet, &env);
+    assert!(!hushed.contains("entries so far") && hushed.contains("6 page(s)"), "{hushed}");
+    let piped = run(&search, &env);
+    assert!(!piped.all().contains("entries so far") && !piped.all().contains('\x1b'), "{}", piped.all());
+    // export: the bar counts files on a terminal.
+    sb.aidbox().faults().set_latency(std::time::Duration::ZERO);
+    let store = sb.aidbox().fhir_store();
+    store.set_export_retry_after(0);
+    store.set_export_synthetic("Observation", 3, 64 * 1024);
+    sb.aidbox().faults().set_latency(std::time::Duration::from_millis(100));
+    let out = fresh_dir("export-terminal");
+    let shown = run_on_terminal(&["export", "--out", out.to_str().unwrap()], &env);
+    assert!(shown.contains("/3 files"), "{shown}");
+    assert!(!shown.contains("file 1/3:"), "no plain lines on a terminal: {shown}");
+    assert_clean(&sb, &Run { code: 0, stdout: shown, stderr: String::new() });
+}
