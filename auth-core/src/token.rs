@@ -160,6 +160,7 @@ pub struct Token {
     refresh_token: Option<RefreshToken>,
     id_token: Option<IdToken>,
     extra: Map<String, Value>,
+    stated_expires_in: Option<f64>,
 }
 
 impl Token {
@@ -186,6 +187,7 @@ impl Token {
             refresh_token: None,
             id_token: None,
             extra: Map::new(),
+            stated_expires_in: None,
         })
     }
 
@@ -249,6 +251,7 @@ impl Token {
             refresh_token: self.refresh_token.clone(),
             id_token: self.id_token.clone(),
             extra: self.extra.clone(),
+            stated_expires_in: self.stated_expires_in,
         }
     }
 
@@ -307,6 +310,17 @@ impl Token {
         &self.extra
     }
 
+    /// `expires_in` as the response stated it: the number (or a string read as
+    /// one) before any unit conversion or clamping; `None` when the response had
+    /// none, or the token was not parsed from a response (built with
+    /// [`Token::new`], or read back from a shared store).
+    ///
+    /// For diagnostics (what unit a server counts in, whether it issued a token
+    /// already expired): the expiry to act on is [`Token::expires_at`].
+    pub fn stated_expires_in(&self) -> Option<f64> {
+        self.stated_expires_in
+    }
+
     /// Whether `other` carries the same access token value.
     pub fn same_value(&self, other: &Token) -> bool {
         self.access_token == other.access_token
@@ -327,6 +341,7 @@ impl fmt::Debug for Token {
             .field("id_token", &self.id_token)
             // Values of vendor fields are not ours to judge: show names only.
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .field("stated_expires_in", &self.stated_expires_in)
             .finish()
     }
 }
@@ -426,6 +441,7 @@ pub fn parse_token_response(
         refresh_token,
         id_token,
         extra: fields,
+        stated_expires_in: expires_in,
     })
 }
 
@@ -467,10 +483,33 @@ pub fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
     Some(jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token).ok()?.claims)
 }
 
+/// The JOSE header of a JWT (`alg`, `kid`, `typ`, …), read without checking its
+/// signature, if `token` is one (see [`jwt_claims`]).
+pub fn jwt_header(token: &str) -> Option<Map<String, Value>> {
+    if token.bytes().filter(|b| *b == b'.').count() != 2 {
+        return None;
+    }
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    match serde_json::to_value(header).ok()? {
+        Value::Object(fields) => Some(fields),
+        _ => None,
+    }
+}
+
 /// Seconds since the epoch in the `exp` claim of a JWT, if `token` is one (see
 /// [`jwt_claims`]).
 pub fn jwt_exp(token: &str) -> Option<f64> {
     jwt_claims(token)?.get("exp").and_then(number_of)
+}
+
+/// `exp` is seconds since the epoch (RFC 7519 §2); one past the year 5000 is a
+/// server counting in milliseconds. The lifetime it gives is cut like any absurd
+/// one, but the operator is told the likely cause, not just "clamped".
+fn warn_if_milliseconds(exp: f64, source: ExpirySource) {
+    const YEAR_5000: f64 = 95_617_584_000.0;
+    if exp > YEAR_5000 {
+        tracing::warn!(exp, source = ?source, "the JWT exp claim looks like milliseconds, not seconds");
+    }
 }
 
 fn resolve_expiry(
@@ -491,9 +530,11 @@ fn resolve_expiry(
     if policy.use_jwt_exp && !(policy.prefer_expires_in && expires_in.is_some()) {
         let since_epoch = received_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
         if let Some(exp) = jwt_exp(access_token.expose_secret()) {
+            warn_if_milliseconds(exp, ExpirySource::AccessTokenExp);
             candidates.push((exp - since_epoch, ExpirySource::AccessTokenExp));
         }
         if let Some(exp) = id_token.and_then(|t| jwt_exp(t.expose_secret())) {
+            warn_if_milliseconds(exp, ExpirySource::IdTokenExp);
             candidates.push((exp - since_epoch, ExpirySource::IdTokenExp));
         }
     }
@@ -622,6 +663,8 @@ impl Token {
             refresh_token: stored.refresh_token.take().map(RefreshToken::new),
             id_token: stored.id_token.take().map(IdToken::new),
             extra: std::mem::take(&mut stored.extra),
+            // Not kept in the store: a diagnostic of the response, not of the token.
+            stated_expires_in: None,
         })
     }
 }
@@ -731,6 +774,23 @@ mod tests {
         assert!(jwt_claims("opaque-token").is_none());
         assert!(jwt_claims("a.b.c.d").is_none());
         assert!(jwt_claims("a.!!!.c").is_none());
+        let header = jwt_header(&jwt(r#"{"sub":"x"}"#));
+        assert_eq!(header.and_then(|h| h.get("alg").cloned()), Some(Value::from("HS256")));
+        assert!(jwt_header("opaque-token").is_none());
+    }
+
+    #[test]
+    fn expires_in_is_kept_as_stated() {
+        let stated = |body: &str| parse(body).ok().and_then(|t| t.stated_expires_in());
+        assert_eq!(stated(r#"{"access_token":"a","expires_in":-3600}"#), Some(-3600.0));
+        assert_eq!(stated(r#"{"access_token":"a","expires_in":"1800"}"#), Some(1800.0));
+        assert_eq!(stated(r#"{"access_token":"a"}"#), None);
+        // Read in milliseconds, still stated as sent.
+        let ms = ParseOptions::default()
+            .with_expiry(ExpiryPolicy::default().with_unit(ExpiresInUnit::Milliseconds));
+        let t = parse_token_response(br#"{"access_token":"a","expires_in":300000}"#, t0(), &ms).ok();
+        assert_eq!(t.as_ref().and_then(Token::stated_expires_in), Some(300_000.0));
+        assert_eq!(t.map(|t| t.lifetime().as_secs()), Some(300));
     }
 
     #[test]

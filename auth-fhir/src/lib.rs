@@ -16,6 +16,7 @@
 //! | [`operation`] | [`Operation`]: `$operations` at system, type and instance level, by POST or GET |
 //! | [`reference`](mod@reference) | resolving a Reference: contained, in a Bundle, relative, or on the same server |
 //! | [`model`] | typed resources generated from the official R4 definitions, the generic [`Bundle<R>`](Bundle), [`Decimal`], and [`JsonResource`] for every other type |
+//! | [`instant`] | FHIR instants read and written with `jiff`: [`parse_instant`](instant::parse_instant), [`format_instant`](instant::format_instant) |
 //! | [`error`] | [`FhirError`], the FHIR failure inside an [`auth_core::Error`] |
 //! | [`retry`] | [`FhirRetry`]: calls safe to repeat retried on 429, 503 and failed connections |
 //!
@@ -155,6 +156,7 @@ pub mod bulk;
 pub mod client;
 pub mod error;
 pub mod history;
+pub mod instant;
 pub mod model;
 pub mod operation;
 pub mod patch;

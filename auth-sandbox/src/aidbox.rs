@@ -632,17 +632,9 @@ fn wrong_credentials(basic: bool) -> Response {
     response
 }
 
-/// A UUID-shaped random string.
+/// A random (v4) UUID, as Aidbox names sessions and `jti`s.
 fn uuid() -> String {
-    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48 & 0x3fff) | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 async fn token_endpoint(

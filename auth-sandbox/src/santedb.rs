@@ -549,15 +549,9 @@ fn app(shared: &Arc<Shared>, store: &Arc<FhirStore>) -> Router {
         .layer(middleware::from_fn_with_state(shared.faults.clone(), faults::apply))
 }
 
+/// A random (v4) UUID, as SanteDB keys applications, devices and sessions.
 fn uuid() -> String {
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        fastrand::u32(..),
-        fastrand::u16(..),
-        fastrand::u16(..0x1000),
-        fastrand::u16(..0x4000) | 0x8000,
-        fastrand::u64(..1 << 48)
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Upper-case hex of `bytes` random bytes: SanteDB 2.x's opaque session tokens are
@@ -958,7 +952,7 @@ async fn signout(
 
 /// The claims of an id_token this server signed (HS256 with the audience's secret).
 fn verify_id_token(shared: &Shared, id_token: &str) -> Option<Map<String, Value>> {
-    let unverified = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(id_token).ok()?.claims;
+    let unverified = auth_core::token::jwt_claims(id_token)?;
     let audiences: Vec<String> = match unverified.get("aud") {
         Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
         Some(Value::String(s)) => vec![s.clone()],

@@ -288,8 +288,8 @@ async fn token(
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let client_id = form
         .get("client_assertion")
-        .and_then(|a| jsonwebtoken::dangerous::insecure_decode::<Value>(a).ok())
-        .and_then(|d| d.claims.get("iss").and_then(Value::as_str).map(str::to_owned));
+        .and_then(|a| auth_core::token::jwt_claims(a))
+        .and_then(|claims| claims.get("iss").and_then(Value::as_str).map(str::to_owned));
     inner.registry.count_request(client_id.as_deref());
     let response = match issue(&inner, &form, client_id.as_deref()) {
         Ok(body) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response(),

@@ -160,6 +160,15 @@ pub(crate) enum Command {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Probe what the server really does (token lifetime and its unit, how a bad
+    /// token is refused, Retry-After, paging links, FHIR version, SMART
+    /// configuration, clock skew) and say what to configure.
+    Doctor,
+    /// Print a shell completion script: `fhir-auth completions bash > ~/.local/share/bash-completion/completions/fhir-auth`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Connection options. Everything is optional here: what is required depends on
@@ -251,6 +260,14 @@ pub(crate) struct Opts {
     /// environment variable on purpose, so it is never on by accident).
     #[arg(long, global = true)]
     pub reveal: bool,
+    /// Overall deadline of the command: seconds, or `500ms`, `30s`, `2m` (`0`: none).
+    /// Default 15 s, except for `export`, `sandbox`, `demo` and `--all`, which wait
+    /// as long as it takes unless given one.
+    #[arg(long, global = true, env = "FHIR_AUTH_TIMEOUT", value_name = "DURATION", value_parser = crate::deadline::parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+    /// No progress and no notes on stderr (warnings and errors still show).
+    #[arg(long, short, global = true, env = "FHIR_AUTH_QUIET")]
+    pub quiet: bool,
 }
 
 impl Opts {

@@ -1,6 +1,6 @@
 //! What reads: `token`, `read`, `search`, `history`.
 
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use auth_fhir::{Bundle, FhirClient, History, JsonResource, SearchParams};
 use futures_util::TryStreamExt;
@@ -9,14 +9,20 @@ use serde_json::{Map, Value, json};
 
 use crate::connect::Connection;
 use crate::error::CliError;
-use auth_core::token::jwt_claims;
+use auth_core::Token;
+use auth_core::token::{jwt_claims, jwt_exp};
 
 use crate::output::{Progress, Style, out, out_json, rfc3339};
 
 /// `fhir-auth token`: one fresh token (the store is in memory: nothing is reused
 /// across invocations), described; the value only with `--reveal`.
 pub(crate) async fn token(conn: &Connection, json_out: bool, reveal: bool) -> Result<(), CliError> {
-    let token = conn.auth.token().await?;
+    let token = conn.token().await?;
+    // The library floors such a lifetime (a service must not refetch in a loop),
+    // but an operator asking "do my credentials work?" must hear the truth.
+    if let Some(problem) = issued_expired(&token) {
+        return Err(CliError::Auth(problem));
+    }
     let now = SystemTime::now();
     // The lifetime as granted, not the manager's refresh point.
     let expires_in = token.remaining(now).as_secs();
@@ -59,6 +65,32 @@ pub(crate) async fn token(conn: &Connection, json_out: bool, reveal: bool) -> Re
     Ok(())
 }
 
+/// Why `token` was unusable from the start, if it was: `expires_in` of zero or
+/// less, or a JWT `exp` (access or id token) at or before the moment it arrived.
+pub(crate) fn issued_expired(token: &Token) -> Option<String> {
+    if let Some(stated) = token.stated_expires_in().filter(|n| *n <= 0.0) {
+        return Some(format!("the server issued a token that is already expired (expires_in: {stated})"));
+    }
+    let issued = token.issued_at().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let tokens = [
+        ("access token", Some(token.access_token().expose_secret())),
+        ("id token", token.id_token().map(|t| t.expose_secret())),
+    ];
+    for (which, value) in tokens {
+        if let Some(exp) = value.and_then(jwt_exp).filter(|exp| *exp <= issued) {
+            return Some(format!(
+                "the {which} is a JWT whose exp ({}) passed {:.0} s before it arrived: the server \
+                 issued an expired token, or its clock and ours disagree by that much",
+                jiff::Timestamp::from_second(exp as i64)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|_| exp.to_string()),
+                issued - exp
+            ));
+        }
+    }
+    None
+}
+
 pub(crate) fn check_type(resource_type: &str) -> Result<(), CliError> {
     let ok = resource_type.chars().next().is_some_and(|c| c.is_ascii_uppercase())
         && resource_type.chars().all(|c| c.is_ascii_alphanumeric());
@@ -72,7 +104,7 @@ pub(crate) async fn read(conn: &Connection, reference: &str) -> Result<(), CliEr
         .filter(|(t, id)| !t.is_empty() && !id.is_empty() && !id.contains('/'))
         .ok_or_else(|| CliError::config(format!("`{reference}` is not a reference: expected <Type>/<id>")))?;
     check_type(resource_type)?;
-    let resource = conn.fhir()?.read_json(resource_type, id).await?;
+    let resource = conn.fhir().await?.read_json(resource_type, id).await?;
     out_json(&resource);
     Ok(())
 }
@@ -86,7 +118,7 @@ pub(crate) async fn search(
     json_out: bool,
 ) -> Result<(), CliError> {
     check_type(resource_type)?;
-    let fhir = conn.fhir()?;
+    let fhir = conn.fhir().await?;
     let mut url = fhir.url(&[resource_type])?;
     {
         let mut query = url.query_pairs_mut();
@@ -193,7 +225,7 @@ pub(crate) async fn history(
             return Err(CliError::config(format!("`{target}` is neither <Type>/<id> nor <Type>")));
         }
     };
-    let fhir = conn.fhir()?;
+    let fhir = conn.fhir().await?;
     let mut progress = Progress::new();
     progress.update("reading history…");
     let mut pages = fhir.history_pages::<JsonResource>(&of, &SearchParams::new());

@@ -20,7 +20,9 @@ use auth_providers::smart::{SigningAlgorithm, SmartSource};
 use reqwest::{Certificate, Identity};
 use zeroize::Zeroizing;
 
+use crate::deadline;
 use crate::error::CliError;
+use crate::output::note;
 use crate::settings::Settings;
 
 /// A ready connection: tokens, and the FHIR server they are for.
@@ -33,19 +35,60 @@ pub(crate) struct Connection {
     /// What the vendor's API wants on every request.
     profile: ApiProfile,
     fhir_base: Option<String>,
+    /// The token URL, when known before the first request (SMART may discover it).
+    token_url: Option<String>,
 }
 
 impl Connection {
-    /// The FHIR client; fails with exit 2 when no FHIR base is known.
-    pub(crate) fn fhir(&self) -> Result<FhirClient, CliError> {
-        let base = self.fhir_base.as_deref().ok_or_else(|| {
-            CliError::config("a FHIR base URL is required: --fhir-base or FHIR_AUTH_FHIR_BASE")
-        })?;
+    /// The FHIR client, with a token already in hand (so a deadline that passes
+    /// can say whether the identity provider or the FHIR server kept us); fails
+    /// with exit 2 when no FHIR base is known.
+    pub(crate) async fn fhir(&self) -> Result<FhirClient, CliError> {
+        let base = self.fhir_base()?;
         let api = AuthClient::builder(self.auth.clone())
             .http_client(self.api_http.clone())
             .profile(self.profile.clone())
             .build()?;
-        Ok(FhirClient::new(api, base)?)
+        // Built first: it refuses a base the token must not travel to.
+        let fhir = FhirClient::new(api, base)?;
+        self.token().await?;
+        deadline::waiting_for(format!("the FHIR server at {}", shown(base)));
+        Ok(fhir)
+    }
+
+    /// A token from the manager (fetched once per process: the store is in memory).
+    pub(crate) async fn token(&self) -> Result<std::sync::Arc<auth_core::Token>, CliError> {
+        deadline::waiting_for(match &self.token_url {
+            Some(url) => format!("the token endpoint {}", shown(url)),
+            None => format!(
+                "the SMART configuration and token endpoint of {}",
+                self.fhir_base.as_deref().unwrap_or("the server")
+            ),
+        });
+        Ok(self.auth.token().await?)
+    }
+
+    /// The FHIR base; exit 2 when none is known.
+    pub(crate) fn fhir_base(&self) -> Result<&str, CliError> {
+        self.fhir_base.as_deref().ok_or_else(|| {
+            CliError::config("a FHIR base URL is required: --fhir-base or FHIR_AUTH_FHIR_BASE")
+        })
+    }
+
+    /// The HTTP client of API calls (trust and client certificate), for requests
+    /// made by hand (`doctor`).
+    pub(crate) fn api_http(&self) -> &reqwest::Client {
+        &self.api_http
+    }
+
+    /// What the vendor's API wants on every request.
+    pub(crate) fn profile(&self) -> &ApiProfile {
+        &self.profile
+    }
+
+    /// The token URL as configured (`None` when SMART discovers it).
+    pub(crate) fn token_url(&self) -> Option<&str> {
+        self.token_url.as_deref()
     }
 }
 
@@ -67,7 +110,7 @@ fn shared_store(settings: &Settings) -> Result<Option<RedisStore>, CliError> {
     match settings.store.as_deref() {
         None | Some("memory") => {
             if settings.store_key.is_some() {
-                eprintln!("note: --store-key applies to shared stores only; ignored with the memory store");
+                note("note: --store-key applies to shared stores only; ignored with the memory store");
             }
             Ok(None)
         }
@@ -110,7 +153,7 @@ pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
     }
     // Options only the SMART provider reads: said once, not silently dropped.
     if settings.private_key.is_some() || settings.key_id.is_some() || settings.alg.is_some() {
-        eprintln!("note: --private-key, --key-id and --alg apply to --provider smart only; ignored");
+        note("note: --private-key, --key-id and --alg apply to --provider smart only; ignored");
     }
 
     let token_url = required(&settings.token_url, "token-url", "FHIR_AUTH_TOKEN_URL")?.to_owned();
@@ -284,7 +327,7 @@ pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
         }
     };
     let fhir_base = settings.fhir_base.clone().or(default_base);
-    Ok(Connection { provider, auth, api_http, profile, fhir_base })
+    Ok(Connection { provider, auth, api_http, profile, fhir_base, token_url: Some(token_url) })
 }
 
 /// SMART Backend Services: a signed assertion instead of a client secret, and the
@@ -298,9 +341,7 @@ fn smart(settings: Settings, provider: String, store: &Option<RedisStore>) -> Re
     let alg = SigningAlgorithm::parse(required(&settings.alg, "alg", "FHIR_AUTH_ALG")?)?;
     let scope = required(&settings.scope, "scope", "FHIR_AUTH_SCOPE")?;
     if settings.client_secret.as_ref().is_some_and(|s| !s.is_empty()) {
-        eprintln!(
-            "note: --client-secret is not used by --provider smart (it signs with --private-key); ignored"
-        );
+        note("note: --client-secret is not used by --provider smart (it signs with --private-key); ignored");
     }
     let pem = read_file(key_path, "private key")?;
     let mut b = SmartSource::builder(client_id, PrivateKeyPem::new(pem.as_str()), alg, key_id)
@@ -338,7 +379,23 @@ fn smart(settings: Settings, provider: String, store: &Option<RedisStore>) -> Re
     let source = b.build()?;
     let profile = source.api_profile();
     let auth = manage(source, store);
-    Ok(Connection { provider, auth, api_http, profile, fhir_base: settings.fhir_base })
+    let token_url = settings.token_url.filter(|u| !u.trim().is_empty());
+    Ok(Connection { provider, auth, api_http, profile, fhir_base: settings.fhir_base, token_url })
+}
+
+/// `url` fit for a message: no user info, query or fragment (they can carry
+/// credentials).
+pub(crate) fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(an invalid URL)".to_owned(),
+    }
 }
 
 /// `scheme://host:port` of `url` (the URL itself when it does not parse: the

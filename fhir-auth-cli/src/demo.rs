@@ -158,7 +158,7 @@ async fn walk(
     s: Style,
 ) -> std::result::Result<(), CliError> {
     let conn = conn?;
-    let patients = Patients { fhir: conn.fhir()? };
+    let patients = Patients { fhir: conn.fhir().await? };
     let mut progress = Progress::new();
 
     progress.update("  … fetching a token");

@@ -30,6 +30,11 @@ pub(crate) enum CliError {
     Io { what: String, source: std::io::Error },
     /// A FHIR server whose paging cannot be followed to an end.
     Paging(String),
+    /// Credentials that "worked" but gave nothing usable (a token issued already
+    /// expired): an authentication failure for whoever asked.
+    Auth(String),
+    /// The command's overall deadline passed while it waited for `what`.
+    Timeout { after: std::time::Duration, what: String },
 }
 
 impl CliError {
@@ -53,6 +58,8 @@ impl CliError {
             Self::Io { .. } => EXIT_CONFIG,
             Self::Core(e) => exit_code_of(e),
             Self::Paging(_) => EXIT_FHIR,
+            Self::Auth(_) => EXIT_AUTH,
+            Self::Timeout { .. } => EXIT_NETWORK,
         }
     }
 }
@@ -85,6 +92,12 @@ impl fmt::Display for CliError {
             Self::Config(m) => write!(f, "{m}"),
             Self::Paging(m) => write!(f, "search paging: {m}"),
             Self::NotAvailable(m) => write!(f, "{m}: not available yet"),
+            Self::Auth(m) => write!(f, "authentication failed: {m}"),
+            Self::Timeout { after, what } => write!(
+                f,
+                "timed out after {:.1} s waiting for {what} (--timeout or FHIR_AUTH_TIMEOUT waits longer)",
+                after.as_secs_f64()
+            ),
             Self::Io { what, source } => write!(f, "{what}: {source}"),
             Self::Core(e) => match e.oauth_error() {
                 // RFC 6749 §5.2: the code and description are what an operator needs.

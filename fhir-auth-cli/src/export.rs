@@ -6,10 +6,9 @@
 //! command again after an interruption and it takes the same job up again (no
 //! second kick-off) and downloads only the files not done yet.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use auth_fhir::bulk::{
     BulkExport, DirExportStore, DirSink, ExportEvent, ExportRequest, ExportStore, FileKind, PollEvent,
@@ -18,7 +17,8 @@ use serde_json::{Value, json};
 
 use crate::connect::Connection;
 use crate::error::CliError;
-use crate::output::{Progress, out_json};
+use crate::output::{live_progress, note, out_json, quiet};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The export's name in its state directory (one export per `--out`).
 const KEY: &str = "export";
@@ -65,7 +65,7 @@ impl ExportArgs {
 
 pub(crate) async fn run(conn: &Connection, args: ExportArgs) -> Result<(), CliError> {
     let request = args.request()?;
-    let fhir = conn.fhir()?;
+    let fhir = conn.fhir().await?;
     let state_dir = args.out.join(STATE_DIR);
     let store = Arc::new(DirExportStore::new(state_dir.join("state")));
     let mut export = BulkExport::new(&fhir, request.clone()).key(KEY).shared_store(store.clone());
@@ -85,7 +85,7 @@ pub(crate) async fn run(conn: &Connection, args: ExportArgs) -> Result<(), CliEr
         }
         if store.done(KEY).await?.contains(ASSEMBLED) {
             let summary = read_summary(&state_dir).await?;
-            eprintln!("the export in {} is already complete", args.out.display());
+            note(&format!("the export in {} is already complete", args.out.display()));
             print_summary(&summary, args.json);
             return Ok(());
         }
@@ -143,7 +143,7 @@ async fn cancel(export: &BulkExport, state_dir: &Path, json_out: bool) -> Result
     if json_out {
         out_json(&json!({"cancelled": true}));
     } else {
-        eprintln!("the export was cancelled on the server");
+        note("the export was cancelled on the server");
     }
     Ok(())
 }
@@ -182,9 +182,11 @@ fn print_summary(summary: &Value, json_out: bool) {
     ));
 }
 
-/// Progress on stderr: a live line on a terminal, plain lines otherwise.
+/// Progress on stderr: a live bar on a terminal (`indicatif`), plain lines
+/// otherwise, nothing with `--quiet`.
 struct Reporter {
-    live: Option<Progress>,
+    live: Option<ProgressBar>,
+    quiet: bool,
     started: Instant,
     files: usize,
     done: usize,
@@ -194,14 +196,35 @@ struct Reporter {
 
 impl Reporter {
     fn new() -> Self {
-        let live = std::io::stderr().is_terminal().then(Progress::new);
-        Self { live, started: Instant::now(), files: 0, done: 0, resources: 0, bytes: 0 }
+        let live = live_progress().then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Self { live, quiet: quiet(), started: Instant::now(), files: 0, done: 0, resources: 0, bytes: 0 }
     }
 
     fn line(&mut self, text: &str) {
-        match &mut self.live {
-            Some(p) => p.update(text),
+        match &self.live {
+            Some(bar) => bar.set_message(text.to_owned()),
+            None if self.quiet => {}
             None => eprintln!("{text}"),
+        }
+    }
+
+    /// Once the manifest is in: the bar counts files.
+    fn files_known(&mut self) {
+        if let Some(bar) = &self.live {
+            bar.set_length(self.files as u64);
+            bar.set_position(self.done as u64);
+            if let Ok(style) =
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} files  {msg} {elapsed:.dim}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
         }
     }
 
@@ -231,6 +254,7 @@ impl Reporter {
                 self.done = *done;
                 self.started = Instant::now();
                 self.line(&format!("export ready: {files} files ({done} already downloaded)"));
+                self.files_known();
             }
             ExportEvent::Bytes { bytes, .. } => {
                 self.bytes += bytes;
@@ -242,6 +266,9 @@ impl Reporter {
             ExportEvent::FileDone(file) => {
                 self.done += 1;
                 self.resources += file.resources;
+                if let Some(bar) = &self.live {
+                    bar.set_position(self.done as u64);
+                }
                 let text = if self.live.is_some() {
                     self.status()
                 } else {
@@ -262,9 +289,7 @@ impl Reporter {
     fn status(&self) -> String {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         format!(
-            "files {}/{}  resources {}  {:.1} MB  {:.1} MB/s",
-            self.done,
-            self.files,
+            "resources {}  {:.1} MB  {:.1} MB/s",
             self.resources,
             self.bytes as f64 / 1e6,
             self.bytes as f64 / 1e6 / secs
@@ -272,8 +297,8 @@ impl Reporter {
     }
 
     fn finish(&mut self) {
-        if let Some(p) = &mut self.live {
-            p.clear();
+        if let Some(bar) = &self.live {
+            bar.finish_and_clear();
         }
     }
 }

@@ -1,74 +1,102 @@
-//! Presentation: colour only on a terminal (and never with NO_COLOR), progress only
-//! on a terminal, RFC 3339 times, and JWT claims decoded for display.
+//! Presentation: colour through `anstream` (stripped when the stream is no
+//! terminal, under `NO_COLOR`, forced by `CLICOLOR_FORCE`), progress through
+//! `indicatif` (on a terminal only, never with `--quiet`), notes that `--quiet`
+//! silences, and RFC 3339 times through `jiff`.
 
 use std::io::{IsTerminal, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
-/// ANSI styling that switches itself off when the stream is not a terminal.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Style {
-    on: bool,
+use anstyle::{AnsiColor, Effects};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// `--quiet`: no progress, no notes. Process-wide, like the flag.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
 }
 
+pub(crate) fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A note for the operator on stderr (an option ignored, a step taken), unless
+/// `--quiet`. Warnings and errors are not notes: they always show.
+pub(crate) fn note(text: &str) {
+    if !quiet() {
+        let _ = writeln!(anstream::stderr().lock(), "{text}");
+    }
+}
+
+/// Whether live progress may be drawn: stderr is a terminal and not `--quiet`.
+pub(crate) fn live_progress() -> bool {
+    !quiet() && std::io::stderr().is_terminal()
+}
+
+/// Text styles. Styled text carries ANSI codes; [`out`] writes through
+/// `anstream`, which keeps or strips them for the terminal at hand.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Style;
+
 impl Style {
+    /// Styles for what goes to stdout (through [`out`]).
     pub(crate) fn stdout() -> Self {
-        Self { on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+        Self
     }
 
-    fn paint(self, code: &str, text: &str) -> String {
-        if self.on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+    fn paint(self, style: anstyle::Style, text: &str) -> String {
+        format!("{style}{text}{style:#}")
     }
 
     pub(crate) fn bold(self, t: &str) -> String {
-        self.paint("1", t)
+        self.paint(anstyle::Style::new().effects(Effects::BOLD), t)
     }
     pub(crate) fn green(self, t: &str) -> String {
-        self.paint("32", t)
+        self.paint(AnsiColor::Green.on_default(), t)
     }
     pub(crate) fn red(self, t: &str) -> String {
-        self.paint("31", t)
+        self.paint(AnsiColor::Red.on_default(), t)
     }
     pub(crate) fn yellow(self, t: &str) -> String {
-        self.paint("33", t)
+        self.paint(AnsiColor::Yellow.on_default(), t)
     }
     pub(crate) fn dim(self, t: &str) -> String {
-        self.paint("2", t)
+        self.paint(anstyle::Style::new().effects(Effects::DIMMED), t)
     }
     pub(crate) fn cyan(self, t: &str) -> String {
-        self.paint("36", t)
+        self.paint(AnsiColor::Cyan.on_default(), t)
     }
 }
 
-/// A one-line progress indicator on stderr; silent unless stderr is a terminal,
-/// so piped output and logs stay clean.
+/// A live one-line spinner on stderr; hidden unless [`live_progress`], so piped
+/// output and logs stay clean.
 #[derive(Debug)]
 pub(crate) struct Progress {
-    on: bool,
-    shown: bool,
+    bar: ProgressBar,
 }
 
 impl Progress {
     pub(crate) fn new() -> Self {
-        Self { on: std::io::stderr().is_terminal(), shown: false }
+        if !live_progress() {
+            return Self { bar: ProgressBar::hidden() };
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}") {
+            bar.set_style(style);
+        }
+        // The spinner turns while a slow page is awaited (a ticker thread, so only
+        // when something is drawn).
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self { bar }
     }
 
     pub(crate) fn update(&mut self, message: &str) {
-        if self.on {
-            let mut err = std::io::stderr().lock();
-            // \r + clear-to-end rewrites the line in place.
-            let _ = write!(err, "\r\x1b[2K{message}");
-            let _ = err.flush();
-            self.shown = true;
-        }
+        self.bar.set_message(message.to_owned());
     }
 
     pub(crate) fn clear(&mut self) {
-        if self.on && self.shown {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
-            self.shown = false;
-        }
+        self.bar.finish_and_clear();
     }
 }
 
@@ -78,31 +106,18 @@ impl Drop for Progress {
     }
 }
 
-/// `2026-11-23T20:06:14Z`.
+/// `2026-11-23T20:06:14Z`: to the second, in UTC.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Howard Hinnant's days-to-civil: the proleptic Gregorian date of a day count.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    match jiff::Timestamp::try_from(t) {
+        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        // Out of jiff's range (beyond year 9999): no token lives that long.
+        Err(_) => "(out of range)".to_owned(),
+    }
 }
 
 /// Writes a line to stdout, ignoring a closed pipe (`fhir-auth … | head` is not an error).
 pub(crate) fn out(line: &str) {
-    let mut o = std::io::stdout().lock();
+    let mut o = anstream::stdout().lock();
     let _ = writeln!(o, "{line}");
 }
 
@@ -116,7 +131,7 @@ pub(crate) fn out_json(value: &impl serde::Serialize) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
 
@@ -124,6 +139,16 @@ mod tests {
     fn rfc3339_handles_leap_days_and_the_epoch() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_464_939)), "2026-11-23T20:15:39Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_464_939_750)), "2026-11-23T20:15:39Z");
+    }
+
+    #[test]
+    fn styles_wrap_text_in_codes_that_anstream_strips() {
+        let green = Style::stdout().green("ok");
+        assert!(green.starts_with("\x1b[32m") && green.contains("ok"), "{green:?}");
+        let mut stripped = Vec::new();
+        let mut stream = anstream::StripStream::new(&mut stripped);
+        let _ = write!(stream, "{green}");
+        assert_eq!(String::from_utf8_lossy(&stripped), "ok");
     }
 }

@@ -100,7 +100,7 @@ fn shown(created: Created<JsonResource>, sent: JsonResource) -> Value {
 pub(crate) async fn create(conn: &Connection, resource_type: &str, file: &Path) -> Result<(), CliError> {
     check_type(resource_type)?;
     let resource = read_resource(file, resource_type)?;
-    let created = conn.fhir()?.create(&resource).await?;
+    let created = conn.fhir().await?.create(&resource).await?;
     out_json(&shown(created, resource));
     Ok(())
 }
@@ -114,7 +114,7 @@ pub(crate) async fn update(
 ) -> Result<(), CliError> {
     let target = Target::parse(target)?;
     let mut resource = read_resource(file, target.resource_type())?;
-    let fhir = conn.fhir()?;
+    let fhir = conn.fhir().await?;
     match target {
         Target::Instance(_, id) => {
             match resource.0.get("id").and_then(Value::as_str) {
@@ -142,7 +142,7 @@ pub(crate) async fn update(
 /// `fhir-auth delete Type/id` or `delete 'Type?k=v'`.
 pub(crate) async fn delete(conn: &Connection, target: &str, json_out: bool) -> Result<(), CliError> {
     let parsed = Target::parse(target)?;
-    let fhir = conn.fhir()?;
+    let fhir = conn.fhir().await?;
     match &parsed {
         Target::Instance(resource_type, id) => fhir.delete(resource_type, id).await?,
         Target::Matching(resource_type, condition) => fhir.delete_where(resource_type, condition).await?,
@@ -166,7 +166,7 @@ pub(crate) async fn patch(
         return Err(CliError::config("patch names one resource: <Type>/<id>"));
     };
     let patch: json_patch::Patch = read_json(file, "a JSON Patch (an array of operations)")?;
-    let patched = conn.fhir()?.patch_json(resource_type, id, &patch, if_match).await?;
+    let patched = conn.fhir().await?.patch_json(resource_type, id, &patch, if_match).await?;
     out_json(&patched);
     Ok(())
 }
@@ -176,7 +176,7 @@ pub(crate) async fn patch(
 /// entry's status is in the Bundle, and the failures are listed on stderr too.
 pub(crate) async fn transaction(conn: &Connection, file: &Path, json_out: bool) -> Result<(), CliError> {
     let bundle = read_resource(file, "Bundle")?;
-    let response = conn.fhir()?.transaction_json(&bundle).await?;
+    let response = conn.fhir().await?.transaction_json(&bundle).await?;
     out_json(&response.bundle);
     if !json_out {
         let failed: Vec<_> = response.entries.iter().enumerate().filter(|(_, e)| !e.is_success()).collect();

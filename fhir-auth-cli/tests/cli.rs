@@ -14,7 +14,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_fhir-auth");
 
 /// Every variable the CLI reads, cleared so the developer's shell cannot leak in.
-const VARS: [&str; 26] = [
+const VARS: [&str; 30] = [
     "FHIR_AUTH_PROVIDER",
     "FHIR_AUTH_TOKEN_URL",
     "FHIR_AUTH_FHIR_BASE",
@@ -39,8 +39,12 @@ const VARS: [&str; 26] = [
     "FHIR_AUTH_STORE_KEY",
     "FHIR_AUTH_PROFILE",
     "FHIR_AUTH_CONFIG",
+    "FHIR_AUTH_TIMEOUT",
+    "FHIR_AUTH_QUIET",
     "XDG_CONFIG_HOME",
     "NO_COLOR",
+    "CLICOLOR_FORCE",
+    "CLICOLOR",
 ];
 
 const VENDORS: [&str; 4] = ["santedb", "aidbox", "msk", "graphnet"];
@@ -582,7 +586,7 @@ async fn help_names_every_variable_and_hides_secret_values() {
     let sb = sandbox().await;
     let r = run(&["token", "--help"], &vendor_env(&sb, "graphnet"));
     assert_eq!(r.code, 0);
-    for var in &VARS[..24] {
+    for var in &VARS[..26] {
         assert!(r.stdout.contains(var), "{var} not documented in --help");
     }
     assert_clean(&sb, &r);
@@ -796,19 +800,12 @@ async fn smart_server(algs: &'static [&'static str]) -> String {
         .route(
             "/token",
             post(|Form(form): Form<HashMap<String, String>>| async move {
+                use auth_core::token::{jwt_claims, jwt_header};
                 let assertion = form.get("client_assertion").cloned().unwrap_or_default();
-                let part = |i: usize| {
-                    use base64::Engine;
-                    assertion
-                        .split('.')
-                        .nth(i)
-                        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
-                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                        .unwrap_or_default()
-                };
-                let ok = part(0)["alg"] == "ES384"
+                let (header, claims) = (jwt_header(&assertion), jwt_claims(&assertion));
+                let ok = header.is_some_and(|h| h["alg"] == "ES384")
                     && form.get("scope").map(String::as_str) == Some("system/Patient.rs")
-                    && part(1)["iss"] == "smart-client";
+                    && claims.is_some_and(|c| c["iss"] == "smart-client");
                 if ok {
                     (
                         axum::http::StatusCode::OK,
@@ -1275,4 +1272,446 @@ async fn export_memory_stays_bounded_whatever_the_size() {
     assert_eq!(std::fs::metadata(out.join("Observation.ndjson")).unwrap().len(), 256 * 1024 * 1024);
     assert!(kb < 100 * 1024, "peak resident memory {kb} KiB for a 256 MiB export");
     let _ = std::fs::remove_dir_all(&out);
+}
+
+// ---------------------------------------------------------------------------
+// `fhir-auth doctor`: each vendor's quirks, recovered from what its emulator does.
+
+fn doctor(env: &[(&str, String)]) -> (Run, Value) {
+    let r = run(&["doctor", "--json"], env);
+    let profile = r.json();
+    (r, profile)
+}
+
+/// What every emulator of the sandbox shares: a FHIR R4 store, a `Date` header on
+/// the same clock, no throttling unless asked, paging on its own origin.
+fn assert_sandbox_basics(vendor: &str, p: &Value) {
+    assert_eq!(p["fhir_version"], "4.0.1", "{vendor}: {p}");
+    assert!(p["clock_skew_seconds"].as_i64().unwrap().abs() <= 1, "{vendor}: {p}");
+    assert_eq!(p["retry_after"], Value::Null, "{vendor}: nothing throttled: {p}");
+    assert_eq!(p["next_links_same_origin"], true, "{vendor}: {p}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_santedb_answers_403_and_counts_milliseconds_in_2x() {
+    let sb = sandbox().await;
+    // 3.x: seconds, confirmed by the id token's exp; an unknown bearer gets 403.
+    let (r, p) = doctor(&vendor_env(&sb, "santedb"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["expires_in_unit"], "seconds", "{p}");
+    assert_eq!(p["jwt_exp_from"], "id_token", "{p}");
+    assert_eq!(p["jwt_exp_agrees"], true, "{p}");
+    assert_eq!(p["rejected_token_status"], 403, "{p}");
+    assert_eq!(p["rejected_token_error"], "invalid_token", "{p}");
+    assert_eq!(p["rejected_token_scheme"], "bearer", "lowercase, as SanteDB sends it: {p}");
+    assert_sandbox_basics("santedb", &p);
+    assert_eq!(p["suggested"]["provider"], "santedb", "{p}");
+    assert_eq!(p["suggested"]["reasons"], Value::Array(vec![]), "{p}");
+    assert_clean(&sb, &r);
+
+    // 2.x: milliseconds; the doctor says so, and suggests --santedb-version 2.
+    sb.santedb().set_version(auth_sandbox::SanteDbServerVersion::V2);
+    let v2 = with(&vendor_env(&sb, "santedb"), "FHIR_AUTH_SANTEDB_VERSION", "2");
+    let (r, p) = doctor(&v2);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["expires_in_unit"], "milliseconds", "{p}");
+    assert_eq!(p["expires_in_unit_basis"], "jwt_exp", "{p}");
+    assert_eq!(p["expires_in"].as_f64(), Some(300_000.0), "{p}");
+    assert_eq!(p["jwt_exp_agrees"], true, "read in milliseconds, it agrees: {p}");
+    assert_eq!(p["suggested"]["provider"], "santedb", "{p}");
+    assert_eq!(p["suggested"]["options"]["santedb-version"], "2", "{p}");
+    // The human profile names the unit.
+    let text = run(&["doctor"], &v2);
+    assert_eq!(text.code, 0, "{}", text.all());
+    assert!(text.stdout.contains("expires_in 300000 → milliseconds"), "{}", text.stdout);
+    assert!(text.stdout.contains("--santedb-version 2"), "{}", text.stdout);
+    assert_clean(&sb, &text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_aidbox_states_no_lifetime_and_sends_no_challenge() {
+    let sb = sandbox().await;
+    let (r, p) = doctor(&vendor_env(&sb, "aidbox"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    // Aidbox's opaque tokens come without expires_in, and its 401 without WWW-Authenticate.
+    assert_eq!(p["expires_in_unit"], "absent", "{p}");
+    assert_eq!(p["jwt_exp_agrees"], Value::Null, "{p}");
+    assert_eq!(p["rejected_token_status"], 401, "{p}");
+    assert_eq!(p["rejected_token_error"], Value::Null, "{p}");
+    assert_sandbox_basics("aidbox", &p);
+    assert_eq!(p["suggested"]["provider"], "aidbox", "{p}");
+    assert!(p["suggested"]["reasons"][0].as_str().unwrap().contains("stated nowhere"), "{p}");
+    assert_clean(&sb, &r);
+
+    // Asked to throttle, the server's 429 and its Retry-After are reported, and
+    // waited out once rather than hammered.
+    let store = sb.aidbox().fhir_store();
+    store.throttle_next(
+        1,
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        Some(auth_sandbox::fhir::RetryAfter::Seconds(1)),
+    );
+    let (r, p) = doctor(&vendor_env(&sb, "aidbox"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["retry_after"]["status"], 429, "{p}");
+    assert_eq!(p["retry_after"]["retry_after_seconds"].as_f64(), Some(1.0), "{p}");
+    assert_eq!(p["fhir_version"], "4.0.1", "the throttled request was made again: {p}");
+    assert_eq!(store.throttled(), 1);
+    let text = run(&["doctor"], &vendor_env(&sb, "aidbox"));
+    assert!(text.stdout.contains("Retry-After     not observed"), "{}", text.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_msk_sees_the_gateways_bare_401_and_opaque_seconds() {
+    let sb = sandbox().await;
+    let (r, p) = doctor(&vendor_env(&sb, "msk"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["expires_in_unit"], "seconds", "{p}");
+    assert_eq!(p["expires_in_unit_basis"], "rfc6749", "no JWT to confirm: {p}");
+    assert_eq!(p["jwt_exp_agrees"], Value::Null, "opaque AAIg… tokens: {p}");
+    // API Connect's own 401 document, no WWW-Authenticate.
+    assert_eq!(p["rejected_token_status"], 401, "{p}");
+    assert_eq!(p["rejected_token_error"], Value::Null, "{p}");
+    // Blaze's links carry the study and partner id, on the same origin.
+    assert_sandbox_basics("msk", &p);
+    assert_eq!(p["suggested"]["provider"], "msk", "{p}");
+    assert_clean(&sb, &r);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_graphnet_reads_the_lifetime_from_the_jwt_alone() {
+    let sb = sandbox().await;
+    let (r, p) = doctor(&vendor_env(&sb, "graphnet"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["expires_in_unit"], "absent", "{p}");
+    assert_eq!(p["jwt_exp_from"], "access_token", "{p}");
+    let jwt = p["jwt_lifetime_seconds"].as_f64().unwrap();
+    assert!((295.0..=300.0).contains(&jwt), "{p}");
+    assert_eq!(p["jwt_exp_agrees"], Value::Null, "nothing to agree with: {p}");
+    assert_eq!(p["rejected_token_status"], 401, "{p}");
+    assert_eq!(p["rejected_token_error"], "invalid_token", "{p}");
+    assert_sandbox_basics("graphnet", &p);
+    assert_eq!(p["suggested"]["provider"], "graphnet", "{p}");
+    assert_eq!(p["suggested"]["reasons"], Value::Array(vec![]), "{p}");
+    assert_clean(&sb, &r);
+
+    // As an unknown server (--provider oauth2, no subscription key): the JWT's
+    // claims give Graphnet away, and the key is what is missing.
+    let unknown: Vec<_> = with(&vendor_env(&sb, "graphnet"), "FHIR_AUTH_PROVIDER", "oauth2")
+        .into_iter()
+        .filter(|(k, _)| *k != "FHIR_AUTH_SUBSCRIPTION_KEY")
+        .chain([("FHIR_AUTH_AUTH_METHOD", "post".to_owned())])
+        .collect();
+    let (r, p) = doctor(&unknown);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["suggested"]["provider"], "graphnet", "{p}");
+    assert_eq!(p["suggested"]["options"]["subscription-key"], "<yours>", "{p}");
+    assert_clean(&sb, &r);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_smart_finds_the_configuration_even_without_a_token() {
+    let sb = sandbox().await;
+    let sm = sb.smart();
+    let key = temp_dir("doctor-smart").join("key.pem");
+    std::fs::write(&key, sm.private_key().expose_secret()).unwrap();
+    let env = vec![
+        ("FHIR_AUTH_PROVIDER", "smart".to_owned()),
+        ("FHIR_AUTH_FHIR_BASE", sm.fhir_base()),
+        ("FHIR_AUTH_CLIENT_ID", sm.client_id().to_owned()),
+        ("FHIR_AUTH_PRIVATE_KEY", key.display().to_string()),
+        ("FHIR_AUTH_KEY_ID", sm.key_id().to_owned()),
+        ("FHIR_AUTH_ALG", "ES384".to_owned()),
+        ("FHIR_AUTH_SCOPE", "system/Patient.rs".to_owned()),
+    ];
+    let (r, p) = doctor(&env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["expires_in_unit"], "seconds", "{p}");
+    assert_eq!(p["jwt_exp_agrees"], Value::Null, "opaque: {p}");
+    assert_eq!(p["rejected_token_status"], 401, "{p}");
+    assert_eq!(p["rejected_token_error"], "invalid_token", "{p}");
+    assert_eq!(p["smart_configuration"]["token_endpoint"], sm.token_url(), "{p}");
+    assert_eq!(p["smart_configuration"]["token_endpoint_auth_methods_supported"][0], "private_key_jwt");
+    assert_sandbox_basics("smart", &p);
+    assert_eq!(p["suggested"]["provider"], "smart", "{p}");
+    assert!(!r.all().contains("PRIVATE KEY"), "{}", r.all());
+
+    // An unknown server to --provider oauth2: no token (it wants a signed
+    // assertion), exit 3, but the profile still says what it is.
+    let unknown = vec![
+        ("FHIR_AUTH_PROVIDER", "oauth2".to_owned()),
+        ("FHIR_AUTH_TOKEN_URL", sm.token_url()),
+        ("FHIR_AUTH_FHIR_BASE", sm.fhir_base()),
+        ("FHIR_AUTH_CLIENT_ID", sm.client_id().to_owned()),
+        ("FHIR_AUTH_CLIENT_SECRET", "not-how-smart-works".to_owned()),
+    ];
+    let (r, p) = doctor(&unknown);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(p["token_error"].as_str().unwrap().contains("invalid_request"), "{p}");
+    assert_eq!(p["rejected_token_status"], 401, "{p}");
+    assert_eq!(p["suggested"]["provider"], "smart", "{p}");
+    assert_eq!(p["suggested"]["options"]["alg"], "RS384", "the first algorithm offered: {p}");
+    assert!(!r.all().contains("not-how-smart-works"), "{}", r.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_probes_an_unknown_server_with_oauth2() {
+    use auth_sandbox::idp::TestIdentityProvider;
+    let idp = TestIdentityProvider::start().await.unwrap();
+    let env = vec![
+        ("FHIR_AUTH_PROVIDER", "oauth2".to_owned()),
+        ("FHIR_AUTH_TOKEN_URL", idp.token_url()),
+        ("FHIR_AUTH_FHIR_BASE", idp.fhir_base()),
+        ("FHIR_AUTH_CLIENT_ID", idp.client_id().to_owned()),
+        ("FHIR_AUTH_CLIENT_SECRET", idp.client_secret().expose_secret().to_owned()),
+    ];
+    // JWTs whose exp agrees with expires_in: the defaults fit.
+    idp.set_jwt(true);
+    let (r, p) = doctor(&env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["expires_in_unit"], "seconds", "{p}");
+    assert_eq!(p["jwt_exp_agrees"], true, "{p}");
+    assert_eq!(p["rejected_token_status"], 401, "{p}");
+    assert_eq!(p["rejected_token_error"], "invalid_token", "{p}");
+    // Its API is no FHIR server: no CapabilityStatement, no searchset.
+    assert_eq!(p["fhir_version"], Value::Null, "{p}");
+    assert_eq!(p["next_links_same_origin"], Value::Null, "{p}");
+    assert!(p["clock_skew_seconds"].as_i64().unwrap().abs() <= 1, "{p}");
+    assert_eq!(p["suggested"]["provider"], "oauth2", "{p}");
+    assert_eq!(p["suggested"]["reasons"], Value::Array(vec![]), "{p}");
+    assert!(!r.all().contains("test-secret") && !r.all().contains("eyJ"), "{}", r.all());
+
+    // A JWT whose exp says 300 s while expires_in says 3600: they disagree.
+    idp.set_behavior(auth_sandbox::idp::TokenBehavior::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        body: serde_json::json!({
+            "access_token": auth_sandbox::idp::fake_jwt(&serde_json::json!({"exp": now_secs() + 300})),
+            "token_type": "Bearer",
+            "expires_in": 3600,
+        })
+        .to_string(),
+    });
+    let (r, p) = doctor(&env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["jwt_exp_agrees"], false, "{p}");
+    assert!(p["suggested"]["reasons"][0].as_str().unwrap().contains("disagree"), "{p}");
+
+    // Opaque tokens with expires_in in milliseconds: told by magnitude.
+    idp.set_behavior(auth_sandbox::idp::TokenBehavior::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        body: r#"{"access_token":"opaque-ms","token_type":"Bearer","expires_in":1799984}"#.to_owned(),
+    });
+    let (r, p) = doctor(&env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(p["expires_in_unit"], "milliseconds", "{p}");
+    assert_eq!(p["expires_in_unit_basis"], "magnitude", "{p}");
+    assert!(p["suggested"]["reasons"][0].as_str().unwrap().contains("milliseconds"), "{p}");
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+// ---------------------------------------------------------------------------
+// The CLI tells the truth quickly.
+
+fn idp_env(idp: &auth_sandbox::idp::TestIdentityProvider) -> Vec<(&'static str, String)> {
+    vec![
+        ("FHIR_AUTH_PROVIDER", "oauth2".to_owned()),
+        ("FHIR_AUTH_TOKEN_URL", idp.token_url()),
+        ("FHIR_AUTH_FHIR_BASE", idp.fhir_base()),
+        ("FHIR_AUTH_CLIENT_ID", idp.client_id().to_owned()),
+        ("FHIR_AUTH_CLIENT_SECRET", idp.client_secret().expose_secret().to_owned()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_issued_expired_fails_with_exit_3_and_the_librarys_warning() {
+    use auth_sandbox::idp::{TestIdentityProvider, TokenBehavior, fake_jwt};
+    let idp = TestIdentityProvider::start().await.unwrap();
+    let env = idp_env(&idp);
+    idp.set_behavior(TokenBehavior::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        body: r#"{"access_token":"at-expired","token_type":"Bearer","expires_in":-3600}"#.to_owned(),
+    });
+    for args in [&["token"][..], &["token", "--json"][..]] {
+        let r = run(args, &env);
+        assert_eq!(r.code, 3, "{args:?}: {}", r.all());
+        assert!(!r.stdout.contains('✓'), "no green check: {}", r.stdout);
+        assert!(
+            r.stderr.contains("issued a token that is already expired (expires_in: -3600)"),
+            "{}",
+            r.stderr
+        );
+        // The library's own warning, on stderr.
+        assert!(r.stderr.contains("WARN") && r.stderr.contains("clamped"), "{}", r.stderr);
+        assert!(!r.all().contains("at-expired") && !r.all().contains("test-secret"), "{}", r.all());
+    }
+
+    // A JWT whose exp passed an hour ago (expires_in says nothing).
+    let jwt = fake_jwt(&serde_json::json!({"sub": "x", "exp": now_secs() - 3600}));
+    idp.set_behavior(TokenBehavior::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        body: serde_json::json!({"access_token": jwt, "token_type": "Bearer"}).to_string(),
+    });
+    let r = run(&["token"], &env);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(r.stderr.contains("exp") && r.stderr.contains("clock"), "{}", r.stderr);
+    assert!(r.stderr.contains("passed 3600 s") || r.stderr.contains("passed 3601 s"), "{}", r.stderr);
+    assert!(!r.all().contains("eyJ"), "{}", r.all());
+    // The doctor says the same, and fails the same way.
+    let (d, p) = doctor(&env);
+    assert_eq!(d.code, 3, "{}", d.all());
+    assert!(p["token_expired_on_issue"].as_str().unwrap().contains("clock"), "{p}");
+
+    // A JWT exp in milliseconds: the library's warning names the likely cause.
+    let ms = fake_jwt(&serde_json::json!({"exp": (now_secs() + 300) * 1000}));
+    idp.set_behavior(TokenBehavior::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        body: serde_json::json!({"access_token": ms, "token_type": "Bearer"}).to_string(),
+    });
+    let r = run(&["token"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("looks like milliseconds"), "{}", r.stderr);
+
+    // A healthy token: exit 0, the green check, and nothing on stderr.
+    idp.set_behavior(TokenBehavior::Issue);
+    let r = run(&["token"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains('✓') && r.stderr.is_empty(), "{}", r.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_that_never_answers_meets_the_deadline_with_exit_5() {
+    use auth_sandbox::idp::TestIdentityProvider;
+    let idp = TestIdentityProvider::start().await.unwrap();
+    idp.idp_faults().set_hang_rate(1.0);
+    let env = idp_env(&idp);
+    let timed = |args: &[&str], env: &[(&str, String)]| {
+        let started = std::time::Instant::now();
+        let r = run(args, env);
+        (r, started.elapsed())
+    };
+    // By flag and by variable; the message names what it waited for.
+    let (r, took) = timed(&["token", "--timeout", "1.5"], &env);
+    assert_eq!(r.code, 5, "{}", r.all());
+    assert!(took < std::time::Duration::from_secs(6), "{took:?}");
+    assert!(r.stderr.contains("timed out after 1.5 s waiting for the token endpoint"), "{}", r.stderr);
+    assert!(r.stderr.contains(&idp.token_url()), "{}", r.stderr);
+    let (r, _) = timed(&["read", "Patient/1"], &with(&env, "FHIR_AUTH_TIMEOUT", "1s"));
+    assert_eq!(r.code, 5, "{}", r.all());
+    assert!(r.stderr.contains("timed out after 1.0 s waiting for the token endpoint"), "{}", r.stderr);
+    // The FHIR server hangs (it takes the connection and never answers), not the
+    // identity provider: said so.
+    idp.idp_faults().clear();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_base = format!("http://{}/fhir", silent.local_addr().unwrap());
+    let (r, _) =
+        timed(&["read", "Patient/1", "--timeout", "2"], &with(&env, "FHIR_AUTH_FHIR_BASE", &silent_base));
+    assert_eq!(r.code, 5, "{}", r.all());
+    assert!(r.stderr.contains(&format!("waiting for the FHIR server at {silent_base}")), "{}", r.stderr);
+    drop(silent);
+    // A bad duration is a usage error.
+    assert_eq!(run(&["token", "--timeout", "soon"], &env).code, 2);
+    // Without --timeout, one-shot commands still end: about 15 s.
+    idp.idp_faults().set_hang_rate(1.0);
+    let (r, took) = timed(&["token"], &env);
+    assert_eq!(r.code, 5, "{}", r.all());
+    assert!((14..25).contains(&took.as_secs()), "{took:?}");
+    assert!(r.stderr.contains("timed out after 15.0 s"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// Comfort: completions, --quiet, colour through anstream.
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let r = run(&["completions", shell], &[]);
+        assert_eq!(r.code, 0, "{shell}: {}", r.all());
+        // fish spells options `-l timeout`.
+        for word in ["fhir-auth", "doctor", "timeout", "quiet", "export"] {
+            assert!(r.stdout.contains(word), "{shell}: {word} missing");
+        }
+    }
+    assert_eq!(run(&["completions", "tcsh"], &[]).code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quiet_silences_notes_and_colour_follows_the_environment() {
+    let sb = sandbox().await;
+    let env = vendor_env(&sb, "aidbox");
+    let noisy = run(&["token", "--store-key", "x"], &env);
+    assert_eq!(noisy.code, 0, "{}", noisy.all());
+    assert!(noisy.stderr.contains("note: --store-key"), "{}", noisy.stderr);
+    for quiet in [
+        run(&["token", "--store-key", "x", "--quiet"], &env),
+        run(&["token", "--store-key", "x"], &with(&env, "FHIR_AUTH_QUIET", "true")),
+    ] {
+        assert_eq!(quiet.code, 0, "{}", quiet.all());
+        assert!(quiet.stderr.is_empty(), "{}", quiet.stderr);
+    }
+    // Piped: no escape codes; CLICOLOR_FORCE: colour anyway; NO_COLOR: none.
+    assert!(!noisy.stdout.contains('\x1b'), "{}", noisy.stdout);
+    let forced = run(&["token"], &with(&env, "CLICOLOR_FORCE", "1"));
+    assert!(forced.stdout.contains("\x1b[32m✓"), "{:?}", forced.stdout);
+    assert_clean(&sb, &forced);
+    // --quiet drops export's progress lines too.
+    sb.aidbox().fhir_store().set_export_retry_after(0);
+    let out = fresh_dir("export-quiet");
+    let r = run(&["export", "--out", out.to_str().unwrap(), "--quiet"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+}
+
+/// Runs the CLI on a pseudo-terminal (util-linux `script`), stdout and stderr
+/// together, as an operator at a terminal sees them.
+fn run_on_terminal(args: &[&str], env: &[(&str, String)]) -> String {
+    let line = std::iter::once(BIN).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let mut cmd = Command::new("script");
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("HOME", temp_dir("home")).env("TERM", "xterm").args(["-qec", &line, "/dev/null"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("script (util-linux) runs the CLI on a terminal");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_is_drawn_on_a_terminal_only_and_never_with_quiet() {
+    let sb = sandbox().await;
+    let env = vendor_env(&sb, "aidbox");
+    // A page at a time, each held back a little, so the bar is seen moving.
+    sb.aidbox().faults().set_latency(std::time::Duration::from_millis(60));
+    let search = ["search", "Patient", "_count=1", "--all"];
+    let shown = run_on_terminal(&search, &env);
+    assert!(shown.contains("page 3: 3 entries so far"), "{shown}");
+    assert!(shown.contains("\x1b[2K"), "the live line is redrawn in place: {shown:?}");
+    assert!(shown.contains("\x1b[36mPatient"), "colour on a terminal: {shown:?}");
+    let mut quiet = search.to_vec();
+    quiet.push("--quiet");
+    let hushed = run_on_terminal(&quiet, &env);
+    assert!(!hushed.contains("entries so far") && hushed.contains("6 page(s)"), "{hushed}");
+    let piped = run(&search, &env);
+    assert!(!piped.all().contains("entries so far") && !piped.all().contains('\x1b'), "{}", piped.all());
+    // export: the bar counts files on a terminal.
+    sb.aidbox().faults().set_latency(std::time::Duration::ZERO);
+    let store = sb.aidbox().fhir_store();
+    store.set_export_retry_after(0);
+    store.set_export_synthetic("Observation", 3, 64 * 1024);
+    sb.aidbox().faults().set_latency(std::time::Duration::from_millis(100));
+    let out = fresh_dir("export-terminal");
+    let shown = run_on_terminal(&["export", "--out", out.to_str().unwrap()], &env);
+    assert!(shown.contains("/3 files"), "{shown}");
+    assert!(!shown.contains("file 1/3:"), "no plain lines on a terminal: {shown}");
+    assert_clean(&sb, &Run { code: 0, stdout: shown, stderr: String::new() });
 }

@@ -602,7 +602,8 @@ fn cases(own: &str, elsewhere: &str) -> Vec<Case> {
 // Running a case.
 
 enum Outcome {
-    Token(auth_core::Token),
+    // Boxed: a token is far larger than the other outcomes.
+    Token(Box<auth_core::Token>),
     Matches(usize, Option<bool>),
     Failed(Error),
 }
@@ -616,7 +617,7 @@ async fn run(base: &str, mock: &Mock, input: Input) -> Outcome {
         Input::Token(canned) => {
             *mock.token.lock().unwrap() = canned;
             match source.fetch(&FetchContext::default()).await {
-                Ok(t) => Outcome::Token(t),
+                Ok(t) => Outcome::Token(Box::new(t)),
                 Err(e) => Outcome::Failed(e),
             }
         }

@@ -145,7 +145,7 @@ impl ExportRequest {
             }
         }
         if let Some(since) = &self.since
-            && !looks_like_instant(since)
+            && crate::instant::parse_instant(since).is_none()
         {
             return Err(Error::configuration(format!(
                 "`{since}` is not a FHIR instant (_since), such as 2024-01-31T00:00:00Z"
@@ -224,43 +224,6 @@ impl ExportRequest {
     }
 }
 
-/// `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)`, shape only; the server judges the rest.
-fn looks_like_instant(s: &str) -> bool {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
-    let shape = b.len() >= 20
-        && digits(0..4)
-        && b[4] == b'-'
-        && digits(5..7)
-        && b[7] == b'-'
-        && digits(8..10)
-        && b[10] == b'T'
-        && digits(11..13)
-        && b[13] == b':'
-        && digits(14..16)
-        && b[16] == b':'
-        && digits(17..19);
-    if !shape {
-        return false;
-    }
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 {
-            return false;
-        }
-        rest = &frac[n..];
-    }
-    rest == "Z" || {
-        let z = rest.as_bytes();
-        z.len() == 6
-            && (z[0] == b'+' || z[0] == b'-')
-            && z[1..3].iter().all(u8::is_ascii_digit)
-            && z[3] == b':'
-            && z[4..6].iter().all(u8::is_ascii_digit)
-    }
-}
-
 /// A FHIR id: 1 to 64 of `A-Z a-z 0-9 - .`.
 fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
@@ -283,15 +246,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn instants_are_checked_for_shape() {
-        for good in ["2024-01-31T00:00:00Z", "2024-01-31T10:20:30.123+02:00", "2024-01-31T10:20:30-05:00"] {
-            assert!(looks_like_instant(good), "{good}");
+    fn since_must_be_an_instant() {
+        for bad in ["2024-01-31", "2023-02-29T00:00:00Z", "yesterday"] {
+            let kind = ExportRequest::system().since(bad).validate().err().map(|e| e.kind());
+            assert_eq!(kind, Some(auth_core::ErrorKind::Configuration), "{bad}");
         }
-        for bad in
-            ["2024-01-31", "2024-01-31T00:00:00", "yesterday", "2024-01-31T00:00:00.Z", "2024-1-31T00:00:00Z"]
-        {
-            assert!(!looks_like_instant(bad), "{bad}");
-        }
+        assert!(ExportRequest::system().since("2024-01-31T10:20:30.123+02:00").validate().is_ok());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const DAY_MS: i64 = 86_400_000;
+use jiff::civil::{Date, DateTime};
+use jiff::tz::Offset;
+use jiff::{Timestamp, ToSpan};
 
 /// Milliseconds since the epoch, now.
 pub(crate) fn now_ms() -> i64 {
@@ -15,35 +17,15 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
-}
-
 /// A FHIR `instant` in UTC with milliseconds: `2024-05-01T12:00:00.123Z`.
 pub(crate) fn format(ms: i64) -> String {
-    let (days, rest) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS));
-    let (y, m, d) = civil_from_days(days);
-    let (h, min, s, milli) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+    // Out of jiff's range (±9999 years) only for nonsense clocks: the bound then.
+    let at = Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 { Timestamp::MIN } else { Timestamp::MAX });
+    at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn ms_of(at: DateTime, offset: Offset) -> Option<i64> {
+    Some(offset.to_timestamp(at).ok()?.as_millisecond())
 }
 
 /// An HTTP-date (`Last-Modified`) for `ms`.
@@ -65,60 +47,66 @@ pub(crate) fn parse_range(text: &str) -> Option<(i64, i64)> {
         None => (text, None),
     };
     let mut parts = date.split('-');
-    let year = number(parts.next()?, 4)?;
+    let year = i16::try_from(number(parts.next()?, 4)?).ok()?;
     let month = match parts.next() {
-        Some(m) => Some(number(m, 2).filter(|m| (1..=12).contains(m))?),
+        Some(m) => Some(i8::try_from(number(m, 2)?).ok()?),
         None => None,
     };
     let day = match parts.next() {
-        Some(d) => Some(number(d, 2).filter(|d| (1..=31).contains(d))?),
+        Some(d) => Some(i8::try_from(number(d, 2)?).ok()?),
         None => None,
     };
     if parts.next().is_some() {
         return None;
     }
     let Some(time) = time else {
-        return Some(match (month, day) {
-            (None, _) => (days_from_civil(year, 1, 1) * DAY_MS, days_from_civil(year + 1, 1, 1) * DAY_MS),
+        let utc = Offset::UTC;
+        let (start, next) = match (month, day) {
+            (None, _) => {
+                let start = Date::new(year, 1, 1).ok()?;
+                (start, start.checked_add(1.year()).ok()?)
+            }
             (Some(m), None) => {
-                let (ny, nm) = if m == 12 { (year + 1, 1) } else { (year, m + 1) };
-                (days_from_civil(year, m, 1) * DAY_MS, days_from_civil(ny, nm, 1) * DAY_MS)
+                let start = Date::new(year, m, 1).ok()?;
+                (start, start.checked_add(1.month()).ok()?)
             }
             (Some(m), Some(d)) => {
-                let start = days_from_civil(year, m, d) * DAY_MS;
-                (start, start + DAY_MS)
+                let start = Date::new(year, m, d).ok()?;
+                (start, start.checked_add(1.day()).ok()?)
             }
-        });
+        };
+        return Some((ms_of(start.into(), utc)?, ms_of(next.into(), utc)?));
     };
     let (month, day) = (month?, day?);
     // The zone: `Z`, `+hh:mm` or `-hh:mm`; a `+` that arrived in a query string
     // unescaped was decoded to a space, and is read back as `+`.
-    let (clock, offset_ms) = if let Some(clock) = time.strip_suffix('Z') {
-        (clock, 0)
+    let (clock, offset) = if let Some(clock) = time.strip_suffix('Z') {
+        (clock, Offset::UTC)
     } else if let Some(at) = time.rfind(['+', '-', ' ']) {
         let (clock, zone) = time.split_at(at);
         let sign = if zone.starts_with('-') { -1 } else { 1 };
         let (zh, zm) = zone.get(1..)?.split_once(':')?;
-        (clock, sign * (number(zh, 2)? * 60 + number(zm, 2)?) * 60_000)
+        let seconds = sign * (number(zh, 2)? * 60 + number(zm, 2)?) * 60;
+        (clock, Offset::from_seconds(i32::try_from(seconds).ok()?).ok()?)
     } else {
-        (time, 0)
+        (time, Offset::UTC)
     };
     let mut fields = clock.split(':');
-    let hour = number(fields.next()?, 2).filter(|h| *h < 24)?;
-    let minute = number(fields.next()?, 2).filter(|m| *m < 60)?;
-    let (second, millis, width) = match fields.next() {
+    let hour = number(fields.next()?, 2)?;
+    let minute = number(fields.next()?, 2)?;
+    let (second, nanos, width) = match fields.next() {
         None => (0, 0, 60_000),
         Some(sec) => {
             let (whole, fraction) = match sec.split_once('.') {
                 Some((w, f)) => (w, Some(f)),
                 None => (sec, None),
             };
-            let second = number(whole, 2).filter(|s| *s < 60)?;
+            let second = number(whole, 2)?;
             match fraction {
                 None => (second, 0, 1000),
                 Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
                     let padded: String = f.chars().chain("000".chars()).take(3).collect();
-                    (second, padded.parse::<i64>().ok()?, 1)
+                    (second, padded.parse::<i64>().ok()? * 1_000_000, 1)
                 }
                 Some(_) => return None,
             }
@@ -127,12 +115,18 @@ pub(crate) fn parse_range(text: &str) -> Option<(i64, i64)> {
     if fields.next().is_some() {
         return None;
     }
-    let start = days_from_civil(year, month, day) * DAY_MS
-        + hour * 3_600_000
-        + minute * 60_000
-        + second * 1000
-        + millis
-        - offset_ms;
+    // jiff refuses an hour, minute or second out of range, and a day the month lacks.
+    let at = DateTime::new(
+        year,
+        month,
+        day,
+        i8::try_from(hour).ok()?,
+        i8::try_from(minute).ok()?,
+        i8::try_from(second).ok()?,
+        i32::try_from(nanos).ok()?,
+    )
+    .ok()?;
+    let start = ms_of(at, offset)?;
     Some((start, start + width))
 }
 
@@ -155,9 +149,21 @@ mod tests {
         assert!(m0 < m1);
         assert_eq!(parse_range("2024-01-01T10:00:00+01:00"), parse_range("2024-01-01T09:00:00Z"));
         assert_eq!(parse_range("2024-01-01T10:00:00 01:00"), parse_range("2024-01-01T09:00:00Z"));
-        for bad in
-            ["", "24", "2024-13", "2024-01-01T", "2024-01-01T25:00Z", "garbage", "2024-01-01T10:00:00.Z"]
-        {
+        // Leap years are jiff's business now: 2024-02 has 29 days, 2100 is no leap year.
+        let (f0, f1) = parse_range("2024-02").unwrap();
+        assert_eq!(f1 - f0, 29 * 86_400_000);
+        assert_eq!(parse_range("2100-02-29"), None);
+        for bad in [
+            "",
+            "24",
+            "2024-13",
+            "2024-01-01T",
+            "2024-01-01T25:00Z",
+            "garbage",
+            "2024-01-01T10:00:00.Z",
+            "2023-02-29",
+            "2024-04-31T10:00Z",
+        ] {
             assert_eq!(parse_range(bad), None, "{bad}");
         }
     }

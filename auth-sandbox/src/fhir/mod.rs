@@ -380,25 +380,10 @@ impl FhirStore {
     }
 }
 
-/// Percent-decodes a path segment (`None` if it is not UTF-8 once decoded).
+/// Percent-decodes a path segment (`None` if it is not UTF-8 once decoded); a `%`
+/// not followed by two hex digits stays as it is.
 pub(crate) fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).ok()?);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(segment).decode_utf8().ok().map(std::borrow::Cow::into_owned)
 }
 
 /// Every request: the throttle, then the interaction under the data lock (so each
