@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Method, Request, RequestBuilder, Response, StatusCode};
 
-use crate::challenge::{Challenge, bearer_challenge};
+use crate::challenge::{Challenge, challenge_for, challenges};
+use crate::dpop::{self, DPOP, Dpop};
 use crate::error::{Error, Result};
 use crate::manager::{Invalidation, TokenManager};
 use crate::profile::{ApiProfile, Rejection, RejectionVerdict};
@@ -49,6 +50,11 @@ pub trait Authenticator: Send + Sync + fmt::Debug + 'static {
     /// A client sent an API call again (after a 429, a 503 or a failed
     /// connection); counted in [`ManagerStats::api_retries`](crate::ManagerStats::api_retries).
     fn api_retried(&self) {}
+    /// The DPoP key the tokens are bound to, if they are: API requests carry a
+    /// proof of it (see [`crate::dpop`]).
+    fn dpop(&self) -> Option<&Dpop> {
+        None
+    }
 }
 
 #[async_trait]
@@ -65,6 +71,9 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
     fn api_retried(&self) {
         TokenManager::api_retried(self);
     }
+    fn dpop(&self) -> Option<&Dpop> {
+        self.source().dpop()
+    }
 }
 
 #[async_trait]
@@ -80,6 +89,9 @@ impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
     }
     fn api_retried(&self) {
         (**self).api_retried();
+    }
+    fn dpop(&self) -> Option<&Dpop> {
+        (**self).dpop()
     }
 }
 
@@ -274,8 +286,8 @@ impl AuthClient {
         crate::endpoint::check_scheme(request.url(), self.allow_insecure_http)?;
         let replay = request.try_clone();
         let token = self.auth.token().await?;
-        let response = self.send_with(request, &token).await?;
-        let challenge = match verdict(&response) {
+        let response = self.send_proven(request, &token).await?;
+        let challenge = match verdict(&response, &token) {
             Verdict::Accepted => return Ok(response),
             Verdict::InsufficientScope(challenge) => return Err(Error::insufficient_scope(challenge)),
             Verdict::Rejected(challenge) => challenge,
@@ -308,8 +320,8 @@ impl AuthClient {
         };
         tracing::debug!(status, "token rejected; replaying once with a fresh token");
         let fresh = self.auth.token().await?;
-        let response = self.send_with(replay, &fresh).await?;
-        match verdict(&response) {
+        let response = self.send_proven(replay, &fresh).await?;
+        match verdict(&response, &fresh) {
             Verdict::Accepted => Ok(response),
             Verdict::InsufficientScope(challenge) => Err(Error::insufficient_scope(challenge)),
             Verdict::Rejected(challenge) => {
@@ -322,8 +334,38 @@ impl AuthClient {
         }
     }
 
-    async fn send_with(&self, mut request: Request, token: &Token) -> Result<Response> {
-        request.headers_mut().insert(AUTHORIZATION, token.bearer_header());
+    /// Sends `request` with `token`. A DPoP-bound token goes with a proof, and a
+    /// server's `use_dpop_nonce` challenge is answered by sending once more, with
+    /// its nonce in a new proof (RFC 9449 §9): that is not a rejected token.
+    async fn send_proven(&self, request: Request, token: &Token) -> Result<Response> {
+        let dpop = match (token.is_dpop(), self.auth.dpop()) {
+            (false, _) => return self.send_with(request, token, None).await,
+            (true, Some(dpop)) => dpop,
+            (true, None) => {
+                return Err(Error::configuration(
+                    "the token is DPoP-bound, but the authenticator has no DPoP key to prove it with",
+                ));
+            }
+        };
+        let spare = request.try_clone();
+        let response = self.send_with(request, token, Some(dpop)).await?;
+        dpop.remember_nonce(response.url(), response.headers());
+        if !is_nonce_challenge(&response) || dpop.nonce(response.url()).is_none() {
+            return Ok(response);
+        }
+        let Some(spare) = spare else {
+            tracing::debug!("the server asks for a DPoP nonce; the request body cannot be sent again");
+            return Ok(response);
+        };
+        tracing::debug!("the server asks for a DPoP nonce; sending once more with it");
+        drop(response);
+        let response = self.send_with(spare, token, Some(dpop)).await?;
+        dpop.remember_nonce(response.url(), response.headers());
+        Ok(response)
+    }
+
+    async fn send_with(&self, mut request: Request, token: &Token, dpop: Option<&Dpop>) -> Result<Response> {
+        request.headers_mut().insert(AUTHORIZATION, token.authorization_header());
         for (name, value) in self.profile.headers() {
             if !request.headers().contains_key(name) {
                 request.headers_mut().insert(name.clone(), value.clone());
@@ -339,6 +381,11 @@ impl AuthClient {
             for (k, v) in missing {
                 pairs.append_pair(k, v);
             }
+        }
+        // Made last, for the URL as it goes out; new for every attempt.
+        if let Some(dpop) = dpop {
+            let proof = dpop.proof(request.method(), request.url(), Some(token.access_token()))?;
+            request.headers_mut().insert(DPOP, proof);
         }
         self.http.execute(request).await.map_err(|e| Error::transport(API_REQUEST, e))
     }
@@ -441,12 +488,23 @@ enum Verdict {
     InsufficientScope(Challenge),
 }
 
-fn verdict(response: &Response) -> Verdict {
+/// Whether a response is RFC 9449 §9's nonce challenge: 401 and
+/// `WWW-Authenticate: DPoP error="use_dpop_nonce"`.
+fn is_nonce_challenge(response: &Response) -> bool {
+    response.status() == StatusCode::UNAUTHORIZED
+        && challenges(response.headers())
+            .iter()
+            .any(|c| c.is_scheme(dpop::SCHEME) && c.error() == Some(dpop::USE_DPOP_NONCE))
+}
+
+fn verdict(response: &Response, token: &Token) -> Verdict {
     let status = response.status();
     if status.is_success() {
         return Verdict::Accepted;
     }
-    let challenge = bearer_challenge(response.headers());
+    // The challenge of the scheme the token went with speaks about it.
+    let scheme = if token.is_dpop() { dpop::SCHEME } else { "Bearer" };
+    let challenge = challenge_for(response.headers(), scheme);
     match challenge {
         Some(c) if c.is_insufficient_scope() => Verdict::InsufficientScope(c),
         Some(c) if c.is_invalid_token() => Verdict::Rejected(Some(c)),

@@ -17,6 +17,9 @@
 //! | [`request`] | [`TokenRequest`](request::TokenRequest): every request to an identity provider, built one way, knowing its own secrets |
 //! | [`endpoint`] | [`TokenEndpoint`](endpoint::TokenEndpoint): the hardened HTTP of token requests |
 //! | [`token`] | [`Token`], lenient response parsing and expiry resolution |
+//! | [`dpop`] | [`Dpop`](dpop::Dpop): DPoP (RFC 9449) proofs and nonces, tokens bound to a key |
+//! | [`keys`] | [`PrivateKey`](keys::PrivateKey): signing keys from PEM or generated, their public JWK and thumbprint |
+//! | [`jwks`] | [`KeyRing`](jwks::KeyRing): several signing keys at once, rotated, and the JWK Set they publish |
 //! | [`secret`] | redacting, zeroizing types for every secret |
 //! | [`error`] | one opaque [`Error`] with [`ErrorKind`] and RFC 6749 details |
 //!
@@ -36,8 +39,11 @@
 pub mod challenge;
 pub mod client;
 pub mod clock;
+pub mod dpop;
 pub mod endpoint;
 pub mod error;
+pub mod jwks;
+pub mod keys;
 pub mod manager;
 pub mod oauth2;
 pub mod profile;
@@ -56,6 +62,6 @@ pub use profile::{ApiProfile, Rejection, RejectionJudge, RejectionVerdict};
 pub use secret::{
     AccessToken, ClientSecret, DeviceSecret, IdToken, PrivateKeyPem, RefreshToken, SecretValue,
 };
-pub use source::{CacheKey, CredentialSource, FetchContext};
+pub use source::{CacheKey, CredentialSource, FetchContext, WithScopes};
 pub use store::{MemoryStore, TokenStore};
 pub use token::{ExpiresInUnit, ExpiryPolicy, Token};
