@@ -621,9 +621,9 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
     where
         S: WithScopes,
         I: IntoIterator<Item = X>,
-        X: Into<String>,
+        X: AsRef<str>,
     {
-        let mut scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        let mut scopes: Vec<String> = scopes.into_iter().map(|s| s.as_ref().to_owned()).collect();
         scopes.retain(|s| !s.trim().is_empty());
         scopes.sort();
         scopes.dedup();
