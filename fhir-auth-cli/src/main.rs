@@ -7,6 +7,7 @@ mod connect;
 mod demo;
 mod error;
 mod export;
+mod keys;
 mod output;
 mod sandbox;
 mod settings;
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
         match command.unwrap_or(Command::Demo) {
             Command::Demo => demo::run().await,
             Command::Sandbox { port } => sandbox::run(port).await,
+            // Local files only: no connection.
+            Command::Keys { action } => keys::run(action, opts.alg.as_deref(), &opts.private_key),
             command => {
                 let conn = connect::connect(Settings::resolve(&mut opts)?)?;
                 match command {
@@ -87,7 +90,7 @@ fn main() -> ExitCode {
                         };
                         export::run(&conn, args).await
                     }
-                    Command::Demo | Command::Sandbox { .. } => Ok(()),
+                    Command::Demo | Command::Sandbox { .. } | Command::Keys { .. } => Ok(()),
                 }
             }
         }
