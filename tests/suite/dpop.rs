@@ -9,7 +9,8 @@
 //! challenge answered by exactly one retry, with a new assertion under
 //! `private_key_jwt`; the resource server's nonce challenge answered by exactly
 //! one retry with a new proof; replayed proofs refused by both servers; a DPoP
-//! token refused by a source without DPoP, and a bearer token by one with it.
+//! token refused by a source without DPoP, and a bearer token by one with it;
+//! the tower layer and the reqwest middleware proving the key as `AuthClient` does.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -449,4 +450,66 @@ async fn api_requests_prove_the_key_and_answer_the_resource_servers_nonce_once()
         .await
         .expect("a response");
     assert_eq!(stolen.status(), 401, "a leaked token is useless without its key");
+}
+
+/// The tower layer (over hyper-util's client) and the reqwest middleware run
+/// the flow `AuthClient` runs: each request proven, the resource server's nonce
+/// challenge answered by exactly one retry with a new proof, the nonce kept for
+/// its origin; a nonce challenge is no rejected token.
+#[tokio::test]
+async fn the_tower_layer_and_the_middleware_prove_the_key_and_answer_the_nonce_once() {
+    use auth_core::middleware::AuthMiddleware;
+    use auth_core::tower::AuthLayer;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{Layer, ServiceExt};
+
+    fn assert_one_retry(log: &[Seen], nonce: &str) {
+        assert_eq!(log.len(), 2, "the challenge, then exactly one retry: {log:?}");
+        assert_eq!((log[0].status, log[0].nonce.as_deref()), (401, None));
+        assert_eq!((log[1].status, log[1].nonce.as_deref()), (200, Some(nonce)));
+        assert_ne!(log[0].jti, log[1].jti, "a new proof for the retry");
+    }
+
+    let server = shared_server();
+    let dpop = Dpop::generate().expect("a key");
+    let manager = TokenManager::new(source(server, Some(dpop.clone())));
+
+    // tower: hyper-util's client under the layer.
+    let rs = ResourceServer::start(&server.issuer, Some("rs-nonce-tower")).await;
+    let hyper = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let service = AuthLayer::new(manager.clone()).layer(hyper);
+    let get = |url: String| http::Request::get(url).body(Full::<Bytes>::default()).expect("a request");
+    let response = service
+        .clone()
+        .oneshot(get(format!("{}/fhir/Patient/7?_elements=id", rs.base)))
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), 200, "{:?}", rs.log());
+    assert_one_retry(&rs.log(), "rs-nonce-tower");
+    let response =
+        service.clone().oneshot(get(format!("{}/fhir/Patient/8", rs.base))).await.expect("a response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(rs.log().len(), 3, "the kept nonce goes at once");
+
+    // reqwest-middleware.
+    let rs = ResourceServer::start(&server.issuer, Some("rs-nonce-middleware")).await;
+    let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AuthMiddleware::new(manager.clone()))
+        .build();
+    let response = http.get(format!("{}/fhir/Patient/7#top", rs.base)).send().await.expect("a response");
+    assert_eq!(response.status(), 200, "{:?}", rs.log());
+    assert_one_retry(&rs.log(), "rs-nonce-middleware");
+    let response = http.get(format!("{}/fhir/Patient/8", rs.base)).send().await.expect("a response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(rs.log().len(), 3, "the kept nonce goes at once");
+
+    let stats = manager.stats();
+    assert_eq!((stats.rejections, stats.replays), (0, 0), "a nonce challenge rejects no token");
+    assert_eq!(
+        dpop.nonce(&reqwest::Url::parse(&rs.base).expect("URL")).as_deref(),
+        Some("rs-nonce-middleware")
+    );
 }
