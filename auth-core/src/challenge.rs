@@ -127,10 +127,17 @@ pub fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
 /// The challenge that speaks about our bearer token: the first `Bearer` one, else the
 /// first that carries an `error` parameter.
 pub fn bearer_challenge(headers: &HeaderMap) -> Option<Challenge> {
+    challenge_for(headers, "Bearer")
+}
+
+/// The challenge that speaks about a token sent with `scheme` (`Bearer`,
+/// `DPoP`): the first of that scheme, else the first that carries an `error`
+/// parameter.
+pub fn challenge_for(headers: &HeaderMap, scheme: &str) -> Option<Challenge> {
     let all = challenges(headers);
-    let bearer = all.iter().position(|c| c.is_scheme("bearer"));
+    let own = all.iter().position(|c| c.is_scheme(scheme));
     let with_error = all.iter().position(|c| c.error().is_some());
-    bearer.or(with_error).map(|i| all[i].clone())
+    own.or(with_error).map(|i| all[i].clone())
 }
 
 fn split_token(s: &str) -> (&str, &str) {

@@ -1,6 +1,9 @@
 //! Authenticated requests: attach `Authorization: Bearer …` (marked sensitive) and
 //! the vendor's per-request extras, and when the server says the token is bad,
-//! drop that exact token and replay the request once with a fresh one.
+//! drop that exact token and replay the request once with a fresh one. A
+//! DPoP-bound token goes as `Authorization: DPoP …` with a new proof for each send,
+//! and a server's `use_dpop_nonce` challenge gets one more send with its nonce
+//! (see [`crate::dpop`]).
 //!
 //! "The token is bad" means a 401, or any status whose `WWW-Authenticate` carries
 //! `error="invalid_token"` (SanteDB answers an invalid bearer with 403). A 403 with
@@ -17,7 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Request, RequestBuilder, Response, StatusCode};
+use url::Url;
 
+use crate::dpop::Dpop;
 use crate::error::{Error, Result};
 use crate::exchange::{Outcome, REJECTION_BODY_CAP, Transport, attach_headers, exchange, missing_query};
 use crate::manager::{Invalidation, TokenManager};
@@ -58,6 +63,11 @@ pub trait Authenticator: Send + Sync + fmt::Debug + 'static {
     /// A request is sent again with a fresh token after a rejection (counted in
     /// [`ManagerStats::replays`](crate::ManagerStats::replays)).
     fn replaying(&self) {}
+    /// The DPoP key the tokens are bound to, if they are: API requests carry a
+    /// proof of it (see [`crate::dpop`]).
+    fn dpop(&self) -> Option<&Dpop> {
+        None
+    }
 }
 
 #[async_trait]
@@ -80,6 +90,9 @@ impl<S: CredentialSource, T: TokenStore> Authenticator for TokenManager<S, T> {
     fn replaying(&self) {
         TokenManager::count_replay(self);
     }
+    fn dpop(&self) -> Option<&Dpop> {
+        self.source().dpop()
+    }
 }
 
 #[async_trait]
@@ -101,6 +114,9 @@ impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
     }
     fn replaying(&self) {
         (**self).replaying();
+    }
+    fn dpop(&self) -> Option<&Dpop> {
+        (**self).dpop()
     }
 }
 
@@ -320,6 +336,23 @@ impl Transport for Reqwest<'_> {
         attach_to_reqwest(request, token, profile);
     }
 
+    fn method(request: &Request) -> &Method {
+        request.method()
+    }
+
+    fn url(request: &Request) -> Option<Url> {
+        Some(request.url().clone())
+    }
+
+    fn headers_mut(request: &mut Request) -> &mut HeaderMap {
+        request.headers_mut()
+    }
+
+    async fn split(&mut self, request: Request) -> Result<(Request, Option<Request>)> {
+        let copy = request.try_clone();
+        Ok((request, copy))
+    }
+
     async fn send(&mut self, request: Request) -> Result<Response> {
         self.0.execute(request).await.map_err(|e| Error::transport(API_REQUEST, e))
     }
@@ -330,6 +363,10 @@ impl Transport for Reqwest<'_> {
 
     fn headers(response: &Response) -> &HeaderMap {
         response.headers()
+    }
+
+    fn answered_from(response: &Response) -> Option<&Url> {
+        Some(response.url())
     }
 
     async fn read_for_judging(response: Response) -> Result<(Response, Vec<u8>)> {

@@ -14,10 +14,11 @@ use serde_json::Value;
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::dpop::{self, Dpop};
 use crate::error::{Error, OAuthError, OAuthErrorCode, ResponseProblem, Result};
 use crate::request::TokenRequest;
 use crate::secret::scrub;
-use crate::source::FetchContext;
+use crate::source::{CacheKey, FetchContext};
 use crate::token::{ParseOptions, Token, parse_token_response};
 
 /// Default timeout of a token request.
@@ -43,6 +44,21 @@ pub struct EndpointConfig {
     pub identity: Option<Identity>,
     /// How responses are parsed.
     pub parse: ParseOptions,
+    /// DPoP: a proof on every token request, tokens bound to its key (see
+    /// [`crate::dpop`]). Off by default.
+    pub dpop: Option<Dpop>,
+}
+
+impl EndpointConfig {
+    /// `key` as the source's tokens are cached: bound to the DPoP key's
+    /// thumbprint when DPoP is on, so no token bound to one key is shared with
+    /// a client holding another key, or none. Every source builds its key with it.
+    pub fn bind_cache_key(&self, key: CacheKey) -> CacheKey {
+        match &self.dpop {
+            Some(dpop) => key.bound_to(dpop.thumbprint()),
+            None => key,
+        }
+    }
 }
 
 impl Default for EndpointConfig {
@@ -54,6 +70,7 @@ impl Default for EndpointConfig {
             root_certificates: Vec::new(),
             identity: None,
             parse: ParseOptions::default(),
+            dpop: None,
         }
     }
 }
@@ -67,6 +84,7 @@ impl fmt::Debug for EndpointConfig {
             .field("root_certificates", &self.root_certificates.len())
             .field("identity", &self.identity.as_ref().map(|_| "[redacted]"))
             .field("parse", &self.parse)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -107,6 +125,14 @@ pub trait EndpointOptions: Sized {
         self.endpoint_config().identity = Some(identity);
         self
     }
+
+    /// Binds tokens to `dpop`'s key (RFC 9449): a proof on every token request,
+    /// `token_type: DPoP` required, and API requests proving the key (see
+    /// [`crate::dpop`]).
+    fn dpop(mut self, dpop: Dpop) -> Self {
+        self.endpoint_config().dpop = Some(dpop);
+        self
+    }
 }
 
 /// A token endpoint: URL plus a hardened HTTP client.
@@ -115,6 +141,9 @@ pub struct TokenEndpoint {
     url: Url,
     http: reqwest::Client,
     config: EndpointConfig,
+    /// The configured parsing, also reading `token_type: DPoP`: whether such a
+    /// token is welcome is decided after, with a message of its own.
+    parse: ParseOptions,
 }
 
 impl fmt::Debug for TokenEndpoint {
@@ -140,7 +169,8 @@ impl TokenEndpoint {
             .connect_timeout(config.timeout)
             .build()
             .map_err(|e| Error::configuration(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { url, http, config })
+        let parse = config.parse.clone().accept_token_type(dpop::SCHEME);
+        Ok(Self { url, http, config, parse })
     }
 
     /// The token URL.
@@ -162,10 +192,52 @@ impl TokenEndpoint {
     /// Sends a token request and parses the answer into a [`Token`].
     ///
     /// Whatever the request marked secret that a misbehaving server echoes into its
-    /// error is redacted (see [`TokenRequest`]).
+    /// error is redacted (see [`TokenRequest`]). With DPoP, a `use_dpop_nonce`
+    /// answer is followed by one retry with the server's nonce and a new proof;
+    /// a request that must change for it (a new client assertion) is sent with
+    /// [`TokenEndpoint::request_token_with`].
     pub async fn request_token(&self, ctx: &FetchContext, request: TokenRequest) -> Result<Token> {
-        let response = self.dispatch(&self.url, &request).await?;
+        match self.attempt(ctx, &request).await {
+            Err(e) if self.is_nonce_challenge(&e) => self.attempt(ctx, &request).await,
+            other => other,
+        }
+    }
+
+    /// As [`TokenEndpoint::request_token`], building the request with `build`,
+    /// and again for a DPoP nonce retry: a `private_key_jwt` client assertion
+    /// cannot be sent twice (its `jti` is spent), so the retry carries a new one.
+    pub async fn request_token_with(
+        &self,
+        ctx: &FetchContext,
+        build: impl Fn() -> Result<TokenRequest> + Send + Sync,
+    ) -> Result<Token> {
+        let first = build()?;
+        match self.attempt(ctx, &first).await {
+            Err(e) if self.is_nonce_challenge(&e) => {
+                drop(first);
+                self.attempt(ctx, &build()?).await
+            }
+            other => other,
+        }
+    }
+
+    /// Whether `error` asks for a DPoP nonce that we now hold (a server asking
+    /// without giving one would only be asked again in vain).
+    fn is_nonce_challenge(&self, error: &Error) -> bool {
+        let Some(dpop) = &self.config.dpop else { return false };
+        let asked = error.oauth_error().is_some_and(|o| o.code.as_str() == dpop::USE_DPOP_NONCE);
+        if asked {
+            tracing::debug!("the token endpoint asks for a DPoP nonce; retrying once with it");
+        }
+        asked && dpop.nonce(&self.url).is_some()
+    }
+
+    async fn attempt(&self, ctx: &FetchContext, request: &TokenRequest) -> Result<Token> {
+        let response = self.dispatch(&self.url, request).await?;
         let status = response.status();
+        if let Some(dpop) = &self.config.dpop {
+            dpop.remember_nonce(&self.url, response.headers());
+        }
         if status.is_redirection() {
             return Err(redirect_error("token request", status, response.headers(), &self.url));
         }
@@ -177,8 +249,8 @@ impl TokenEndpoint {
         if !status.is_success() {
             return Err(error_response(status, content_type, retry_after, &body, &secrets));
         }
-        match parse_token_response(&body, received_at, &self.config.parse) {
-            Ok(token) => Ok(token),
+        match parse_token_response(&body, received_at, &self.parse) {
+            Ok(token) => self.check_binding(token, status),
             // Some servers send their RFC 6749 error with a 200: say what it was.
             Err(ResponseProblem::MissingAccessToken) if has_error_code(&body) => {
                 Err(error_response(status, content_type, retry_after, &body, &secrets))
@@ -190,6 +262,18 @@ impl TokenEndpoint {
             )),
             Err(problem) => Err(Error::invalid_response("token request", status.as_u16(), problem)),
         }
+    }
+
+    /// A DPoP-bound token only with DPoP on; with it on, a bearer token only if allowed.
+    fn check_binding(&self, token: Token, status: StatusCode) -> Result<Token> {
+        let problem = match (&self.config.dpop, token.is_dpop()) {
+            (None, true) => ResponseProblem::UnexpectedDpopToken,
+            (Some(dpop), false) if !dpop.allows_bearer() => {
+                ResponseProblem::UnboundToken { token_type: token.token_type().to_owned() }
+            }
+            _ => return Ok(token),
+        };
+        Err(Error::invalid_response("token request", status.as_u16(), problem))
     }
 
     /// Sends a request to another URL of the same server (revocation, sign-out,
@@ -224,6 +308,12 @@ impl TokenEndpoint {
             .header(ACCEPT, "application/json")
             .header(CACHE_CONTROL, "no-store")
             .headers(request.headers().clone());
+        // A new proof for every request, retries included (RFC 9449 §4.3, §11.1).
+        if let Some(dpop) = &self.config.dpop
+            && url == &self.url
+        {
+            builder = builder.header(dpop::DPOP, dpop.proof(request.method(), url, None)?);
+        }
         if let Some((content_type, bytes)) = request.body()? {
             // Handed to reqwest as an owner that wipes the bytes when the body is dropped.
             builder =

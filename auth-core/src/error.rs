@@ -95,6 +95,15 @@ pub enum ResponseProblem {
         /// The type the server sent.
         token_type: String,
     },
+    /// The server issued a DPoP-bound token (`token_type: DPoP`) to a source
+    /// without DPoP: it could not be used without the key it is bound to.
+    UnexpectedDpopToken,
+    /// DPoP is on, but the server issued a token not bound to the key (RFC 9449
+    /// §5 allows it; [`Dpop::allow_bearer`](crate::dpop::Dpop::allow_bearer) accepts it).
+    UnboundToken {
+        /// The type the server sent.
+        token_type: String,
+    },
     /// An error status without a recognisable error body.
     UnexpectedStatus {
         /// The `Content-Type` the server sent, if any.
@@ -128,6 +137,15 @@ impl fmt::Display for ResponseProblem {
             Self::UnsupportedTokenType { token_type } => {
                 write!(f, "token_type `{token_type}` is not supported (expected Bearer)")
             }
+            Self::UnexpectedDpopToken => f.write_str(
+                "the server issued a DPoP-bound token (token_type DPoP), but this source does not use DPoP: \
+                 turn DPoP on for it (`dpop(…)`, `--dpop`), or register the client for bearer tokens",
+            ),
+            Self::UnboundToken { token_type } => write!(
+                f,
+                "DPoP is on, but the server issued a `{token_type}` token, not bound to our key \
+                 (allow it with Dpop::allow_bearer if that is acceptable)"
+            ),
             Self::UnexpectedStatus { content_type, len } => {
                 write!(f, "error status without an OAuth error body ({}, {len} bytes)", ct(content_type))
             }

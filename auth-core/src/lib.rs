@@ -9,7 +9,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`client`] | [`AuthClient`]: bearer header, the vendor's [`ApiProfile`], one replay after a rejected token |
-//! | `exchange` | the one flow under [`AuthClient`] and the integrations: attach, judge, drop the rejected token, replay once |
+//! | `exchange` | the one flow under [`AuthClient`] and the integrations: attach (with a DPoP proof for a bound token), answer a DPoP nonce challenge once, judge, drop the rejected token, replay once |
 //! | `tower` | `AuthLayer`: the same for any tower HTTP service (hyper-util, tonic), feature `tower` |
 //! | `middleware` | `AuthMiddleware`: the same for `reqwest-middleware`, feature `reqwest-middleware` |
 //! | [`metrics`] | metric names, labels and span names; recorded through the `metrics` facade with feature `metrics` |
@@ -21,6 +21,9 @@
 //! | [`request`] | [`TokenRequest`](request::TokenRequest): every request to an identity provider, built one way, knowing its own secrets |
 //! | [`endpoint`] | [`TokenEndpoint`](endpoint::TokenEndpoint): the hardened HTTP of token requests |
 //! | [`token`] | [`Token`], lenient response parsing and expiry resolution |
+//! | [`dpop`] | [`Dpop`](dpop::Dpop): DPoP (RFC 9449) proofs and nonces, tokens bound to a key |
+//! | [`keys`] | [`PrivateKey`](keys::PrivateKey): signing keys from PEM or generated, their public JWK and thumbprint |
+//! | [`jwks`] | [`KeyRing`](jwks::KeyRing): several signing keys at once, rotated, and the JWK Set they publish |
 //! | [`secret`] | redacting, zeroizing types for every secret |
 //! | [`error`] | one opaque [`Error`] with [`ErrorKind`] and RFC 6749 details |
 //!
@@ -40,9 +43,12 @@
 pub mod challenge;
 pub mod client;
 pub mod clock;
+pub mod dpop;
 pub mod endpoint;
 pub mod error;
 mod exchange;
+pub mod jwks;
+pub mod keys;
 pub mod manager;
 pub mod metrics;
 #[cfg(feature = "reqwest-middleware")]
@@ -66,6 +72,6 @@ pub use profile::{ApiProfile, Rejection, RejectionJudge, RejectionVerdict};
 pub use secret::{
     AccessToken, ClientSecret, DeviceSecret, IdToken, PrivateKeyPem, RefreshToken, SecretValue,
 };
-pub use source::{CacheKey, CredentialSource, FetchContext};
+pub use source::{CacheKey, CredentialSource, FetchContext, WithScopes};
 pub use store::{MemoryStore, TokenStore};
 pub use token::{ExpiresInUnit, ExpiryPolicy, Token};

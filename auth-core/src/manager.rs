@@ -21,6 +21,7 @@
 //! access. A [`ManualClock`](crate::clock::ManualClock) therefore drives the whole
 //! lifecycle in tests without touching the async runtime's timers.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -36,7 +37,7 @@ use tracing::Instrument;
 use crate::clock::{Clock, SystemClock, earlier, secs};
 use crate::error::{Error, Result};
 use crate::metrics::{ManagerMetrics, StoreOp};
-use crate::source::{CacheKey, CredentialSource, FetchContext};
+use crate::source::{CacheKey, CredentialSource, FetchContext, WithScopes};
 use crate::store::{Lease, MemoryStore, TokenStore};
 use crate::token::{MAX_LIFETIME, Token};
 
@@ -266,7 +267,10 @@ impl<S: CredentialSource, T: TokenStore> fmt::Debug for TokenManager<S, T> {
 
 struct Shared<S, T> {
     source: S,
-    store: T,
+    /// Shared with the managers of other scope sets ([`TokenManager::scoped`]).
+    store: Arc<T>,
+    /// The managers of other scope sets, one per set, made on first use.
+    scoped: Mutex<HashMap<Vec<String>, TokenManager<S, T>>>,
     clock: Arc<dyn Clock>,
     ctx: FetchContext,
     config: ManagerConfig,
@@ -456,14 +460,22 @@ impl<S: CredentialSource, T: TokenStore> ManagerBuilder<S, T> {
             self.config.refresh_before = before;
             self.config.refresh_ratio = ratio;
         }
-        let metrics = ManagerMetrics::new(self.source.cache_key().provider());
+        TokenManager::with_parts(self.source, Arc::new(self.store), self.clock, self.config.sanitized())
+    }
+}
+
+impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
+    fn with_parts(source: S, store: Arc<T>, clock: Arc<dyn Clock>, config: ManagerConfig) -> Self {
+        // Each manager (a scoped one too) takes its handles once, labelled with its provider.
+        let metrics = ManagerMetrics::new(source.cache_key().provider());
         TokenManager {
             shared: Arc::new(Shared {
-                source: self.source,
-                store: self.store,
-                ctx: FetchContext::new(self.clock.clone()),
-                clock: self.clock,
-                config: self.config.sanitized(),
+                source,
+                store,
+                scoped: Mutex::new(HashMap::new()),
+                ctx: FetchContext::new(clock.clone()),
+                clock,
+                config,
                 current: ArcSwapOption::empty(),
                 state: Mutex::new(State::default()),
                 refresh_gate: AtomicU64::new(0),
@@ -618,6 +630,38 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
     /// The store tokens are kept in.
     pub fn store(&self) -> &T {
         &self.shared.store
+    }
+
+    /// The manager of tokens with exactly `scopes` (order and duplicates do not
+    /// matter): the same source asking for those scopes, on the same store,
+    /// clock and settings. One per scope set, made on first use and kept, each
+    /// with its own cached token, so a client that needs little asks for little
+    /// (`TokenManager::scoped(Patients::SCOPES)`, with the scopes
+    /// `#[authenticated_api]` derived) while another one asks for more. This
+    /// manager's own scopes give this manager.
+    pub fn scoped<I, X>(&self, scopes: I) -> Result<TokenManager<S, T>>
+    where
+        S: WithScopes,
+        I: IntoIterator<Item = X>,
+        X: AsRef<str>,
+    {
+        let mut scopes: Vec<String> = scopes.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        scopes.retain(|s| !s.trim().is_empty());
+        scopes.sort();
+        scopes.dedup();
+        if scopes == self.shared.source.scopes() {
+            return Ok(self.clone());
+        }
+        let mut scoped = self.shared.scoped.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(manager) = scoped.get(&scopes) {
+            return Ok(manager.clone());
+        }
+        let source = self.shared.source.with_scopes(&scopes)?;
+        let shared = &self.shared;
+        let manager =
+            Self::with_parts(source, shared.store.clone(), shared.clock.clone(), shared.config.clone());
+        scoped.insert(scopes, manager.clone());
+        Ok(manager)
     }
 
     /// The settings in effect (after [`ManagerConfig::sanitized`]).
@@ -1217,5 +1261,26 @@ mod tests {
         let c = after.config();
         assert_eq!((c.retry.attempts, c.wait_timeout), (2, Duration::from_secs(7)));
         assert_eq!((c.refresh_before, c.refresh_ratio), (Duration::from_secs(42), 0.6));
+    }
+
+    #[test]
+    fn one_manager_per_scope_set() {
+        let source = OAuth2Source::builder("https://idp.example/token", "c", ClientSecret::new("s"))
+            .scopes(["system/Patient.rs", "system/Observation.rs"])
+            .build()
+            .unwrap();
+        let broad = TokenManager::new(source);
+        let narrow = broad.scoped(["system/Patient.r"]).unwrap();
+        assert_eq!(narrow.cache_key().scopes(), ["system/Patient.r"]);
+        assert_eq!(narrow.cache_key().client_id(), "c");
+        assert_ne!(narrow.cache_key(), broad.cache_key());
+        // Made once per set, whatever the order and duplicates.
+        let again = broad.scoped(["system/Patient.r", "system/Patient.r"]).unwrap();
+        assert!(Arc::ptr_eq(&narrow.shared, &again.shared));
+        // Its own scopes give itself.
+        let same = broad.scoped(["system/Observation.rs", "system/Patient.rs"]).unwrap();
+        assert!(Arc::ptr_eq(&same.shared, &broad.shared));
+        // The store is shared.
+        assert!(Arc::ptr_eq(&narrow.shared.store, &broad.shared.store));
     }
 }

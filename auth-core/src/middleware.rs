@@ -5,7 +5,9 @@
 //! `exchange.rs`): the bearer and the [`ApiProfile`]'s extras on every request,
 //! the profile's judge on every rejection, the rejected token dropped and the
 //! request replayed once with a fresh one, if its body can be sent again (reqwest's
-//! `try_clone`: any body but a stream).
+//! `try_clone`: any body but a stream). With a DPoP-bound token, every attempt
+//! (the replay and the answer to a `use_dpop_nonce` challenge included) carries a
+//! new proof for the request's method and URL (see [`crate::dpop`]).
 //!
 //! ```no_run
 //! # use auth_core::{TokenManager, oauth2::OAuth2Source};
@@ -33,8 +35,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::Extensions;
 use reqwest::header::HeaderMap;
-use reqwest::{Request, Response, StatusCode};
+use reqwest::{Method, Request, Response, StatusCode};
 use reqwest_middleware::Next;
+use url::Url;
 
 use crate::client::{AuthClient, Authenticator, attach_to_reqwest, read_reqwest_for_judging};
 use crate::exchange::{Outcome, Transport, exchange};
@@ -125,6 +128,23 @@ impl Transport for Chain<'_, '_> {
         attach_to_reqwest(request, token, profile);
     }
 
+    fn method(request: &Request) -> &Method {
+        request.method()
+    }
+
+    fn url(request: &Request) -> Option<Url> {
+        Some(request.url().clone())
+    }
+
+    fn headers_mut(request: &mut Request) -> &mut HeaderMap {
+        request.headers_mut()
+    }
+
+    async fn split(&mut self, request: Request) -> reqwest_middleware::Result<(Request, Option<Request>)> {
+        let copy = request.try_clone();
+        Ok((request, copy))
+    }
+
     async fn send(&mut self, request: Request) -> reqwest_middleware::Result<Response> {
         self.next.clone().run(request, self.extensions).await
     }
@@ -135,6 +155,10 @@ impl Transport for Chain<'_, '_> {
 
     fn headers(response: &Response) -> &HeaderMap {
         response.headers()
+    }
+
+    fn answered_from(response: &Response) -> Option<&Url> {
+        Some(response.url())
     }
 
     async fn read_for_judging(response: Response) -> reqwest_middleware::Result<(Response, Vec<u8>)> {

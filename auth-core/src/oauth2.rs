@@ -24,12 +24,13 @@
 use async_trait::async_trait;
 use url::Url;
 
+use crate::dpop::Dpop;
 use crate::endpoint::{EndpointConfig, EndpointOptions, TokenEndpoint};
 use crate::error::Result;
 use crate::profile::ApiProfile;
 use crate::request::{BasicEncoding, ClientAuth, ClientAuthMethod, GrantParams, TokenRequest};
 use crate::secret::{ClientSecret, RefreshToken};
-use crate::source::{CacheKey, CredentialSource, FetchContext};
+use crate::source::{CacheKey, CredentialSource, FetchContext, WithScopes};
 use crate::token::{ExpiryPolicy, Token};
 
 /// The provider kind in cache keys (unless renamed with
@@ -130,6 +131,23 @@ impl CredentialSource for OAuth2Source {
         self.endpoint.send(url, request).await?;
         Ok(true)
     }
+
+    fn dpop(&self) -> Option<&Dpop> {
+        self.endpoint.config().dpop.as_ref()
+    }
+}
+
+impl WithScopes for OAuth2Source {
+    fn with_scopes(&self, scopes: &[String]) -> Result<Self> {
+        let mut grant = self.grant.clone();
+        grant.set_scopes(scopes.iter().cloned());
+        let key = self.endpoint.config().bind_cache_key(grant.cache_key(
+            self.key.provider(),
+            self.endpoint.url().as_str(),
+            self.client.id(),
+        ));
+        Ok(Self { grant, key, ..self.clone() })
+    }
 }
 
 impl OAuth2SourceBuilder {
@@ -161,13 +179,16 @@ impl OAuth2SourceBuilder {
         self
     }
 
-    /// Sets the `audience` parameter.
+    /// Sets the `audience` parameter: the API the token is for, for servers that
+    /// take it (Auth0, Aidbox); part of the cache key, so one manager per audience.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.grant.set_audience(audience);
         self
     }
 
-    /// Adds a `resource` indicator (RFC 8707).
+    /// Adds a `resource` indicator (RFC 8707): the absolute URI of the API the
+    /// token is for, which servers put in its audience; repeat for several. Part
+    /// of the cache key, so one manager per set of resources.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
         self.grant.add_resource(resource);
         self
@@ -203,7 +224,11 @@ impl OAuth2SourceBuilder {
         self.client.check()?;
         let endpoint = TokenEndpoint::new(&self.token_url, self.endpoint)?;
         let revocation_url = self.revocation_url.as_deref().map(|u| endpoint.check_url(u)).transpose()?;
-        let key = self.grant.cache_key(&self.provider, endpoint.url().as_str(), self.client.id());
+        let key = endpoint.config().bind_cache_key(self.grant.cache_key(
+            &self.provider,
+            endpoint.url().as_str(),
+            self.client.id(),
+        ));
         Ok(OAuth2Source { endpoint, client: self.client, grant: self.grant, revocation_url, key })
     }
 }

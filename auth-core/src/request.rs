@@ -166,6 +166,15 @@ impl GrantParams {
         self.scopes.extend(scopes.into_iter().map(Into::into));
     }
 
+    /// Replaces the scopes.
+    pub fn set_scopes<I, T>(&mut self, scopes: I)
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+    }
+
     /// Sets the `audience` parameter.
     pub fn set_audience(&mut self, audience: impl Into<String>) {
         self.audience = Some(audience.into());

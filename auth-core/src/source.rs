@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, SystemClock};
+use crate::dpop::Dpop;
 use crate::error::Result;
 use crate::secret::RefreshToken;
 use crate::token::Token;
@@ -47,6 +48,25 @@ pub trait CredentialSource: Send + Sync + fmt::Debug + 'static {
         let _ = token;
         Ok(false)
     }
+
+    /// The DPoP key its tokens are bound to, if the source uses DPoP: API
+    /// requests then prove possession of it (see [`crate::dpop`]).
+    fn dpop(&self) -> Option<&Dpop> {
+        None
+    }
+}
+
+/// A source that can ask for other scopes: the same client, provider and
+/// settings with exactly `scopes` (see [`TokenManager::scoped`](crate::TokenManager::scoped),
+/// which keeps one token per scope set).
+pub trait WithScopes: CredentialSource + Sized {
+    /// The same source, asking for exactly `scopes` (its own are replaced).
+    fn with_scopes(&self, scopes: &[String]) -> Result<Self>;
+
+    /// The scopes it asks for, sorted.
+    fn scopes(&self) -> &[String] {
+        self.cache_key().scopes()
+    }
 }
 
 #[async_trait]
@@ -65,6 +85,9 @@ impl<S: CredentialSource + ?Sized> CredentialSource for Box<S> {
     }
     async fn revoke(&self, token: &Token) -> Result<bool> {
         (**self).revoke(token).await
+    }
+    fn dpop(&self) -> Option<&Dpop> {
+        (**self).dpop()
     }
 }
 
@@ -155,6 +178,28 @@ impl CacheKey {
         &self.scopes
     }
 
+    /// The thumbprint of the DPoP key the tokens are bound to, if they are (see
+    /// [`crate::dpop`]): tokens bound to one key are never shared with a client
+    /// holding another key, or none.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == DPOP_JKT).map(|(_, v)| v.as_str())
+    }
+
+    /// The same key for tokens bound to the DPoP key of thumbprint `jkt`.
+    pub fn bound_to(&self, jkt: &str) -> CacheKey {
+        self.with_param(DPOP_JKT, jkt)
+    }
+
+    /// The same key with the parameter `name` set to `value` (replacing any
+    /// value it had).
+    pub fn with_param(&self, name: &str, value: &str) -> CacheKey {
+        let mut builder = CacheKey::builder(&self.provider, &self.token_url, &self.client_id)
+            .scopes(self.scopes.iter().cloned());
+        builder.audiences = self.audiences.clone();
+        builder.params = self.params.iter().filter(|(k, _)| k != name).cloned().collect();
+        builder.param(name, value).build()
+    }
+
     /// Hex SHA-256 of every part: stable across processes and releases, safe to
     /// use as a store key or in logs.
     pub fn fingerprint(&self) -> &str {
@@ -182,6 +227,9 @@ impl fmt::Display for CacheKey {
         write!(f, "{}:{}", self.provider, &self.fingerprint[..16])
     }
 }
+
+/// The parameter of a [`CacheKey`] naming the DPoP key tokens are bound to.
+const DPOP_JKT: &str = "dpop_jkt";
 
 /// Builds a [`CacheKey`].
 #[derive(Debug, Clone)]

@@ -209,9 +209,14 @@ impl Token {
         self
     }
 
-    /// Sets the token type as the server named it.
+    /// Sets the token type as the server named it. A `DPoP` token is sent with
+    /// the `DPoP` scheme (see [`Token::authorization_header`]).
     pub fn with_token_type(mut self, token_type: impl Into<String>) -> Self {
         self.token_type = token_type.into();
+        // The value was a valid header already; only the scheme changes.
+        if let Ok(header) = authorization_header(&self.access_token, scheme_of(&self.token_type)) {
+            self.bearer = header;
+        }
         self
     }
 
@@ -226,10 +231,23 @@ impl Token {
         &self.access_token
     }
 
-    /// `Bearer <token>`, marked sensitive so HTTP libraries do not log it, and wiped
-    /// from memory when the last copy is dropped.
+    /// The `Authorization` value: `Bearer <token>`, or `DPoP <token>` for a
+    /// DPoP-bound token. Marked sensitive so HTTP libraries do not log it, and
+    /// wiped from memory when the last copy is dropped.
+    pub fn authorization_header(&self) -> HeaderValue {
+        self.bearer.clone()
+    }
+
+    /// [`Token::authorization_header`], by its name from before DPoP: `Bearer
+    /// <token>` for every token but a DPoP-bound one.
     pub fn bearer_header(&self) -> HeaderValue {
         self.bearer.clone()
+    }
+
+    /// Whether the token is DPoP-bound (`token_type` `DPoP`, in any case): it
+    /// is only good with a proof of its key (see [`crate::dpop`]).
+    pub fn is_dpop(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case(crate::dpop::SCHEME)
     }
 
     /// A copy that shares no memory with this one, the header included.
@@ -347,6 +365,16 @@ impl fmt::Debug for Token {
 }
 
 fn bearer_header(token: &AccessToken) -> Result<HeaderValue, ResponseProblem> {
+    authorization_header(token, "Bearer")
+}
+
+/// The scheme a token of `token_type` is sent with: `DPoP` for DPoP-bound
+/// tokens (RFC 9449 §7.1), `Bearer` for every other.
+fn scheme_of(token_type: &str) -> &'static str {
+    if token_type.eq_ignore_ascii_case(crate::dpop::SCHEME) { crate::dpop::SCHEME } else { "Bearer" }
+}
+
+fn authorization_header(token: &AccessToken, scheme: &str) -> Result<HeaderValue, ResponseProblem> {
     if token.is_empty() {
         return Err(ResponseProblem::EmptyAccessToken);
     }
@@ -358,8 +386,9 @@ fn bearer_header(token: &AccessToken) -> Result<HeaderValue, ResponseProblem> {
     if !token.expose_secret().bytes().all(|b| b.is_ascii_graphic()) {
         return Err(unsendable());
     }
-    let mut buf = Zeroizing::new(Vec::with_capacity(7 + token.expose_secret().len()));
-    buf.extend_from_slice(b"Bearer ");
+    let mut buf = Zeroizing::new(Vec::with_capacity(scheme.len() + 1 + token.expose_secret().len()));
+    buf.extend_from_slice(scheme.as_bytes());
+    buf.push(b' ');
     buf.extend_from_slice(token.expose_secret().as_bytes());
     // The header shares this zeroizing buffer instead of copying it, so the memory
     // is wiped when the last request holding the header is done with it.
@@ -429,7 +458,7 @@ pub fn parse_token_response(
 
     let (expires_at, expiry_source) =
         resolve_expiry(received_at, expires_in, &access_token, id_token.as_ref(), &options.expiry);
-    let bearer = bearer_header(&access_token)?;
+    let bearer = authorization_header(&access_token, scheme_of(&token_type))?;
     Ok(Token {
         access_token,
         bearer,
@@ -644,7 +673,7 @@ impl Token {
         let mut stored: StoredToken = serde_json::from_slice(json).ok()?;
         let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
         let access_token = AccessToken::new(std::mem::take(&mut stored.access_token));
-        let bearer = bearer_header(&access_token).ok()?;
+        let bearer = authorization_header(&access_token, scheme_of(&stored.token_type)).ok()?;
         let issued_at = at(stored.issued_at_ms);
         Some(Token {
             access_token,
@@ -908,6 +937,23 @@ mod tests {
         let opts = ParseOptions::default().accept_token_type("urn:ietf:params:oauth:token-type:jwt");
         let body = br#"{"access_token":"a","token_type":"urn:ietf:params:oauth:token-type:jwt"}"#;
         assert!(parse_token_response(body, t0(), &opts).is_ok());
+    }
+
+    #[test]
+    fn a_dpop_token_goes_with_the_dpop_scheme() {
+        let t = parse(r#"{"access_token":"tok-123","token_type":"DPoP","expires_in":60}"#);
+        assert!(t.is_err(), "DPoP is not accepted unless asked for");
+        let options = ParseOptions::default().accept_token_type("DPoP");
+        let t = parse_token_response(br#"{"access_token":"tok-123","token_type":"dpop"}"#, t0(), &options)
+            .unwrap();
+        assert!(t.is_dpop());
+        assert_eq!(t.authorization_header().to_str().unwrap(), "DPoP tok-123");
+        assert!(t.authorization_header().is_sensitive());
+        let bearer = Token::new(AccessToken::new("tok-123"), t0(), t0() + Duration::from_secs(60)).unwrap();
+        assert!(!bearer.is_dpop());
+        assert_eq!(bearer.authorization_header().to_str().unwrap(), "Bearer tok-123");
+        let rebound = bearer.with_token_type("DPoP");
+        assert_eq!(rebound.authorization_header().to_str().unwrap(), "DPoP tok-123");
     }
 
     #[test]

@@ -6,7 +6,12 @@
 //! `exchange.rs`): the bearer and the [`ApiProfile`]'s extras on every request,
 //! the profile's judge on every rejection, the rejected token dropped and the
 //! request replayed once with a fresh one. gRPC's UNAUTHENTICATED (`grpc-status:
-//! 16` in the answer's headers) counts as a rejected token.
+//! 16` in the answer's headers) counts as a rejected token. With a DPoP-bound
+//! token, every send (the replay and the answer to a `use_dpop_nonce` challenge
+//! included) carries a new proof for the request's method and URI; a URI without
+//! scheme and host (tonic's, unless the client was given its origin with
+//! `Grpc::with_origin`) cannot be proven, and fails with an [`Error`]
+//! (configuration).
 //!
 //! ```no_run
 //! # use auth_core::{TokenManager, oauth2::OAuth2Source, ClientSecret};
@@ -57,10 +62,11 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tower_service::Service;
+use url::Url;
 
 use crate::client::{AuthClient, Authenticator};
 use crate::error::Error;
@@ -205,7 +211,7 @@ where
             let (body, copy) = keep.keep(body).await?;
             let replay = copy.map(|copy| Request::from_parts(parts.clone(), copy));
             let request = Request::from_parts(parts, body);
-            let mut transport = Tower { inner, ready: true, body: PhantomData };
+            let mut transport = Tower { inner, ready: true, keep, body: PhantomData };
             match exchange(&*shared.auth, &shared.profile, &mut transport, request, replay).await {
                 Outcome::Answer(response) | Outcome::Refused(_, response) => Ok(response),
                 Outcome::Failed(error) => Err(error.into()),
@@ -236,19 +242,22 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// A tower service as the [`Transport`] of an exchange.
-struct Tower<S, ReqB> {
+struct Tower<S, K, ReqB> {
     inner: S,
     /// Whether `inner` said it is ready and has not been called since.
     ready: bool,
+    /// How a request body is copied (for a DPoP nonce retry).
+    keep: K,
     body: PhantomData<fn(ReqB)>,
 }
 
-impl<S, ReqB, ResB> Transport for Tower<S, ReqB>
+impl<S, K, ReqB, ResB> Transport for Tower<S, K, ReqB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send,
     S::Future: Send,
     S::Error: Into<BoxError>,
-    ReqB: Send,
+    K: KeepBody<ReqB>,
+    ReqB: Send + 'static,
     ResB: Body<Data = Bytes> + Unpin + Send,
     ResB::Error: Into<BoxError>,
 {
@@ -282,6 +291,32 @@ where
             }
             Err(_) => tracing::warn!("could not add the profile's query parameters to the URI"),
         }
+    }
+
+    fn method(request: &Request<ReqB>) -> &Method {
+        request.method()
+    }
+
+    fn url(request: &Request<ReqB>) -> Option<Url> {
+        let uri = request.uri();
+        if uri.scheme().is_none() || uri.authority().is_none() {
+            return None;
+        }
+        Url::parse(&uri.to_string()).ok()
+    }
+
+    fn headers_mut(request: &mut Request<ReqB>) -> &mut HeaderMap {
+        request.headers_mut()
+    }
+
+    async fn split(
+        &mut self,
+        request: Request<ReqB>,
+    ) -> Result<(Request<ReqB>, Option<Request<ReqB>>), BoxError> {
+        let (parts, body) = request.into_parts();
+        let (body, copy) = self.keep.keep(body).await?;
+        let copy = copy.map(|copy| Request::from_parts(parts.clone(), copy));
+        Ok((Request::from_parts(parts, body), copy))
     }
 
     async fn send(&mut self, request: Request<ReqB>) -> Result<Self::Response, BoxError> {

@@ -8,6 +8,7 @@ use proc_macro2::Span;
 use syn::{Ident, ImplItem, Type};
 
 use crate::attr::{Kind, Method, Options, Role};
+use crate::scope::{Declared, Derived};
 use crate::syntax::{BodilessFn, ImplBlock};
 use crate::template::Template;
 
@@ -37,6 +38,10 @@ pub(crate) struct Endpoint<'a> {
     /// The parameters after `&self`.
     pub(crate) params: Vec<Param<'a>>,
     pub(crate) success: Success<'a>,
+    /// The SMART scope its interaction and resource type need.
+    pub(crate) derived: Derived,
+    /// `#[scope(…)]`, which replaces the derived scope.
+    pub(crate) declared: Option<Declared>,
 }
 
 /// One parameter of an endpoint.

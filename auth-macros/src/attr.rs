@@ -322,10 +322,10 @@ fn no_args(attr: &Attribute) -> syn::Result<()> {
     }
 }
 
-/// The attributes of a method without the endpoint attribute, which is the
-/// macro's and unknown to rustc.
+/// The attributes of a method without the endpoint and `#[scope]` attributes,
+/// which are the macro's and unknown to rustc.
 pub(crate) fn without_endpoint(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
-    attrs.iter().filter(|a| Kind::of(a).is_none())
+    attrs.iter().filter(|a| Kind::of(a).is_none() && !crate::scope::is_scope(a))
 }
 
 /// The signature as written, less the parameter roles (the output is compiled by

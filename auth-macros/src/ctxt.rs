@@ -39,6 +39,12 @@ impl Ctxt {
         }
     }
 
+    /// How many errors are recorded so far: a rule that only matters once the
+    /// rest of an endpoint is right compares it before and after.
+    pub(crate) fn len(&self) -> usize {
+        self.errors.borrow().as_ref().map_or(0, Vec::len)
+    }
+
     /// Every recorded error combined into one, in the order they were found, or
     /// `Ok` if there were none.
     pub(crate) fn check(self) -> syn::Result<()> {

@@ -11,6 +11,7 @@ use crate::ast::{Api, Endpoint, Item};
 use crate::attr::{self, Kind, Method, Role};
 use crate::ctxt::Ctxt;
 use crate::fallback;
+use crate::scope;
 use crate::syntax::ImplBlock;
 use crate::template::Segment;
 
@@ -53,7 +54,8 @@ fn expand(api: &Api, default_runtime: impl FnOnce() -> syn::Path) -> TokenStream
         Item::Endpoint(e) => method(api, runtime, e),
         Item::Kept(item) => item.to_token_stream(),
     });
-    let block = api.original.with_items(quote!(#(#items)*));
+    let scopes = scopes(api);
+    let block = api.original.with_items(quote!(#scopes #(#items)*));
     let checks = api.items.iter().map(|item| match item {
         Item::Endpoint(e) => type_checks(runtime, e),
         Item::Kept(_) => TokenStream::new(),
@@ -97,6 +99,29 @@ fn type_checks(runtime: &syn::Path, e: &Endpoint) -> TokenStream {
         });
     }
     quote!(#(#checks)*)
+}
+
+/// `SCOPES`: the SMART v2 scopes the client's endpoints need, derived or
+/// declared, merged per resource type (see `scope.rs`).
+fn scopes(api: &Api) -> TokenStream {
+    // A trait's impl cannot take an item the trait does not have.
+    if api.original.header.trait_.is_some() {
+        return TokenStream::new();
+    }
+    let endpoints = api.items.iter().filter_map(|item| match item {
+        Item::Endpoint(e) => Some((&e.derived, e.declared.as_ref())),
+        Item::Kept(_) => None,
+    });
+    let scopes = scope::merge(endpoints);
+    let list = scopes.join(" ");
+    let doc = format!(
+        " The SMART v2 scopes this client's endpoints need, and no more: `{list}`. Give them to the token manager with `TokenManager::scoped(Self::SCOPES)` (or a source's `with_scopes`) for a token that allows exactly this."
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(dead_code)]
+        pub const SCOPES: &'static [&'static str] = &[#(#scopes),*];
+    }
 }
 
 /// `text` as a format string that prints it: `assert!`'s message is one.

@@ -100,6 +100,7 @@
 //!     pub async fn versions(&self, id: &str, #[query("_count")] count: Option<u32>) -> Result<Bundle<Patient>>;
 //!
 //!     #[history]
+//!     #[scope("system/*.s")]
 //!     pub async fn changes(&self, #[query("_since")] since: &str) -> Result<Bundle<JsonResource>>;
 //!
 //!     #[operation("Patient/{id}/$everything")]
@@ -109,11 +110,66 @@
 //!     pub async fn find_matches(&self, #[body] parameters: &JsonResource) -> Result<Bundle<Patient>>;
 //!
 //!     #[operation("$versions", get)]
+//!     #[scope(none)]
 //!     pub async fn fhir_versions(&self, #[params] params: &SearchParams) -> Result<JsonResource>;
 //!
 //!     #[transaction]
+//!     #[scope("system/Patient.cu", "system/Observation.c")]
 //!     pub async fn submit(&self, #[body] bundle: &Transaction) -> Result<TransactionResponse>;
 //! }
+//! ```
+//!
+//! ## Scopes: least privilege
+//!
+//! Every generated client gets `SCOPES`, the SMART v2 scopes its endpoints need
+//! and no more, derived from each endpoint's interaction and resource type and
+//! merged per type into SMART's shortest form (`system/Patient.rs`, not
+//! `system/Patient.r system/Patient.s`), sorted:
+//!
+//! | endpoint | needs |
+//! |---|---|
+//! | `#[get("Patient/{id}")]`, `#[get("Patient/{id}/_history/{vid}")]`, `#[history("Patient/{id}")]` | `system/Patient.r` |
+//! | `#[get("Patient")]`, `#[post("Patient/_search")]`, `#[history("Patient")]` | `system/Patient.s` |
+//! | `#[post("Patient")]` | `system/Patient.c` |
+//! | `#[put("Patient/{id}")]`, `#[put("Patient")]` (conditional), `#[patch(…)]` | `system/Patient.u` |
+//! | `#[delete("Patient/{id}")]`, `#[delete("Patient")]` (conditional) | `system/Patient.d` |
+//! | `#[operation("Patient/…/$name")]` | `system/Patient.r` |
+//! | `#[get("metadata")]` | nothing |
+//!
+//! `#[scope("system/Observation.rs", …)]` on an endpoint replaces what is
+//! derived for it (an operation that writes, or reaches other types, as
+//! `$everything` does); `#[scope(none)]` says it needs none. SMART defines no
+//! scopes for operations or transactions, so an endpoint whose path names no
+//! resource type (a `#[transaction]`, an operation on the server, the history
+//! of the whole server) must declare its scopes: it is a compile error
+//! otherwise, at the method's name.
+//!
+//! Ask for exactly those with the token manager: one manager serves several
+//! scope sets, one cached token each.
+//!
+//! ```no_run
+//! use auth_core::{AuthClient, ClientSecret, Result, TokenManager, oauth2::OAuth2Source};
+//! use auth_fhir::{Bundle, FhirClient, Patient};
+//!
+//! pub struct Patients { fhir: FhirClient }
+//!
+//! #[auth_macros::authenticated_api]
+//! impl Patients {
+//!     #[get("Patient/{id}")]
+//!     pub async fn read(&self, id: &str) -> Result<Patient>;
+//!     #[get("Patient")]
+//!     pub async fn search(&self, #[query] name: &str) -> Result<Bundle<Patient>>;
+//! }
+//!
+//! # async fn demo() -> Result<()> {
+//! assert_eq!(Patients::SCOPES, ["system/Patient.rs"]);
+//! let source = OAuth2Source::builder("https://idp.example/token", "c", ClientSecret::new("s"))
+//!     .scopes(["system/*.rs"]) // the broad set, for the clients that need it
+//!     .build()?;
+//! let tokens = TokenManager::new(source);
+//! let narrow = AuthClient::new(tokens.scoped(Patients::SCOPES)?)?; // a token for system/Patient.rs only
+//! let patients = Patients { fhir: FhirClient::new(narrow, "https://fhir.example/r4")? };
+//! # let _ = patients; Ok(()) }
 //! ```
 //!
 //! ## Options
@@ -197,7 +253,10 @@
 //!   `Bundle`/`Created` of it, `JsonResource`, `FhirResponse` or `()`); rustc
 //!   reports a mismatch at the return type. Operations are exempt: they may
 //!   return any resource;
-//! - endpoints are `async fn(&self, …) -> Result<T>`; unknown options are refused.
+//! - endpoints are `async fn(&self, …) -> Result<T>`; unknown options are refused;
+//! - an endpoint whose path names no resource type declares its `#[scope(…)]`,
+//!   and a declared scope is a SMART v2 scope (`<context>/<Type or *>.<letters
+//!   of cruds, in order>`), one `#[scope]` per endpoint.
 //!
 //! When there are mistakes, the macro emits its errors and the block with every
 //! endpoint given a placeholder body, so rustc adds no errors of its own about
@@ -210,7 +269,8 @@
 //! a method without a body as bare tokens); `parse.rs` builds the model of
 //! `ast.rs`, which borrows that syntax tree, reading the options and attributes
 //! with `attr.rs` and each path once with `template.rs`; `valid.rs` checks the
-//! rules between the parts; `expand.rs` writes the methods, reaching the runtime
+//! rules between the parts; `scope.rs` derives and merges the SMART scopes;
+//! `expand.rs` writes the methods, reaching the runtime
 //! through `runtime.rs`'s path; `fallback.rs` writes the block when there are
 //! errors. Every error goes to the `Ctxt` of `ctxt.rs`, which combines them.
 
@@ -223,6 +283,7 @@ mod expand;
 mod fallback;
 mod parse;
 mod runtime;
+mod scope;
 mod syntax;
 mod template;
 mod valid;

@@ -15,6 +15,7 @@ use syn::{
 use crate::ast::{Api, Endpoint, Item, Param, Success};
 use crate::attr::{self, ENDPOINTS, Kind, ROLE_NAMES};
 use crate::ctxt::Ctxt;
+use crate::scope;
 use crate::syntax::{BodilessFn, ImplBlock, Member};
 use crate::template::Template;
 
@@ -80,8 +81,19 @@ impl<'a> Endpoint<'a> {
         }
         let params = params(cx, sig.inputs.iter());
         let success = success(cx, block, f);
+        let declared = scope::declared(&f.attrs).map_err(|e| cx.syn_error(e));
         let (method, template) = target.ok()?;
-        Some(Endpoint { original: f, kind, method, template, params: params?, success: success? })
+        let derived = scope::derive(kind, &template);
+        Some(Endpoint {
+            original: f,
+            kind,
+            method,
+            template,
+            params: params?,
+            success: success?,
+            derived,
+            declared: declared.ok()?,
+        })
     }
 }
 

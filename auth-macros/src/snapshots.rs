@@ -94,6 +94,7 @@ fn patch_conditional_history_operations_transaction() {
                 pub async fn type_history(&self) -> Result<Bundle<Patient>>;
 
                 #[history]
+                #[scope("system/*.s")]
                 pub async fn changes(&self, #[query("_since")] since: &str) -> Result<FhirResponse>;
 
                 #[operation("Patient/{id}/$everything")]
@@ -103,9 +104,11 @@ fn patch_conditional_history_operations_transaction() {
                 pub async fn find(&self, #[body] input: &JsonResource) -> Result<Bundle<Patient>>;
 
                 #[operation("$versions", get)]
+                #[scope(none)]
                 pub async fn versions_supported(&self, #[params] p: &SearchParams) -> Result<JsonResource>;
 
                 #[transaction]
+                #[scope("system/Patient.cu", "system/Observation.c")]
                 pub async fn submit(&self, #[body] bundle: &Transaction) -> Result<TransactionResponse>;
             }
         },

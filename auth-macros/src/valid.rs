@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use crate::ast::{Api, Endpoint, Item, Param};
 use crate::attr::{Kind, Method, Role};
 use crate::ctxt::Ctxt;
+use crate::scope::Derived;
 use crate::template::{self, Segment};
 
 impl Api<'_> {
@@ -22,6 +23,7 @@ impl Api<'_> {
 
 impl Endpoint<'_> {
     fn validate(&self, cx: &Ctxt) {
+        let before = cx.len();
         self.check_path_parameters(cx);
         self.check_body(cx);
         self.check_headers(cx);
@@ -33,6 +35,11 @@ impl Endpoint<'_> {
             Kind::Operation => self.check_operation_path(cx),
             Kind::Transaction => self.check_transaction_params(cx),
             Kind::Get | Kind::Post => {}
+        }
+        // Last, and only for an endpoint otherwise right: what scope a
+        // mistaken path needs is not worth a message of its own.
+        if cx.len() == before {
+            self.check_scope(cx);
         }
     }
 
@@ -75,6 +82,38 @@ impl Endpoint<'_> {
                 );
             }
         }
+    }
+
+    /// A scope the macro can derive, or one declared: an endpoint whose path
+    /// names no resource type cannot be given least privilege otherwise.
+    fn check_scope(&self, cx: &Ctxt) {
+        if self.declared.is_some() || !matches!(self.derived, Derived::Unknown) {
+            return;
+        }
+        let name = &self.original.sig.ident;
+        let what = match self.kind {
+            Kind::Transaction => {
+                "a #[transaction] needs the scopes of its entries (SMART defines none for transactions)"
+                    .to_owned()
+            }
+            Kind::History => "the history of the whole server reaches every resource type".to_owned(),
+            Kind::Operation => format!(
+                "the operation `{}` is on no resource type (SMART defines no scopes for operations)",
+                self.template.source
+            ),
+            _ if self.template.resource_type.is_some() => format!(
+                "which permission a {} of `{}` needs is not known to the macro",
+                self.method.name(),
+                self.template.source
+            ),
+            _ => format!("the path `{}` names no resource type", self.template.source),
+        };
+        cx.error(
+            name.span(),
+            format!(
+                "`{name}` needs its SMART scopes declared: {what}, so the client's SCOPES cannot be derived for it; add #[scope(\"system/Patient.rs\", …)] naming what it reads and writes, or #[scope(none)] if it needs none"
+            ),
+        );
     }
 
     /// At most one body, none where HTTP has none, and one where the request is

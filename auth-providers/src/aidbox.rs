@@ -212,6 +212,10 @@ impl CredentialSource for AidboxSource {
         &self.key
     }
 
+    fn dpop(&self) -> Option<&auth_core::dpop::Dpop> {
+        self.endpoint.config().dpop.as_ref()
+    }
+
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
         let request =
             TokenRequest::grant("client_credentials").grant_params(&self.grant).client_auth(&self.client);
@@ -358,7 +362,11 @@ impl AidboxSourceBuilder {
             SessionEndpoint::Disabled => None,
         };
         let session_url = session_url.as_deref().map(|u| endpoint.check_url(u)).transpose()?;
-        let key = self.grant.cache_key(PROVIDER, endpoint.url().as_str(), client.id());
+        let key = endpoint.config().bind_cache_key(self.grant.cache_key(
+            PROVIDER,
+            endpoint.url().as_str(),
+            client.id(),
+        ));
         let fhir_base = check_url(&format!("{base}/fhir"), allow_http)?;
         Ok(AidboxSource {
             base,

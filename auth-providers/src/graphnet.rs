@@ -191,6 +191,10 @@ impl CredentialSource for GraphnetSource {
         &self.key
     }
 
+    fn dpop(&self) -> Option<&auth_core::dpop::Dpop> {
+        self.endpoint.config().dpop.as_ref()
+    }
+
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
         let mut request = TokenRequest::grant("client_credentials").client_auth(&self.client);
         if self.key_on_token_request {
@@ -298,7 +302,9 @@ impl GraphnetSourceBuilder {
         // Fails on a key HTTP cannot carry, without echoing it.
         ApiProfile::new().secret_header(SUBSCRIPTION_KEY_HEADER, &self.subscription_key)?;
         let endpoint = TokenEndpoint::new(&self.token_url, self.endpoint)?;
-        let key = CacheKey::builder(PROVIDER, endpoint.url().as_str(), self.client.id()).build();
+        let key = endpoint
+            .config()
+            .bind_cache_key(CacheKey::builder(PROVIDER, endpoint.url().as_str(), self.client.id()).build());
         Ok(GraphnetSource {
             endpoint,
             client: self.client,

@@ -190,6 +190,10 @@ impl CredentialSource for MskSource {
         &self.key
     }
 
+    fn dpop(&self) -> Option<&auth_core::dpop::Dpop> {
+        self.endpoint.config().dpop.as_ref()
+    }
+
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
         // Field order as in MSK's samples: client_id, client_secret, grant_type, scope.
         let request = TokenRequest::post()
@@ -360,9 +364,11 @@ impl MskSourceBuilder {
         ApiProfile::new().header(PARTNER_ID_HEADER, &partner_id)?;
         // The token depends on client and scope only; partner id and study decorate
         // API requests, so sources for other studies may share the cached token.
-        let key = CacheKey::builder(PROVIDER, endpoint.url().as_str(), client.id())
-            .scopes([self.scope.clone()])
-            .build();
+        let key = endpoint.config().bind_cache_key(
+            CacheKey::builder(PROVIDER, endpoint.url().as_str(), client.id())
+                .scopes([self.scope.clone()])
+                .build(),
+        );
         Ok(MskSource {
             endpoint,
             client,

@@ -450,6 +450,10 @@ impl CredentialSource for SanteDbSource {
         &self.key
     }
 
+    fn dpop(&self) -> Option<&auth_core::dpop::Dpop> {
+        self.endpoint.config().dpop.as_ref()
+    }
+
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
         // Field order as in the vendor's guide: grant_type, scope, client_id, client_secret.
         let request = TokenRequest::grant("client_credentials").grant_params(&self.grant);
@@ -675,11 +679,13 @@ impl SanteDbSourceBuilder {
             grant.add_scopes(self.scopes);
         }
         // The node and version change what session is issued, so they are part of the key.
-        let key = CacheKey::builder(PROVIDER, endpoint.url().as_str(), client.id())
-            .scopes(grant.scopes().iter().cloned())
-            .param("node", node_key)
-            .param("version", self.version.major().to_string())
-            .build();
+        let key = endpoint.config().bind_cache_key(
+            CacheKey::builder(PROVIDER, endpoint.url().as_str(), client.id())
+                .scopes(grant.scopes().iter().cloned())
+                .param("node", node_key)
+                .param("version", self.version.major().to_string())
+                .build(),
+        );
         Ok(SanteDbSource {
             endpoint,
             client,

@@ -6,6 +6,9 @@
 //! | SMART Backend Services | here |
 //! |---|---|
 //! | assertion signed with RS384 or ES384 | [`SigningAlgorithm`]; the key is PEM (PKCS#8, SEC1 or PKCS#1), checked at build |
+//! | several keys, rotated behind a hosted JWK Set URL | [`SmartSource::builder_with_keys`] with a [`KeyRing`]: the newest active key signs, every key is published |
+//! | DPoP (RFC 9449) | [`EndpointOptions::dpop`]; a DPoP nonce retry signs a new assertion (the first one's `jti` is spent) |
+//! | `resource` (RFC 8707), `audience` | [`SmartSourceBuilder::resource`], [`SmartSourceBuilder::audience`] |
 //! | header `alg`, `kid`, `typ: "JWT"`, optional `jku` | exactly those ([`SmartSourceBuilder::jku`]) |
 //! | claims `iss` = `sub` = client id, `aud` = token URL, `exp` ≤ 5 min, unique `jti` | a new assertion, with a new `jti`, for every token request; `aud` the token URL exactly as configured or discovered; `exp` 60 s ahead ([`DEFAULT_ASSERTION_LIFETIME`]), well inside the limit |
 //! | `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer` | [`CLIENT_ASSERTION_TYPE`] |
@@ -38,13 +41,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use auth_core::dpop::Dpop;
 use auth_core::endpoint::{EndpointConfig, EndpointOptions, TokenEndpoint, check_url, read_capped};
 use auth_core::error::ResponseProblem;
-use auth_core::request::TokenRequest;
-use auth_core::{ApiProfile, CacheKey, CredentialSource, Error, FetchContext, PrivateKeyPem, Result, Token};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use auth_core::jwks::KeyRing;
+use auth_core::keys::{JwsAlgorithm, PrivateKey};
+use auth_core::request::{GrantParams, TokenRequest};
+use auth_core::{
+    ApiProfile, CacheKey, CredentialSource, Error, FetchContext, PrivateKeyPem, Result, Token, WithScopes,
+};
 use reqwest::header::ACCEPT;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
@@ -102,10 +107,11 @@ impl SigningAlgorithm {
         }
     }
 
-    fn jose(self) -> Algorithm {
+    /// The same algorithm as auth-core's keys name it.
+    pub fn jws(self) -> JwsAlgorithm {
         match self {
-            Self::Rs384 => Algorithm::RS384,
-            Self::Es384 => Algorithm::ES384,
+            Self::Rs384 => JwsAlgorithm::Rs384,
+            Self::Es384 => JwsAlgorithm::Es384,
         }
     }
 }
@@ -240,18 +246,8 @@ pub fn well_known_url(fhir_base: &str, allow_insecure_http: bool) -> Result<Url>
     check_url(&text, allow_insecure_http)
 }
 
-/// The signing key, parsed and checked. Never printed.
-#[derive(Clone)]
-struct SigningKey(EncodingKey);
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SigningKey([redacted])")
-    }
-}
-
 /// Where the token endpoint comes from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Target {
     /// The token endpoint, and its URL as configured (the assertion's `aud`).
     Fixed(Box<TokenEndpoint>, String),
@@ -260,7 +256,7 @@ enum Target {
 }
 
 /// The state of a discovering source.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Discovery {
     fhir_base: String,
     config: EndpointConfig,
@@ -269,27 +265,42 @@ struct Discovery {
 }
 
 /// Gets tokens with SMART Backend Services (`private_key_jwt` client credentials).
-#[derive(Debug)]
+///
+/// It signs with the newest active key of its [`KeyRing`]: one key given to
+/// [`SmartSource::builder`], or several, rotated while it runs, given to
+/// [`SmartSource::builder_with_keys`] (host the ring's JWK Set at the URL the
+/// client is registered with).
+#[derive(Debug, Clone)]
 pub struct SmartSource {
     client_id: String,
-    key_id: String,
     jku: Option<String>,
     alg: SigningAlgorithm,
-    signing_key: SigningKey,
-    scope: String,
+    /// The key id of the key the source was built with, for the cache key.
+    first_kid: String,
+    keys: KeyRing,
+    grant: GrantParams,
     assertion_lifetime: Duration,
     target: Target,
     key: CacheKey,
+}
+
+/// The keys a builder was given.
+#[derive(Debug)]
+enum Keys {
+    /// One key in PEM form, its algorithm and key id.
+    Pem(PrivateKeyPem, SigningAlgorithm, String),
+    /// A ring of keys, rotated by its owner.
+    Ring(KeyRing),
 }
 
 /// Builds [`SmartSource`].
 #[derive(Debug)]
 pub struct SmartSourceBuilder {
     client_id: String,
-    private_key: PrivateKeyPem,
-    alg: SigningAlgorithm,
-    key_id: String,
+    keys: Keys,
     jku: Option<String>,
+    audience: Option<String>,
+    resources: Vec<String>,
     token_url: Option<String>,
     fhir_base: Option<String>,
     scopes: Vec<String>,
@@ -317,12 +328,24 @@ impl SmartSource {
         alg: SigningAlgorithm,
         key_id: impl Into<String>,
     ) -> SmartSourceBuilder {
+        Self::with_keys(client_id.into(), Keys::Pem(private_key, alg, key_id.into()))
+    }
+
+    /// Starts a source for `client_id` signing with the newest active key of
+    /// `keys`: rotate keys in the ring (publish, activate, retire) while the
+    /// source runs, and host [`KeyRing::jwks_json`] at the client's registered
+    /// JWK Set URL. Every key is RS384 or ES384 (what SMART servers must accept).
+    pub fn builder_with_keys(client_id: impl Into<String>, keys: KeyRing) -> SmartSourceBuilder {
+        Self::with_keys(client_id.into(), Keys::Ring(keys))
+    }
+
+    fn with_keys(client_id: String, keys: Keys) -> SmartSourceBuilder {
         SmartSourceBuilder {
-            client_id: client_id.into(),
-            private_key,
-            alg,
-            key_id: key_id.into(),
+            client_id,
+            keys,
             jku: None,
+            audience: None,
+            resources: Vec::new(),
             token_url: None,
             fhir_base: None,
             scopes: Vec::new(),
@@ -336,9 +359,15 @@ impl SmartSource {
         &self.client_id
     }
 
-    /// The signing algorithm.
+    /// The signing algorithm of the key given to the builder (with a ring: of
+    /// the key signing when it was built).
     pub fn algorithm(&self) -> SigningAlgorithm {
         self.alg
+    }
+
+    /// The keys it signs with.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
     }
 
     /// The token URL, if known (given, or already discovered).
@@ -359,6 +388,7 @@ impl SmartSource {
     /// Public so a caller can inspect what is sent; the value is a credential for
     /// up to five minutes, so keep it out of logs.
     pub fn sign_assertion(&self, token_url: &str) -> Result<Zeroizing<String>> {
+        let signing = self.keys.signing_key()?;
         // The server judges `exp` on its own wall clock, so the assertion uses the
         // real one, not the manager's (possibly virtual) clock.
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -370,13 +400,27 @@ impl SmartSource {
             iat: now,
             jti: new_jti(),
         };
-        let mut header = Header::new(self.alg.jose());
+        let mut header = signing.header();
         header.typ = Some("JWT".to_owned());
-        header.kid = Some(self.key_id.clone());
         header.jku = self.jku.clone();
-        jsonwebtoken::encode(&header, &claims, &self.signing_key.0)
-            .map(Zeroizing::new)
-            .map_err(|e| Error::configuration(format!("cannot sign the client assertion: {}", e.kind_name())))
+        signing.sign(&header, &claims)
+    }
+
+    /// The token request: the grant, its parameters and a new assertion.
+    fn request(&self, aud: &str) -> Result<TokenRequest> {
+        let assertion = self.sign_assertion(aud)?;
+        Ok(TokenRequest::grant("client_credentials")
+            .grant_params(&self.grant)
+            .param("client_assertion_type", CLIENT_ASSERTION_TYPE)
+            .secret_param("client_assertion", &assertion))
+    }
+
+    /// The transport settings (DPoP among them).
+    fn config(&self) -> &EndpointConfig {
+        match &self.target {
+            Target::Fixed(e, _) => e.config(),
+            Target::Discover(d) => &d.config,
+        }
     }
 
     /// The token endpoint, and the `aud` of assertions for it: its URL exactly as
@@ -398,18 +442,6 @@ impl SmartSource {
                 Ok((endpoint, aud))
             }
         }
-    }
-}
-
-/// Names a jsonwebtoken error without its payload (it never holds key bytes, but
-/// its wording is the library's, not ours).
-trait KindName {
-    fn kind_name(&self) -> String;
-}
-
-impl KindName for jsonwebtoken::errors::Error {
-    fn kind_name(&self) -> String {
-        format!("{:?}", self.kind()).split(['(', ' ']).next().unwrap_or_default().to_owned()
     }
 }
 
@@ -438,13 +470,60 @@ impl CredentialSource for SmartSource {
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<Token> {
         let (endpoint, aud) = self.endpoint().await?;
-        let assertion = self.sign_assertion(aud)?;
-        let request = TokenRequest::grant("client_credentials")
-            .param("scope", self.scope.as_str())
-            .param("client_assertion_type", CLIENT_ASSERTION_TYPE)
-            .secret_param("client_assertion", &assertion);
-        endpoint.request_token(ctx, request).await
+        // Built again for a DPoP nonce retry: the server has seen the first
+        // assertion's `jti` and would refuse it.
+        endpoint.request_token_with(ctx, || self.request(aud)).await
     }
+
+    fn dpop(&self) -> Option<&Dpop> {
+        self.config().dpop.as_ref()
+    }
+}
+
+impl WithScopes for SmartSource {
+    fn with_scopes(&self, scopes: &[String]) -> Result<Self> {
+        let scopes = checked_scopes(scopes.to_vec())?;
+        let mut grant = self.grant.clone();
+        grant.set_scopes(scopes.iter().cloned());
+        let key = cache_key(
+            self.key.token_url(),
+            &self.client_id,
+            &grant,
+            self.alg,
+            &self.first_kid,
+            self.config(),
+        );
+        Ok(Self { grant, key, ..self.clone() })
+    }
+}
+
+/// The cache key: the request's identity, the algorithm and key id the source
+/// was built with (kept as they always were, so keys stay stable across
+/// releases), and the DPoP key's thumbprint with DPoP.
+fn cache_key(
+    key_url: &str,
+    client_id: &str,
+    grant: &GrantParams,
+    alg: SigningAlgorithm,
+    kid: &str,
+    config: &EndpointConfig,
+) -> CacheKey {
+    let key =
+        grant.cache_key(PROVIDER, key_url, client_id).with_param("alg", alg.as_str()).with_param("kid", kid);
+    config.bind_cache_key(key)
+}
+
+/// Scopes trimmed, sorted and without duplicates; at least one.
+fn checked_scopes(mut scopes: Vec<String>) -> Result<Vec<String>> {
+    scopes.retain(|s| !s.trim().is_empty());
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(Error::configuration(
+            "SMART Backend Services requires a scope (for example `system/Patient.rs`)",
+        ));
+    }
+    Ok(scopes)
 }
 
 impl SmartSourceBuilder {
@@ -472,6 +551,20 @@ impl SmartSourceBuilder {
         self
     }
 
+    /// Sets the `audience` parameter, for servers that take one (part of the cache key).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Adds a `resource` indicator (RFC 8707): the absolute URI of the FHIR
+    /// server the token is for, which the server puts in its audience; repeat
+    /// for several. Part of the cache key.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
     /// Adds the `jku` header: the URL of the client's JWKS, for servers that fetch it.
     pub fn jku(mut self, url: impl Into<String>) -> Self {
         self.jku = Some(url.into());
@@ -491,20 +584,7 @@ impl SmartSourceBuilder {
         if self.client_id.trim().is_empty() {
             return Err(Error::configuration("the SMART client id is empty"));
         }
-        if self.key_id.trim().is_empty() {
-            return Err(Error::configuration(
-                "the SMART key id (`kid`) is empty; it names the key in the client's registered JWKS",
-            ));
-        }
-        let mut scopes = self.scopes;
-        scopes.retain(|s| !s.trim().is_empty());
-        scopes.sort();
-        scopes.dedup();
-        if scopes.is_empty() {
-            return Err(Error::configuration(
-                "SMART Backend Services requires a scope (for example `system/Patient.rs`)",
-            ));
-        }
+        let scopes = checked_scopes(self.scopes)?;
         if self.assertion_lifetime.is_zero() || self.assertion_lifetime > MAX_ASSERTION_LIFETIME {
             return Err(Error::configuration(
                 "the assertion lifetime must be above zero and at most 5 minutes (SMART Backend Services)",
@@ -513,7 +593,28 @@ impl SmartSourceBuilder {
         if let Some(jku) = &self.jku {
             check_url(jku, false)?;
         }
-        let signing_key = SigningKey(load_key(&self.private_key, self.alg)?);
+        let keys = match self.keys {
+            Keys::Pem(pem, alg, kid) => {
+                if kid.trim().is_empty() {
+                    return Err(Error::configuration(
+                        "the SMART key id (`kid`) is empty; it names the key in the client's registered JWKS",
+                    ));
+                }
+                KeyRing::new(PrivateKey::from_pem(&pem, alg.jws())?.with_kid(kid))?
+            }
+            Keys::Ring(ring) => ring,
+        };
+        let signing = keys.signing_key()?;
+        let alg = match signing.algorithm() {
+            JwsAlgorithm::Rs384 => SigningAlgorithm::Rs384,
+            JwsAlgorithm::Es384 => SigningAlgorithm::Es384,
+            other => {
+                return Err(Error::configuration(format!(
+                    "SMART Backend Services signs with RS384 or ES384, not {other}"
+                )));
+            }
+        };
+        let first_kid = signing.kid().unwrap_or_default().to_owned();
         let (target, key_url) = match (self.token_url, self.fhir_base) {
             (Some(url), _) => {
                 let endpoint = TokenEndpoint::new(&url, self.endpoint)?;
@@ -536,113 +637,31 @@ impl SmartSourceBuilder {
                 ));
             }
         };
-        let key = CacheKey::builder(PROVIDER, key_url, &self.client_id)
-            .scopes(scopes.iter().cloned())
-            .param("alg", self.alg.as_str())
-            .param("kid", &self.key_id)
-            .build();
-        let source = SmartSource {
+        let mut grant = GrantParams::default();
+        grant.add_scopes(scopes.iter().cloned());
+        if let Some(audience) = self.audience {
+            grant.set_audience(audience);
+        }
+        for resource in self.resources {
+            grant.add_resource(resource);
+        }
+        let config = match &target {
+            Target::Fixed(e, _) => e.config(),
+            Target::Discover(d) => &d.config,
+        };
+        let key = cache_key(&key_url, &self.client_id, &grant, alg, &first_kid, config);
+        Ok(SmartSource {
             client_id: self.client_id,
-            key_id: self.key_id,
             jku: self.jku,
-            alg: self.alg,
-            signing_key,
-            scope: scopes.join(" "),
+            alg,
+            first_kid,
+            keys,
+            grant,
             assertion_lifetime: self.assertion_lifetime,
             target,
             key,
-        };
-        // A key that parses can still fail to sign (a truncated RSA key, say): find out now.
-        source.sign_assertion("https://check.invalid/token")?;
-        Ok(source)
+        })
     }
-}
-
-/// Parses a PEM private key for `alg`: PKCS#8 for both, PKCS#1 for RSA, SEC1 for EC.
-fn load_key(pem: &PrivateKeyPem, alg: SigningAlgorithm) -> Result<EncodingKey> {
-    let text = pem.expose_secret();
-    let (label, der) = pem_block(text)?;
-    let wrong = |what: &str| {
-        Error::configuration(format!(
-            "the private key is {what}, which cannot sign {alg} assertions \
-             ({} needs {})",
-            alg,
-            match alg {
-                SigningAlgorithm::Rs384 => "an RSA key",
-                SigningAlgorithm::Es384 => "an EC key on P-384",
-            }
-        ))
-    };
-    let bad = || Error::configuration(format!("the private key is not a valid {alg} key in PEM form"));
-    match (alg, label.as_str()) {
-        (SigningAlgorithm::Rs384, "RSA PRIVATE KEY" | "PRIVATE KEY") => {
-            EncodingKey::from_rsa_pem(text.as_bytes()).map_err(|_| bad())
-        }
-        (SigningAlgorithm::Es384, "PRIVATE KEY") => {
-            EncodingKey::from_ec_pem(text.as_bytes()).map_err(|_| bad())
-        }
-        (SigningAlgorithm::Es384, "EC PRIVATE KEY") => {
-            // jsonwebtoken reads EC keys as PKCS#8 only: wrap the SEC1 key in a
-            // PKCS#8 PrivateKeyInfo for P-384 (RFC 5915 / RFC 5208).
-            Ok(EncodingKey::from_ec_der(&sec1_to_pkcs8_p384(&der)))
-        }
-        (SigningAlgorithm::Rs384, "EC PRIVATE KEY") => Err(wrong("an EC key")),
-        (SigningAlgorithm::Es384, "RSA PRIVATE KEY") => Err(wrong("an RSA key")),
-        (_, "ENCRYPTED PRIVATE KEY") => Err(Error::configuration(
-            "the private key is encrypted; give it unencrypted (PKCS#8, SEC1 or PKCS#1)",
-        )),
-        _ => Err(Error::configuration(
-            "the private key PEM is not a private key (expected PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)",
-        )),
-    }
-}
-
-/// The label and DER of the first PEM block. Never echoes the text.
-fn pem_block(text: &str) -> Result<(String, Zeroizing<Vec<u8>>)> {
-    let not_pem = || Error::configuration("the private key is not PEM (no -----BEGIN … KEY----- block)");
-    let start = text.find("-----BEGIN ").ok_or_else(not_pem)?;
-    let rest = &text[start + "-----BEGIN ".len()..];
-    let label_end = rest.find("-----").ok_or_else(not_pem)?;
-    let label = rest[..label_end].trim().to_owned();
-    let body_and_end = &rest[label_end + 5..];
-    let end_marker = format!("-----END {label}-----");
-    let body_end = body_and_end.find(&end_marker).ok_or_else(not_pem)?;
-    let b64: Zeroizing<String> =
-        Zeroizing::new(body_and_end[..body_end].chars().filter(|c| !c.is_whitespace()).collect());
-    let der =
-        Zeroizing::new(STANDARD.decode(b64.as_bytes()).map_err(|_| {
-            Error::configuration("the private key PEM is damaged (its base64 does not decode)")
-        })?);
-    Ok((label, der))
-}
-
-/// DER length octets.
-fn der_len(len: usize, out: &mut Vec<u8>) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len <= 0xff {
-        out.extend([0x81, len as u8]);
-    } else {
-        out.extend([0x82, (len >> 8) as u8, len as u8]);
-    }
-}
-
-/// PrivateKeyInfo { version 0, AlgorithmIdentifier { id-ecPublicKey, secp384r1 }, OCTET STRING sec1 }.
-fn sec1_to_pkcs8_p384(sec1: &[u8]) -> Zeroizing<Vec<u8>> {
-    // SEQUENCE { OID 1.2.840.10045.2.1, OID 1.3.132.0.34 }
-    const ALG_ID: [u8; 18] = [
-        0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
-        0x22,
-    ];
-    let mut inner = Zeroizing::new(vec![0x02, 0x01, 0x00]);
-    inner.extend_from_slice(&ALG_ID);
-    inner.push(0x04);
-    der_len(sec1.len(), &mut inner);
-    inner.extend_from_slice(sec1);
-    let mut out = Zeroizing::new(vec![0x30]);
-    der_len(inner.len(), &mut out);
-    out.extend_from_slice(&inner);
-    out
 }
 
 impl EndpointOptions for SmartSourceBuilder {

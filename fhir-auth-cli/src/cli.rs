@@ -169,6 +169,31 @@ pub(crate) enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Signing keys for SMART Backend Services (`private_key_jwt`) and the JWK Set
+    /// to host at the client's registered JWK Set URL.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+/// `fhir-auth keys …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Write a new private key to DIR/<KID>.pem (PKCS#8, readable by you only)
+    /// for --alg (RS384 or ES384), and print its public JWK Set.
+    Generate {
+        /// The key id (`kid`) servers find the key by; also the file's name.
+        #[arg(long)]
+        kid: String,
+        /// The directory to write the key to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the public JWK Set of every --private-key (each named by its file
+    /// name without `.pem`, as `keys generate` writes it): keep the new key and
+    /// the old one in it while rotating.
+    Jwks,
 }
 
 /// Connection options. Everything is optional here: what is required depends on
@@ -226,15 +251,23 @@ pub(crate) struct Opts {
     /// Graphnet APIM subscription key.
     #[arg(long, global = true, env = "FHIR_AUTH_SUBSCRIPTION_KEY", hide_env_values = true, allow_hyphen_values = true, value_parser = secret_value)]
     pub subscription_key: Option<SecretValue>,
-    /// SMART backend services signing key (PEM file).
+    /// SMART backend services signing key (PEM file); repeat for `keys jwks`.
     #[arg(long, global = true, env = "FHIR_AUTH_PRIVATE_KEY")]
-    pub private_key: Option<PathBuf>,
+    pub private_key: Vec<PathBuf>,
     /// SMART backend services key id (`kid`).
     #[arg(long, global = true, env = "FHIR_AUTH_KEY_ID")]
     pub key_id: Option<String>,
     /// SMART backend services signing algorithm.
     #[arg(long, global = true, env = "FHIR_AUTH_ALG", value_parser = ["RS384", "ES384"])]
     pub alg: Option<String>,
+    /// Bind tokens to a key of this run (DPoP, RFC 9449): a proof with every
+    /// token request and API call, so a leaked token is useless without the key.
+    #[arg(long, global = true, env = "FHIR_AUTH_DPOP", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dpop: bool,
+    /// The DPoP key (PEM: EC P-256 for ES256, the default, or RSA for RS256)
+    /// instead of a new one per run; implies --dpop.
+    #[arg(long, global = true, env = "FHIR_AUTH_DPOP_KEY")]
+    pub dpop_key: Option<PathBuf>,
     /// Where tokens are kept: `memory` (default).
     #[arg(long, global = true, env = "FHIR_AUTH_STORE")]
     pub store: Option<String>,

@@ -32,6 +32,11 @@ pub(crate) async fn token(conn: &Connection, json_out: bool, reveal: bool) -> Re
     report.insert("expires_at".into(), json!(rfc3339(token.expires_at())));
     report.insert("expires_in".into(), json!(expires_in));
     report.insert("scope".into(), json!(token.scope()));
+    // The RFC 7638 thumbprint of the key the token is bound to (DPoP).
+    let jkt = conn.auth.dpop().map(|d| d.thumbprint().to_owned());
+    if let Some(jkt) = &jkt {
+        report.insert("jkt".into(), json!(jkt));
+    }
     if let Some(claims) = jwt_claims(token.access_token().expose_secret()) {
         report.insert("claims".into(), Value::Object(claims));
     }
@@ -49,6 +54,9 @@ pub(crate) async fn token(conn: &Connection, json_out: bool, reveal: bool) -> Re
     out(&format!("{} {} token from {}", s.green("✓"), token.token_type(), conn.provider));
     out(&format!("  expires at  {} (in {expires_in} s)", rfc3339(token.expires_at())));
     out(&format!("  scope       {}", token.scope().unwrap_or("(not stated)")));
+    if let Some(jkt) = &jkt {
+        out(&format!("  bound to    DPoP key {jkt}"));
+    }
     for key in ["claims", "id_token_claims"] {
         if let Some(Value::Object(claims)) = report.get(key) {
             out(&format!("  {}", key.replace('_', " ")));

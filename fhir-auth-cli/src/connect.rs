@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::client::same_origin_redirects;
+use auth_core::dpop::Dpop;
+use auth_core::keys::{JwsAlgorithm, PrivateKey};
 use auth_core::oauth2::OAuth2Source;
 use auth_core::request::ClientAuthMethod;
 use auth_core::store::{RedisStore, StoreKey};
@@ -133,6 +135,30 @@ fn shared_store(settings: &Settings) -> Result<Option<RedisStore>, CliError> {
     }
 }
 
+/// The DPoP key `settings` ask for: the `--dpop-key` file, or a new ES256 key
+/// for this run.
+fn dpop(settings: &Settings) -> Result<Option<Dpop>, CliError> {
+    if !settings.dpop {
+        return Ok(None);
+    }
+    let Some(path) = &settings.dpop_key else { return Ok(Some(Dpop::generate()?)) };
+    let pem = read_file(path, "DPoP key")?;
+    let key = PrivateKey::from_pem_any(
+        &PrivateKeyPem::new(pem.as_str()),
+        &[JwsAlgorithm::Es256, JwsAlgorithm::Es384, JwsAlgorithm::Rs256],
+    )
+    .map_err(|e| CliError::config(format!("--dpop-key {}: {e}", path.display())))?;
+    Ok(Some(Dpop::new(key)))
+}
+
+/// `builder` binding its tokens to `dpop`'s key, if there is one.
+fn with_dpop<B: EndpointOptions>(builder: B, dpop: &Option<Dpop>) -> B {
+    match dpop {
+        Some(dpop) => builder.dpop(dpop.clone()),
+        None => builder,
+    }
+}
+
 /// A token manager for `source`, on the shared store if there is one.
 fn manage<S: CredentialSource>(source: S, store: &Option<RedisStore>) -> Arc<dyn Authenticator> {
     match store {
@@ -148,8 +174,9 @@ pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
         .clone()
         .ok_or_else(|| CliError::config("--provider (or FHIR_AUTH_PROVIDER) is required"))?;
     let store = shared_store(&settings)?;
+    let dpop = dpop(&settings)?;
     if provider == "smart" {
-        return smart(settings, provider, &store);
+        return smart(settings, provider, &store, &dpop);
     }
     // Options only the SMART provider reads: said once, not silently dropped.
     if settings.private_key.is_some() || settings.key_id.is_some() || settings.alg.is_some() {
@@ -226,7 +253,7 @@ pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
             if let Some(base) = &settings.fhir_base {
                 b = b.fhir_base(base.clone());
             }
-            let source = b.build()?;
+            let source = with_dpop(b, &dpop).build()?;
             let base = source.fhir_base().to_string();
             // SanteDB's own API client carries its mutual-TLS identity.
             let http = source.api_http_client().clone();
@@ -259,7 +286,7 @@ pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
             if let Some(ca) = &ca {
                 b = b.add_root_certificate(ca.clone());
             }
-            let source = b.build()?;
+            let source = with_dpop(b, &dpop).build()?;
             let base = source.fhir_base().to_string();
             let profile = source.api_profile();
             (manage(source, &store), api_http, profile, Some(base))
@@ -280,7 +307,7 @@ pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
             if let Some(ca) = &ca {
                 b = b.add_root_certificate(ca.clone());
             }
-            let source = b.build()?;
+            let source = with_dpop(b, &dpop).build()?;
             let base = source.fhir_base().to_string();
             let profile = source.api_profile();
             (manage(source, &store), api_http, profile, Some(base))
@@ -298,7 +325,7 @@ pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
             if let Some(id) = &identity {
                 b = b.identity(id.clone());
             }
-            let source = b.build()?;
+            let source = with_dpop(b, &dpop).build()?;
             let profile = source.api_profile();
             (manage(source, &store), api_http, profile, None)
         }
@@ -321,7 +348,7 @@ pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
             if let Some(id) = &identity {
                 b = b.identity(id.clone());
             }
-            let source = b.build()?;
+            let source = with_dpop(b, &dpop).build()?;
             let profile = source.api_profile();
             (manage(source, &store), api_http, profile, None)
         }
@@ -332,7 +359,12 @@ pub(crate) fn connect(settings: Settings) -> Result<Connection, CliError> {
 
 /// SMART Backend Services: a signed assertion instead of a client secret, and the
 /// token URL discovered from the FHIR base when `--token-url` is absent.
-fn smart(settings: Settings, provider: String, store: &Option<RedisStore>) -> Result<Connection, CliError> {
+fn smart(
+    settings: Settings,
+    provider: String,
+    store: &Option<RedisStore>,
+    dpop: &Option<Dpop>,
+) -> Result<Connection, CliError> {
     let client_id = required(&settings.client_id, "client-id", "FHIR_AUTH_CLIENT_ID")?.to_owned();
     let key_path = settings.private_key.as_deref().ok_or_else(|| {
         CliError::config("--private-key (or FHIR_AUTH_PRIVATE_KEY) is required for SMART: a PEM file")
@@ -376,7 +408,7 @@ fn smart(settings: Settings, provider: String, store: &Option<RedisStore>) -> Re
         .redirect(same_origin_redirects())
         .build()
         .map_err(|e| CliError::config(format!("cannot build the HTTP client: {e}")))?;
-    let source = b.build()?;
+    let source = with_dpop(b, dpop).build()?;
     let profile = source.api_profile();
     let auth = manage(source, store);
     let token_url = settings.token_url.filter(|u| !u.trim().is_empty());

@@ -45,6 +45,7 @@ impl Patients {
     #[history("Patient/{id}")]
     async fn versions(&self, id: &str) -> Result<Bundle<Patient>>;
     #[transaction]
+    #[scope("system/Patient.c", "system/Observation.c")]
     async fn submit(&self, #[body] bundle: &Transaction) -> Result<TransactionResponse>;
 }
 

@@ -9,6 +9,7 @@ mod demo;
 mod doctor;
 mod error;
 mod export;
+mod keys;
 mod output;
 mod sandbox;
 mod settings;
@@ -90,6 +91,8 @@ fn main() -> ExitCode {
         match command.unwrap_or(Command::Demo) {
             Command::Demo => demo::run().await,
             Command::Sandbox { port } => sandbox::run(port).await,
+            // Local files only: no connection.
+            Command::Keys { action } => keys::run(action, opts.alg.as_deref(), &opts.private_key),
             command => {
                 let conn = connect::connect(Settings::resolve(&mut opts)?)?;
                 match command {
@@ -138,7 +141,10 @@ fn main() -> ExitCode {
                         export::run(&conn, args).await
                     }
                     Command::Doctor => doctor::run(&conn, opts.json).await,
-                    Command::Demo | Command::Sandbox { .. } | Command::Completions { .. } => Ok(()),
+                    Command::Demo
+                    | Command::Sandbox { .. }
+                    | Command::Completions { .. }
+                    | Command::Keys { .. } => Ok(()),
                 }
             }
         }

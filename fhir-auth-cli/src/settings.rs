@@ -54,6 +54,8 @@ pub(crate) struct Profile {
     pub private_key: Option<PathBuf>,
     pub key_id: Option<String>,
     pub alg: Option<String>,
+    pub dpop: Option<bool>,
+    pub dpop_key: Option<PathBuf>,
     pub store: Option<String>,
     pub store_key: Option<String>,
 }
@@ -88,6 +90,9 @@ pub(crate) struct Settings {
     pub private_key: Option<PathBuf>,
     pub key_id: Option<String>,
     pub alg: Option<String>,
+    /// DPoP on (`--dpop`, or a `--dpop-key`).
+    pub dpop: bool,
+    pub dpop_key: Option<PathBuf>,
     pub store: Option<String>,
     pub store_key: Option<String>,
 }
@@ -123,9 +128,22 @@ impl Settings {
             research_study: unset_if_empty(opts.research_study.clone()).or(profile.research_study),
             partner_id: unset_if_empty(opts.partner_id.clone()).or(profile.partner_id),
             subscription_key: subscription_key.or(profile.subscription_key.map(SecretValue::new)),
-            private_key: opts.private_key.clone().or(profile.private_key),
+            private_key: match opts.private_key.as_slice() {
+                [] => profile.private_key,
+                [one] => Some(one.clone()),
+                _ => {
+                    return Err(CliError::config(
+                        "--private-key is given once for a connection (several are for `keys jwks`)",
+                    ));
+                }
+            },
             key_id: unset_if_empty(opts.key_id.clone()).or(profile.key_id),
             alg: unset_if_empty(opts.alg.clone()).or(profile.alg),
+            dpop: opts.dpop
+                || opts.dpop_key.is_some()
+                || profile.dpop == Some(true)
+                || profile.dpop_key.is_some(),
+            dpop_key: opts.dpop_key.clone().or(profile.dpop_key),
             store: unset_if_empty(opts.store.clone()).or(profile.store),
             store_key: unset_if_empty(opts.store_key.clone()).or(profile.store_key),
         };

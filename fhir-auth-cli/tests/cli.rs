@@ -14,7 +14,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_fhir-auth");
 
 /// Every variable the CLI reads, cleared so the developer's shell cannot leak in.
-const VARS: [&str; 30] = [
+const VARS: [&str; 32] = [
     "FHIR_AUTH_PROVIDER",
     "FHIR_AUTH_TOKEN_URL",
     "FHIR_AUTH_FHIR_BASE",
@@ -35,6 +35,8 @@ const VARS: [&str; 30] = [
     "FHIR_AUTH_PRIVATE_KEY",
     "FHIR_AUTH_KEY_ID",
     "FHIR_AUTH_ALG",
+    "FHIR_AUTH_DPOP",
+    "FHIR_AUTH_DPOP_KEY",
     "FHIR_AUTH_STORE",
     "FHIR_AUTH_STORE_KEY",
     "FHIR_AUTH_PROFILE",
@@ -1714,4 +1716,190 @@ async fn progress_is_drawn_on_a_terminal_only_and_never_with_quiet() {
     assert!(shown.contains("/3 files"), "{shown}");
     assert!(!shown.contains("file 1/3:"), "no plain lines on a terminal: {shown}");
     assert_clean(&sb, &Run { code: 0, stdout: shown, stderr: String::new() });
+}
+
+/// What the DPoP server below saw: the thumbprint of each proof's key, by path.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A token endpoint and a FHIR read that verify DPoP proofs (RFC 9449 §4.3:
+/// signature by the embedded key, `typ`, `htm`, `htu`, and on the read `ath`
+/// and the token's binding): a token bound to the proof's key, `DPoP` scheme.
+async fn dpop_server() -> (String, Seen) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, post};
+    let seen: Seen = Seen::default();
+    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    // The proof's key thumbprint, if the proof is good for `method` on `url`.
+    fn verify(headers: &HeaderMap, method: &str, url: &str, token: Option<&str>) -> Option<String> {
+        let proof = headers.get("dpop")?.to_str().ok()?;
+        let header = jsonwebtoken::decode_header(proof).ok()?;
+        let jwk = header.jwk.clone()?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).ok()?;
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        let claims = jsonwebtoken::decode::<Value>(proof, &key, &v).ok()?.claims;
+        let ath = token.map(|t| auth_core::keys::sha256_base64url(t.as_bytes()));
+        let good = header.typ.as_deref() == Some("dpop+jwt")
+            && claims["htm"] == method
+            && claims["htu"] == url
+            && claims["jti"].is_string()
+            && claims["ath"].as_str().map(str::to_owned) == ath;
+        good.then(|| auth_core::keys::jwk_thumbprint(&jwk))
+    }
+    let (token_base, token_seen) = (base.clone(), seen.clone());
+    let (read_base, read_seen) = (base.clone(), seen.clone());
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            post(move |headers: HeaderMap| {
+                let url = format!("{}/token", token_base.get().cloned().unwrap_or_default());
+                let seen = token_seen.clone();
+                async move {
+                    match verify(&headers, "POST", &url, None) {
+                        Some(jkt) => {
+                            seen.lock().unwrap().push(("/token".into(), jkt.clone()));
+                            let body = serde_json::json!({"access_token": format!("bound-to-{jkt}"), "token_type": "DPoP", "expires_in": 300});
+                            (StatusCode::OK, axum::Json(body))
+                        }
+                        None => (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": "invalid_dpop_proof"}))),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/fhir/Patient/{id}",
+            get(move |headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<String>| {
+                let url = format!("{}/fhir/Patient/{id}", read_base.get().cloned().unwrap_or_default());
+                let seen = read_seen.clone();
+                async move {
+                    let token = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|a| a.strip_prefix("DPoP "))
+                        .map(str::to_owned)
+                        .unwrap_or_default();
+                    match verify(&headers, "GET", &url, Some(&token)) {
+                        Some(jkt) if token == format!("bound-to-{jkt}") => {
+                            seen.lock().unwrap().push((format!("/fhir/Patient/{id}"), jkt));
+                            let patient = serde_json::json!({"resourceType": "Patient", "id": id});
+                            (StatusCode::OK, axum::Json(patient))
+                        }
+                        _ => (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({}))),
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    base.set(url.clone()).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dpop_binds_tokens_and_proves_the_key_on_reads() {
+    let (base, seen) = dpop_server().await;
+    let env = vec![
+        ("FHIR_AUTH_PROVIDER", "oauth2".to_owned()),
+        ("FHIR_AUTH_TOKEN_URL", format!("{base}/token")),
+        ("FHIR_AUTH_FHIR_BASE", format!("{base}/fhir")),
+        ("FHIR_AUTH_CLIENT_ID", "dpop-client".to_owned()),
+        ("FHIR_AUTH_CLIENT_SECRET", "dpop-secret-0123456789".to_owned()),
+    ];
+
+    // --dpop: a key of this run; the token is DPoP and bound to its thumbprint.
+    let r = run(&["token", "--json", "--dpop"], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let report = r.json();
+    assert_eq!(report["token_type"], "DPoP", "{report}");
+    let jkt = report["jkt"].as_str().expect("jkt").to_owned();
+    assert_eq!(jkt.len(), 43, "a base64url SHA-256: {jkt}");
+    assert_eq!(seen.lock().unwrap().last().cloned(), Some(("/token".to_owned(), jkt.clone())));
+    // A new key each run.
+    let again = run(&["token", "--json"], &with(&env, "FHIR_AUTH_DPOP", "1"));
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_ne!(again.json()["jkt"], jkt.as_str());
+
+    // --dpop-key: that key, run after run.
+    let dir = temp_dir("dpop");
+    let key = dir.join("dpop.pem");
+    let pem = auth_core::keys::PrivateKey::generate_pem(auth_core::keys::JwsAlgorithm::Es256).unwrap();
+    std::fs::write(&key, pem.expose_secret()).unwrap();
+    let expected = auth_core::keys::PrivateKey::from_pem(&pem, auth_core::keys::JwsAlgorithm::Es256)
+        .unwrap()
+        .thumbprint()
+        .to_owned();
+    let r = run(&["token", "--json", "--dpop-key", key.to_str().unwrap()], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["jkt"], expected.as_str());
+    assert!(!r.all().contains(&pem.expose_secret()[30..60]), "the key leaked: {}", r.all());
+    let r = run(&["token", "--json"], &with(&env, "FHIR_AUTH_DPOP_KEY", key.to_str().unwrap()));
+    assert_eq!(r.json()["jkt"], expected.as_str());
+
+    // read: `Authorization: DPoP` with a proof of the same key (and `ath`).
+    let r = run(&["read", "Patient/42", "--dpop-key", key.to_str().unwrap()], &env);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["id"], "42");
+    assert_eq!(seen.lock().unwrap().last().cloned(), Some(("/fhir/Patient/42".to_owned(), expected.clone())));
+
+    // Without DPoP this server gives no token: exit 3; a key that is no key: exit 2.
+    assert_eq!(run(&["token"], &env).code, 3);
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a key").unwrap();
+    let r = run(&["token", "--dpop-key", junk.to_str().unwrap()], &env);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("--dpop-key"), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_generate_writes_a_private_key_and_jwks_publishes_only_public_keys() {
+    let dir = temp_dir("keys");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.to_str().unwrap();
+    let es = run(&["keys", "generate", "--alg", "ES384", "--kid", "2026-11-es384", "--out", out], &[]);
+    assert_eq!(es.code, 0, "{}", es.all());
+    let set = es.json();
+    assert_eq!(set["keys"][0]["kid"], "2026-11-es384", "{set}");
+    assert_eq!((set["keys"][0]["kty"].as_str(), set["keys"][0]["crv"].as_str()), (Some("EC"), Some("P-384")));
+    assert_eq!(set["keys"][0]["alg"], "ES384");
+    let file = dir.join("2026-11-es384.pem");
+    let pem = std::fs::read_to_string(&file).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(!es.all().contains(&pem[30..60]), "the private key was printed");
+    // Never overwritten.
+    let again = run(&["keys", "generate", "--alg", "ES384", "--kid", "2026-11-es384", "--out", out], &[]);
+    assert_eq!(again.code, 2, "{}", again.all());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), pem);
+    let rs = run(&["keys", "generate", "--alg", "RS384", "--kid", "2026-05-rs384", "--out", out], &[]);
+    assert_eq!(rs.code, 0, "{}", rs.all());
+    // Usage: an algorithm, a key id that names a file in DIR.
+    assert_eq!(run(&["keys", "generate", "--kid", "x", "--out", out], &[]).code, 2);
+    assert_eq!(run(&["keys", "generate", "--alg", "ES384", "--kid", "../x", "--out", out], &[]).code, 2);
+
+    // The set to host while rotating: both keys, public members only.
+    let old = dir.join("2026-05-rs384.pem");
+    let r = run(
+        &["keys", "jwks", "--private-key", old.to_str().unwrap(), "--private-key", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let set = r.json();
+    let keys = set["keys"].as_array().unwrap();
+    let kids: Vec<_> = keys.iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, ["2026-05-rs384", "2026-11-es384"]);
+    assert_eq!(keys[0]["alg"], "RS384");
+    assert_eq!(keys[1], es.json()["keys"][0], "the same public key as generated");
+    for key in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+            assert!(key.get(private).is_none(), "`{private}` published: {key}");
+        }
+    }
+    assert_eq!(run(&["keys", "jwks"], &[]).code, 2);
 }

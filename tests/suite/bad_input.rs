@@ -315,8 +315,9 @@ fn cases(own: &str, elsewhere: &str) -> Vec<Case> {
             Want::ProblemSays("cannot be sent in an HTTP header")).secret("CANARY-two words-token"),
         case("token_type mac", TokenFields, token(format!(r#"{{"access_token":"{ACCESS}","token_type":"mac"}}"#)),
             Want::Problem(ResponseProblem::UnsupportedTokenType { token_type: "mac".into() })),
+        // A DPoP-bound token to a source without DPoP: unusable, and said so.
         case("token_type DPoP", TokenFields, token(format!(r#"{{"access_token":"{ACCESS}","token_type":"DPoP"}}"#)),
-            Want::Problem(ResponseProblem::UnsupportedTokenType { token_type: "DPoP".into() })),
+            Want::Problem(ResponseProblem::UnexpectedDpopToken)),
         case("token_type empty", TokenFields, token(format!(r#"{{"access_token":"{ACCESS}","token_type":""}}"#)),
             Want::Problem(ResponseProblem::UnsupportedTokenType { token_type: String::new() })),
         case("token_type a number", TokenFields, token(format!(r#"{{"access_token":"{ACCESS}","token_type":1}}"#)),

@@ -85,8 +85,8 @@ fn install_file(from: &Path, to: &Path) -> bool {
 }
 
 /// A key pair generated for this run: PKCS#8 private and SPKI public PEM.
-struct KeyPair {
-    private: String,
+pub(crate) struct KeyPair {
+    pub(crate) private: String,
     public: String,
 }
 
@@ -117,16 +117,16 @@ fn key_pair(alg: SigningAlgorithm) -> KeyPair {
 /// starting at once on two busy cores once starved one of them past its deadline.
 /// Being a static it is never dropped; node exits when our process does, because
 /// its stdin (a pipe from us) closes.
-fn shared_server() -> &'static OidcServer {
+pub(crate) fn shared_server() -> &'static OidcServer {
     static SERVER: std::sync::OnceLock<OidcServer> = std::sync::OnceLock::new();
     SERVER.get_or_init(OidcServer::start)
 }
 
-struct OidcServer {
+pub(crate) struct OidcServer {
     child: Child,
-    issuer: String,
+    pub(crate) issuer: String,
     rs384: KeyPair,
-    es384: KeyPair,
+    pub(crate) es384: KeyPair,
 }
 
 impl Drop for OidcServer {
@@ -140,8 +140,11 @@ impl OidcServer {
     fn start() -> Self {
         let dir = provider_dir();
         let (rs384, es384) = (key_pair(SigningAlgorithm::Rs384), key_pair(SigningAlgorithm::Es384));
+        // Served before the provider starts: a client is registered by its URL.
+        let jwks_uri = crate::key_rotation::jwks_server();
         let config = json!({
             "scope": SCOPE,
+            "extra_scopes": crate::scopes::EXTRA_SCOPES,
             "resource": RESOURCE,
             "opaque_resource": OPAQUE_RESOURCE,
             "access_token_ttl": TTL,
@@ -157,6 +160,15 @@ impl OidcServer {
                  "token_endpoint_auth_method": "client_secret_basic", "opaque": true},
                 {"client_id": "opaque-es384-client", "token_endpoint_auth_method": "private_key_jwt",
                  "token_endpoint_auth_signing_alg": "ES384", "kid": "es-key", "public_key_pem": es384.public, "opaque": true},
+                // DPoP (dpop.rs): opaque tokens, so introspection shows their `cnf.jkt`.
+                {"client_id": crate::dpop::CLIENT, "client_secret": crate::dpop::SECRET,
+                 "token_endpoint_auth_method": "client_secret_basic", "opaque": true},
+                {"client_id": crate::dpop::NONCE_CLIENT, "token_endpoint_auth_method": "private_key_jwt",
+                 "token_endpoint_auth_signing_alg": "ES384", "kid": "es-key", "public_key_pem": es384.public,
+                 "opaque": true, "dpop_nonce": true},
+                // Key rotation (key_rotation.rs): keys fetched from our JWK Set URL.
+                {"client_id": crate::key_rotation::CLIENT, "token_endpoint_auth_method": "private_key_jwt",
+                 "token_endpoint_auth_signing_alg": "ES384", "jwks_uri": jwks_uri},
             ],
         });
         let config_path = scratch().join("config.json");
@@ -191,7 +203,7 @@ impl OidcServer {
         Self { child, issuer: format!("http://127.0.0.1:{port}"), rs384, es384 }
     }
 
-    fn token_url(&self) -> String {
+    pub(crate) fn token_url(&self) -> String {
         format!("{}/token", self.issuer)
     }
 
@@ -220,15 +232,15 @@ impl OidcServer {
     }
 }
 
-const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 
 /// An `application/x-www-form-urlencoded` body (reqwest's `form` feature is off here).
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
 /// One decoded part of a JWT (0: header, 1: claims), by the workspace's one decoder.
-fn jwt_part(jwt: &str, index: usize) -> Value {
+pub(crate) fn jwt_part(jwt: &str, index: usize) -> Value {
     let part = if index == 0 { auth_core::token::jwt_header(jwt) } else { auth_core::token::jwt_claims(jwt) };
     Value::Object(part.expect("a JWT"))
 }

@@ -88,6 +88,7 @@ impl Records {
     async fn versions(&self, id: &str, #[query("_count")] count: Option<u32>) -> Result<Bundle<Patient>>;
 
     #[history]
+    #[scope("system/*.s")]
     async fn changes(&self) -> Result<Bundle<JsonResource>>;
 
     #[operation("Patient/{id}/$everything")]
@@ -97,6 +98,7 @@ impl Records {
     async fn count(&self, #[query] gender: &str) -> Result<auth_fhir::Parameters>;
 
     #[transaction]
+    #[scope("system/Patient.cu", "system/Observation.c")]
     async fn submit(&self, #[body] bundle: &auth_fhir::Transaction)
     -> Result<auth_fhir::TransactionResponse>;
 }

@@ -1,4 +1,11 @@
 impl Records {
+    /// The SMART v2 scopes this client's endpoints need, and no more: `system/*.s system/Observation.c system/Patient.cruds`. Give them to the token manager with `TokenManager::scoped(Self::SCOPES)` (or a source's `with_scopes`) for a token that allows exactly this.
+    #[allow(dead_code)]
+    pub const SCOPES: &'static [&'static str] = &[
+        "system/*.s",
+        "system/Observation.c",
+        "system/Patient.cruds",
+    ];
     #[allow(clippy::needless_question_mark)]
     pub async fn patch(
         &self,

@@ -1,4 +1,7 @@
 impl Patients {
+    /// The SMART v2 scopes this client's endpoints need, and no more: `system/Patient.cud`. Give them to the token manager with `TokenManager::scoped(Self::SCOPES)` (or a source's `with_scopes`) for a token that allows exactly this.
+    #[allow(dead_code)]
+    pub const SCOPES: &'static [&'static str] = &["system/Patient.cud"];
     #[allow(clippy::needless_question_mark)]
     pub async fn create(
         &self,

@@ -15,7 +15,7 @@ impl Client {
     #[history("Patient/{id}")]
     pub async fn one(&self, id: &str) -> Result<Patient>;
 
-    #[history]
+    #[history] #[scope("system/*.s")]
     pub async fn system(&self) -> Result<JsonResource>;
 
     #[history("Patient")]
@@ -25,7 +25,7 @@ impl Client {
     #[history("Patient")]
     pub async fn of_type(&self) -> Result<Bundle<Patient>>;
 
-    #[history]
+    #[history] #[scope("system/*.s")]
     pub async fn raw(&self) -> Result<FhirResponse>;
 }
 

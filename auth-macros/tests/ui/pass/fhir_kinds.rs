@@ -41,9 +41,11 @@ impl Records {
     pub async fn type_history(&self, #[query("_since")] since: &str) -> Result<Bundle<Patient>>;
 
     #[history]
+    #[scope("system/*.s")]
     pub async fn changes(&self, #[params] params: &SearchParams) -> Result<Bundle<JsonResource>>;
 
     #[history]
+    #[scope("system/*.s")]
     pub async fn changes_raw(&self) -> Result<FhirResponse>;
 
     #[operation("Patient/{id}/$everything")]
@@ -57,15 +59,18 @@ impl Records {
     pub async fn find(&self, #[body] parameters: &JsonResource) -> Result<Bundle<Patient>>;
 
     #[operation("$ping")]
+    #[scope(none)]
     pub async fn ping(&self) -> Result<FhirResponse>;
 
     #[operation("Patient/{id}/$everything", get)]
     pub async fn everything_since(&self, id: &str, #[query("_since")] since: &str) -> Result<Bundle<JsonResource>>;
 
     #[transaction]
+    #[scope("system/Patient.cu", "system/Observation.c")]
     pub async fn submit(&self, #[body] bundle: &Transaction) -> Result<TransactionResponse>;
 
     #[transaction]
+    #[scope("system/Patient.cu")]
     pub async fn submit_json(&self, #[body] bundle: &JsonResource, #[header("Prefer")] prefer: &str) -> Result<Bundle<JsonResource>>;
 }
 
