@@ -236,7 +236,7 @@ impl Dpop {
 /// 128 bits from the CSPRNG, base64url: RFC 9449 asks for at least 96.
 fn new_jti() -> Result<String> {
     let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::internal("the random source failed"))?;
+    getrandom::fill(&mut bytes).map_err(|_| Error::internal("the random source failed"))?;
     Ok(base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes))
 }
 

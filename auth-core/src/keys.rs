@@ -20,8 +20,6 @@
 
 use std::fmt;
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{PublicKeyUse, ThumbprintHash};
@@ -199,25 +197,21 @@ impl PrivateKey {
     /// A new key for `alg`, as unencrypted PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`),
     /// to keep in a file or a secret store.
     pub fn generate_pem(alg: JwsAlgorithm) -> Result<PrivateKeyPem> {
+        // RustCrypto's key types, whatever crypto backend signs: they generate
+        // RSA keys too (ring cannot), and jsonwebtoken's own backend brings them.
+        use pkcs8::EncodePrivateKey;
         let failed = |_| Error::internal("the key could not be generated");
-        let der: Zeroizing<Vec<u8>> = match alg {
-            JwsAlgorithm::Es256 | JwsAlgorithm::Es384 => {
-                let curve = if alg == JwsAlgorithm::Es256 {
-                    &ECDSA_P256_SHA256_FIXED_SIGNING
-                } else {
-                    &ECDSA_P384_SHA384_FIXED_SIGNING
-                };
-                let pair = EcdsaKeyPair::generate(curve).map_err(failed)?;
-                Zeroizing::new(pair.to_pkcs8v1().map_err(failed)?.as_ref().to_vec())
-            }
+        let mut rng = rand_core::OsRng;
+        let der = match alg {
+            JwsAlgorithm::Es256 => p256::SecretKey::random(&mut rng).to_pkcs8_der().map_err(failed)?,
+            JwsAlgorithm::Es384 => p384::SecretKey::random(&mut rng).to_pkcs8_der().map_err(failed)?,
             JwsAlgorithm::Rs256 | JwsAlgorithm::Rs384 | JwsAlgorithm::Ps256 => {
-                let pair =
-                    aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(failed)?;
-                let pkcs8: aws_lc_rs::encoding::Pkcs8V1Der<'static> = pair.as_der().map_err(failed)?;
-                Zeroizing::new(pkcs8.as_ref().to_vec())
+                let key = rsa::RsaPrivateKey::new(&mut rng, RSA_KEY_BITS)
+                    .map_err(|_| Error::internal("the key could not be generated"))?;
+                key.to_pkcs8_der().map_err(failed)?
             }
         };
-        Ok(PrivateKeyPem::new(pem_encode("PRIVATE KEY", &der).as_str()))
+        Ok(PrivateKeyPem::new(pem_encode("PRIVATE KEY", der.as_bytes()).as_str()))
     }
 
     fn from_encoding_key(encoding: EncodingKey, alg: JwsAlgorithm) -> Result<Self> {
@@ -309,7 +303,8 @@ pub fn jwk_thumbprint(jwk: &Jwk) -> String {
 
 /// base64url(SHA-256(`data`)) without padding: DPoP's `ath` of an access token.
 pub fn sha256_base64url(data: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))
+    use sha2::Digest;
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(data))
 }
 
 /// `-----BEGIN {label}-----`, the base64 of `der` in 64-character lines, and the
