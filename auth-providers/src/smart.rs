@@ -374,6 +374,8 @@ impl SmartSource {
         header.typ = Some("JWT".to_owned());
         header.kid = Some(self.key_id.clone());
         header.jku = self.jku.clone();
+        // jsonwebtoken's backend, if the features leave it to be chosen.
+        auth_core::tls::install_default_provider();
         jsonwebtoken::encode(&header, &claims, &self.signing_key.0)
             .map(Zeroizing::new)
             .map_err(|e| Error::configuration(format!("cannot sign the client assertion: {}", e.kind_name())))
