@@ -36,6 +36,8 @@ impl Api {
     /// Configured as `AuthClient::new` configures its own (30 s timeout, same-origin
     /// redirects); with `h2`, HTTP/2 with prior knowledge (one connection, many streams).
     pub fn new(server: &BenchServer, h2: bool) -> anyhow::Result<Self> {
+        // reqwest is built without a TLS provider of its own: the library's.
+        auth_core::tls::install_default_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .redirect(auth_core::client::same_origin_redirects());
