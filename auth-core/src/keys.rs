@@ -221,6 +221,8 @@ impl PrivateKey {
         let mut public = Jwk::from_encoding_key(&encoding, alg.jose())
             .map_err(|_| Error::configuration(format!("the key does not suit {alg}")))?;
         public.common.public_key_use = Some(PublicKeyUse::Signature);
+        // jsonwebtoken's backend, when the features leave it to be chosen.
+        crate::tls::install_default_provider();
         jsonwebtoken::crypto::sign(b"check", &encoding, alg.jose())
             .map_err(|_| Error::configuration(format!("the key cannot sign {alg}")))?;
         let thumbprint = jwk_thumbprint(&public);
@@ -272,6 +274,7 @@ impl PrivateKey {
                 self.alg
             )));
         }
+        crate::tls::install_default_provider();
         jsonwebtoken::encode(header, claims, &self.encoding).map(Zeroizing::new).map_err(|e| {
             // Its wording is the library's; it never holds key bytes.
             let kind = format!("{:?}", e.kind());

@@ -21,6 +21,7 @@
 //! access. A [`ManualClock`](crate::clock::ManualClock) therefore drives the whole
 //! lifecycle in tests without touching the async runtime's timers.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -281,6 +282,25 @@ struct Shared<S, T> {
     refresh_gate: AtomicU64,
     counters: Counters,
     metrics: ManagerMetrics,
+    /// The hot path's view of `current`, one per thread (see [`Local`]).
+    local: ThreadLocal<RefCell<Option<Local>>>,
+    /// Bumped after every change of `current`: a thread's [`Local`] taken under
+    /// another generation is out of date.
+    generation: AtomicU64,
+}
+
+/// What a thread remembers of the cached token between its calls to
+/// [`TokenManager::token`]: enough to hand it out again while it is fresh, without
+/// loading `current` (arc_swap's load writes a per-thread debt slot twice, the most
+/// costly part of the hot path after the clock). Only the fresh case is served from
+/// here; everything else (refresh ahead, expiry, a new token) takes the full path.
+/// A thread that stops calling keeps its copy of a replaced token until its next
+/// call or the manager's drop; it is never handed out again.
+struct Local {
+    /// `Shared::generation` read before `current` was.
+    generation: u64,
+    token: Arc<Token>,
+    refresh_at: SystemTime,
 }
 
 struct Cached {
@@ -481,6 +501,8 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
                 refresh_gate: AtomicU64::new(0),
                 counters: Counters::default(),
                 metrics,
+                local: ThreadLocal::new(),
+                generation: AtomicU64::new(0),
             }),
         }
     }
@@ -494,10 +516,15 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
     /// is returned at once while one background refresh gets the next.
     pub async fn token(&self) -> Result<Arc<Token>> {
         let now = self.shared.clock.now_coarse();
+        if let Some(token) = self.shared.local_fresh(now) {
+            self.shared.metrics.cache_hit();
+            return Ok(token);
+        }
+        let generation = self.shared.generation.load(Ordering::Acquire);
         if let Some(cached) = &*self.shared.current.load() {
             if now < cached.refresh_at {
                 self.shared.metrics.cache_hit();
-                return Ok(cached.for_this_thread());
+                return Ok(self.shared.keep_local(generation, cached));
             }
             if now < cached.usable_until {
                 self.shared.start_refresh();
@@ -710,6 +737,32 @@ impl<S: CredentialSource, T: TokenStore> TokenManager<S, T> {
 }
 
 impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
+    /// This thread's copy of the cached token, if `current` has not changed since the
+    /// thread took it and the token is fresh at `now`.
+    fn local_fresh(&self, now: SystemTime) -> Option<Arc<Token>> {
+        let slot = self.local.get()?.borrow();
+        let local = slot.as_ref()?;
+        let current = local.generation == self.generation.load(Ordering::Acquire);
+        (current && now < local.refresh_at).then(|| local.token.clone())
+    }
+
+    /// Remembers `cached`, read from `current` under `generation`, for this thread's
+    /// next calls; returns this thread's copy of its token.
+    fn keep_local(&self, generation: u64, cached: &Cached) -> Arc<Token> {
+        let token = cached.for_this_thread();
+        let local = Local { generation, token: token.clone(), refresh_at: cached.refresh_at };
+        if let Ok(mut slot) = self.local.get_or(|| RefCell::new(None)).try_borrow_mut() {
+            *slot = Some(local);
+        }
+        token
+    }
+
+    /// Replaces the cached token (`None`: forgets it), and so every thread's [`Local`].
+    fn set_current(&self, cached: Option<Arc<Cached>>) {
+        self.current.store(cached);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// How long rejections are still held off, if they are.
     fn held(&self) -> Option<Duration> {
         let mono = self.mono();
@@ -739,7 +792,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
         let _state = self.lock();
         let current = self.current.load_full();
         if current.as_ref().is_some_and(|c| c.token.same_value(token)) {
-            self.current.store(None);
+            self.set_current(None);
             true
         } else {
             false
@@ -876,7 +929,7 @@ impl<S: CredentialSource, T: TokenStore> Shared<S, T> {
             let mut state = self.lock();
             let gate = match &result {
                 Ok(token) => {
-                    self.current.store(Some(Arc::new(self.schedule(token.clone()))));
+                    self.set_current(Some(Arc::new(self.schedule(token.clone()))));
                     state.failure = None;
                     state.probe_not_before = None;
                     let not_before = mono.saturating_add(self.config.min_refresh_interval);

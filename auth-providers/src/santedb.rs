@@ -354,6 +354,7 @@ impl SanteDbSource {
                 header.alg
             )));
         }
+        auth_core::tls::install_default_provider();
         let key = jsonwebtoken::DecodingKey::from_secret(self.client.secret().expose_secret().as_bytes());
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         // Time is the caller's business (their clock may be virtual); only the signature is checked.

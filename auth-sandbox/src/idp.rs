@@ -257,6 +257,9 @@ impl TestIdentityProvider {
             .route("/api/{*path}", any(api_endpoint))
             .with_state(inner.clone())
             .layer(from_fn_with_state(inner.faults.clone(), faults::apply));
+        // Clients of this server (a plain `reqwest::Client::new()` in tests and demos
+        // included) need the process' TLS crypto provider: the library's.
+        auth_core::tls::install_default_provider();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| Error::configuration(format!("cannot bind a loopback port: {e}")))?;

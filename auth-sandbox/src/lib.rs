@@ -152,6 +152,9 @@ impl Sandbox {
         // capped once here, so an absurd setting cannot overflow one of them.
         let token_lifetime = config.token_lifetime.min(tokens::MAX_SANDBOX_LIFETIME);
         let config = SandboxConfig { token_lifetime, ..config };
+        // Clients of this server (a plain `reqwest::Client::new()` in tests and demos
+        // included) need the process' TLS crypto provider: the library's.
+        auth_core::tls::install_default_provider();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let base = format!("http://{addr}");

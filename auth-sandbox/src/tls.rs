@@ -172,8 +172,8 @@ pub fn mtls_server_config(
     ca: &CertificateAuthority,
     server: &IssuedCertificate,
 ) -> io::Result<Arc<ServerConfig>> {
-    // An explicit provider: the process-wide default may be unset or another one.
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // The library's provider (ring, or aws-lc with auth-core's `aws-lc` feature).
+    let provider = auth_core::tls::crypto_provider().map_err(|e| tls_error("no crypto provider", e))?;
     let mut roots = RootCertStore::empty();
     roots.add(ca.cert_der.clone()).map_err(|e| tls_error("cannot trust the CA", e))?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -231,6 +231,7 @@ impl TlsServer {
         router: Router,
         config: Arc<ServerConfig>,
     ) -> io::Result<Self> {
+        auth_core::tls::install_default_provider();
         let addr = listener.local_addr()?;
         let refused = Arc::new(AtomicU64::new(0));
         let counter = refused.clone();

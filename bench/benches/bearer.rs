@@ -1,7 +1,11 @@
 //! P1, the token path's own cost: getting the `Authorization` value for a request
 //! from a warm cache, every contender side by side in one run:
 //!
-//! - a static header (the physical limit: no cache at all);
+//! - a static header (the physical limit: no cache at all), and the same built at run
+//!   time from a string (how a static bearer from a configuration is sent; its clone
+//!   bumps a reference count);
+//! - the floor of this API: a thread's own `Arc<Token>` held already, cloned with its
+//!   header (what any implementation of `token()` + `bearer_header()` pays at least);
 //! - oauth2-rs behind `tokio::sync::Mutex<Option<Token>>`, the common hand-written cache;
 //! - oauth2-rs behind an `RwLock` checked without single flight (the "racy" cache);
 //! - `middle` 0.5 (`Authorizer::authorization_header`, as its own reqwest client uses it);
@@ -14,12 +18,14 @@
 // A benchmark whose setup fails, or whose warm cache goes cold, must stop loudly.
 #![allow(clippy::expect_used, clippy::unreachable)]
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use auth_core::TokenManager;
+use auth_core::AccessToken;
 use auth_core::oauth2::OAuth2Source;
+use auth_core::{Token, TokenManager};
 use auth_sandbox::idp::TestIdentityProvider;
 use criterion::{Criterion, criterion_group, criterion_main};
 use oauth2::basic::BasicClient;
@@ -36,6 +42,29 @@ struct Static(HeaderValue);
 impl Bearer for Static {
     async fn bearer(&self) -> HeaderValue {
         self.0.clone()
+    }
+}
+
+/// The floor of `token()` + `bearer_header()`: this thread's own token, held already
+/// (no lookup, no clock, no shared counter): one `Arc` clone and one header clone.
+struct HeldToken(String);
+
+thread_local! {
+    static HELD: RefCell<Option<Arc<Token>>> = const { RefCell::new(None) };
+}
+
+impl Bearer for HeldToken {
+    async fn bearer(&self) -> HeaderValue {
+        let token = HELD.with(|held| {
+            held.borrow_mut()
+                .get_or_insert_with(|| {
+                    let now = SystemTime::now();
+                    let expires = now + Duration::from_secs(3600);
+                    Arc::new(Token::new(AccessToken::new(self.0.clone()), now, expires).expect("token"))
+                })
+                .clone()
+        });
+        token.bearer_header()
     }
 }
 
@@ -90,6 +119,8 @@ impl Bearer for Ours {
 struct Contenders {
     _idp: TestIdentityProvider,
     fixed: Arc<Static>,
+    runtime: Arc<Static>,
+    held: Arc<HeldToken>,
     mutex: Arc<MutexCache>,
     racy: Arc<RacyCache>,
     middle: Arc<Middle>,
@@ -113,8 +144,8 @@ fn contenders(rt: &tokio::runtime::Runtime) -> Contenders {
             .set_token_uri(TokenUrl::new(idp.token_url()).expect("url"));
         let response =
             oauth.exchange_client_credentials().request_async(&http).await.expect("oauth2-rs token");
-        let header = HeaderValue::try_from(format!("Bearer {}", response.access_token().secret()))
-            .expect("header value");
+        let access = response.access_token().secret().to_owned();
+        let header = HeaderValue::try_from(format!("Bearer {access}")).expect("header value");
         let entry = Entry { header, expires: Instant::now() + Duration::from_secs(3000) };
 
         let middle = middle::BasicClientCredentialAuthorizerBuilder::new(
@@ -134,6 +165,10 @@ fn contenders(rt: &tokio::runtime::Runtime) -> Contenders {
         Contenders {
             _idp: idp,
             fixed: Arc::new(Static(HeaderValue::from_static("Bearer static-token-for-the-baseline"))),
+            runtime: Arc::new(Static(
+                HeaderValue::try_from(format!("Bearer {access}")).expect("header value"),
+            )),
+            held: Arc::new(HeldToken(access)),
             mutex: Arc::new(MutexCache(tokio::sync::Mutex::new(Some(entry.clone())))),
             racy: Arc::new(RacyCache(RwLock::new(Some(entry)))),
             middle: Arc::new(Middle(middle)),
@@ -143,6 +178,8 @@ fn contenders(rt: &tokio::runtime::Runtime) -> Contenders {
 }
 
 const STATIC: &str = "static header";
+const RUNTIME: &str = "static header, built at run time";
+const HELD_TOKEN: &str = "floor: a held Arc<Token>";
 const MUTEX: &str = "oauth2-rs + tokio Mutex cache";
 const RACY: &str = "oauth2-rs + racy RwLock cache";
 const MIDDLE: &str = "middle 0.5";
@@ -154,6 +191,8 @@ fn single_thread(c: &mut Criterion) {
     let mut group = c.benchmark_group("bearer/single-thread");
     // Each contender right after the others, in one group: drift hits all alike.
     group.bench_function(STATIC, |b| b.to_async(&rt).iter(|| all.fixed.bearer()));
+    group.bench_function(RUNTIME, |b| b.to_async(&rt).iter(|| all.runtime.bearer()));
+    group.bench_function(HELD_TOKEN, |b| b.to_async(&rt).iter(|| all.held.bearer()));
     group.bench_function(OURS, |b| b.to_async(&rt).iter(|| all.ours.bearer()));
     group.bench_function(MUTEX, |b| b.to_async(&rt).iter(|| all.mutex.bearer()));
     group.bench_function(RACY, |b| b.to_async(&rt).iter(|| all.racy.bearer()));
@@ -167,6 +206,8 @@ fn contended(c: &mut Criterion) {
     let all = contenders(&rt);
     let mut group = c.benchmark_group("bearer/two-threads-contended");
     group.bench_function(STATIC, |b| b.iter_custom(|n| run_two(&rt, n, &all.fixed)));
+    group.bench_function(RUNTIME, |b| b.iter_custom(|n| run_two(&rt, n, &all.runtime)));
+    group.bench_function(HELD_TOKEN, |b| b.iter_custom(|n| run_two(&rt, n, &all.held)));
     group.bench_function(OURS, |b| b.iter_custom(|n| run_two(&rt, n, &all.ours)));
     group.bench_function(MUTEX, |b| b.iter_custom(|n| run_two(&rt, n, &all.mutex)));
     group.bench_function(RACY, |b| b.iter_custom(|n| run_two(&rt, n, &all.racy)));

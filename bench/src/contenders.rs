@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
+use auth_core::AccessToken;
 use auth_core::oauth2::OAuth2Source;
-use auth_core::{AuthClient, ClientSecret, ErrorKind, TokenManager};
+use auth_core::{AuthClient, Authenticator, ClientSecret, ErrorKind, Invalidation, Token, TokenManager};
 use middle::Authorizer;
 use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse,
@@ -35,6 +36,8 @@ impl Api {
     /// Configured as `AuthClient::new` configures its own (30 s timeout, same-origin
     /// redirects); with `h2`, HTTP/2 with prior knowledge (one connection, many streams).
     pub fn new(server: &BenchServer, h2: bool) -> anyhow::Result<Self> {
+        // reqwest is built without a TLS provider of its own: the library's.
+        auth_core::tls::install_default_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .redirect(auth_core::client::same_origin_redirects());
@@ -89,6 +92,10 @@ pub enum Kind {
     /// Ours' `TokenManager::token()` sent like the others (no `AuthClient`): P1's
     /// breakdown of where ours' overhead is, not a contender.
     OursTokenOnly,
+    /// `AuthClient` on the same reqwest client with a static bearer (an
+    /// `Authenticator` holding one token, no manager): what `AuthClient`'s request
+    /// path costs by itself. P1's breakdown, not a contender.
+    AuthClientStatic,
 }
 
 impl Kind {
@@ -104,6 +111,7 @@ impl Kind {
             Kind::Middle => "middle 0.5",
             Kind::Ours => "ours (defaults)",
             Kind::OursTokenOnly => "ours, token() + plain send (breakdown)",
+            Kind::AuthClientStatic => "AuthClient, static bearer (breakdown)",
         }
     }
 
@@ -116,6 +124,7 @@ impl Kind {
             Kind::Middle => "middle",
             Kind::Ours => "ours",
             Kind::OursTokenOnly => "ours-token-only",
+            Kind::AuthClientStatic => "authclient-static",
         }
     }
 }
@@ -187,6 +196,17 @@ pub async fn build(
                 .await
                 .map_err(|e| anyhow!("middle: {e}"))?;
             Arc::new(Middle { id, api, authorizer })
+        }
+        Kind::AuthClientStatic => {
+            let token = server.mint(client_id, Duration::from_secs(100 * 24 * 3600));
+            let now = std::time::SystemTime::now();
+            let expires = now + Duration::from_secs(100 * 24 * 3600);
+            let token = Token::new(AccessToken::new(token), now, expires).map_err(|e| anyhow!("{e}"))?;
+            let client = AuthClient::builder(StaticToken(Arc::new(token)))
+                .http_client(api.http.clone())
+                .build()
+                .map_err(|e| anyhow!("AuthClient: {e}"))?;
+            Arc::new(ThroughAuthClient { id, api, client })
         }
         Kind::Ours | Kind::OursTokenOnly => {
             let source = OAuth2Source::builder(server.token_url(), client_id, ClientSecret::new(SECRET));
@@ -413,17 +433,63 @@ impl Contender for Ours {
         if self.plain {
             return plain_call(&self.api, self.header().await).await;
         }
-        match self.client.get(&self.api.url).send().await {
-            Ok(response) => {
-                let outcome = Outcome::of(response.status());
-                match response.bytes().await {
-                    Ok(_) => outcome,
-                    Err(_) => Outcome::Failed,
-                }
+        auth_client_call(&self.client, &self.api.url).await
+    }
+}
+
+/// One token, always: `AuthClient`'s request path without a token manager.
+#[derive(Debug)]
+struct StaticToken(Arc<Token>);
+
+#[async_trait]
+impl Authenticator for StaticToken {
+    async fn token(&self) -> auth_core::Result<Arc<Token>> {
+        Ok(self.0.clone())
+    }
+    async fn invalidate(&self, _token: &Token) -> Invalidation {
+        Invalidation::NotCurrent
+    }
+}
+
+#[derive(Debug)]
+struct ThroughAuthClient {
+    id: String,
+    api: Api,
+    client: AuthClient,
+}
+
+#[async_trait]
+impl Contender for ThroughAuthClient {
+    fn kind(&self) -> Kind {
+        Kind::AuthClientStatic
+    }
+    fn client_id(&self) -> &str {
+        &self.id
+    }
+    fn api(&self) -> &Api {
+        &self.api
+    }
+    async fn header(&self) -> anyhow::Result<HeaderValue> {
+        let token = self.client.authenticator().token().await.map_err(|e| anyhow!("{e}"))?;
+        Ok(token.bearer_header())
+    }
+    async fn call(&self) -> Outcome {
+        auth_client_call(&self.client, &self.api.url).await
+    }
+}
+
+/// One call through `AuthClient`, body read to the end.
+async fn auth_client_call(client: &AuthClient, url: &str) -> Outcome {
+    match client.get(url).send().await {
+        Ok(response) => {
+            let outcome = Outcome::of(response.status());
+            match response.bytes().await {
+                Ok(_) => outcome,
+                Err(_) => Outcome::Failed,
             }
-            Err(e) if e.kind() == ErrorKind::Unauthorized => Outcome::Rejected,
-            Err(_) => Outcome::Failed,
         }
+        Err(e) if e.kind() == ErrorKind::Unauthorized => Outcome::Rejected,
+        Err(_) => Outcome::Failed,
     }
 }
 

@@ -92,6 +92,7 @@ pub async fn run(p: &Params, cli: Option<&Path>) -> anyhow::Result<Report> {
     let downloads = ExportDownloads::new(&fhir, &done.manifest);
     let token = fhir.api().authenticator().token().await?;
     let bearer = format!("Bearer {}", token.access_token().expose_secret());
+    auth_core::tls::install_default_provider();
     let http = reqwest::Client::new();
     let expected = p.files as u64 * (p.file_bytes / 1024) * 1024;
 

@@ -86,7 +86,7 @@ pub async fn run(server: &BenchServer, p: &Params) -> anyhow::Result<(Report, Ve
     server.set_delay(Duration::ZERO);
     let api = Api::new(server, false)?;
     let mut contenders = Vec::new();
-    let kinds = Kind::ALL.iter().copied().chain([Kind::OursTokenOnly]);
+    let kinds = Kind::ALL.iter().copied().chain([Kind::OursTokenOnly, Kind::AuthClientStatic]);
     for kind in kinds {
         let c = contenders::build(kind, server, &api, &format!("p1-{}", kind.slug())).await?;
         c.call().await; // warm: the token is cached before anything is measured
@@ -159,20 +159,27 @@ pub async fn run(server: &BenchServer, p: &Params) -> anyhow::Result<(Report, Ve
             r.tally.failures().to_string(),
         ]);
     }
-    let ours = rows.iter().find(|r| r.kind == Kind::Ours).map_or(f64::NAN, |r| r.median_ratio);
+    let ratio_of = |kind| rows.iter().find(|r| r.kind == kind).map_or(f64::NAN, |r| r.median_ratio);
+    let ours = ratio_of(Kind::Ours);
+    let token_only = ratio_of(Kind::OursTokenOnly);
     let markdown = format!(
         "## P1 overhead: HTTP throughput, {} tasks, warm cache\n\n\
          {} rounds; in each, every contender runs one {} ms slice between two raw slices and is \
          compared with their mean (order rotated each round, one warm-up round discarded). Raw's own \
          ratio is one raw slice over the previous one: the noise floor. HTTP/1.1 on loopback, same \
          reqwest client for all.\n\n{}\n\
-         Target ours >= 0.99x raw: {} ({}).\n",
+         Targets: ours (`AuthClient`) >= 0.99x raw, the static bearer on the same reqwest client: {} \
+         ({}); `token()` + a plain send >= 0.995x: {} ({}). The static bearer through `AuthClient` \
+         ({}) is `AuthClient`'s request path alone.\n",
         p.tasks,
         p.rounds,
         p.round.as_millis(),
         table.markdown(),
         verdict(ours >= 0.99),
         ratio(ours),
+        verdict(token_only >= 0.995),
+        ratio(token_only),
+        ratio(ratio_of(Kind::AuthClientStatic)),
     );
     let data = json!({"params": {"tasks": p.tasks, "rounds": p.rounds, "round_ms": p.round.as_millis() as u64}, "rows": rows});
     Ok((Report { part: "p1", markdown, data }, rows))

@@ -95,6 +95,9 @@ impl MedplumServer {
     /// Starts a server of its own: installs Node 22 and the packages if needed,
     /// starts `server.mjs`, reads its port, and waits until it answers.
     pub fn start_with(options: MedplumOptions) -> Self {
+        // Tests also call it with a plain `reqwest::Client::new()`: it needs the
+        // process' TLS crypto provider.
+        auth_core::tls::install_default_provider();
         let dir = install();
         let node = node_binary(&dir);
         let mut command = Command::new(&node);

@@ -119,6 +119,9 @@ fn key_pair(alg: SigningAlgorithm) -> KeyPair {
 /// its stdin (a pipe from us) closes.
 pub(crate) fn shared_server() -> &'static OidcServer {
     static SERVER: std::sync::OnceLock<OidcServer> = std::sync::OnceLock::new();
+    // The tests also call it with a plain `reqwest::Client::new()`: it needs the
+    // process' TLS crypto provider.
+    auth_core::tls::install_default_provider();
     SERVER.get_or_init(OidcServer::start)
 }
 

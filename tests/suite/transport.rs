@@ -291,7 +291,7 @@ async fn every_request_times_out_against_a_server_that_never_answers() {
 async fn tls_token_endpoint(server: &IssuedCertificate) -> (TlsServer, Arc<AtomicU64>) {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = auth_core::tls::crypto_provider().unwrap();
     let key = PrivateKeyDer::from_pem_slice(server.key_pem().expose_secret().as_bytes()).unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -247,6 +247,7 @@ pub(crate) struct Origin {
 /// file `n` of the job, as the FHIR base does, with no bearer check. It holds the
 /// store weakly, so a dropped store is not kept alive by it.
 pub(crate) async fn start_origin(store: Weak<FhirStore>) -> io::Result<Origin> {
+    auth_core::tls::install_default_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let app = Router::new().route("/files/{job}/{file}", any(origin_file)).with_state(store);
