@@ -137,6 +137,8 @@ impl PrivateKey {
     /// RSA, SEC1 for EC. The key is checked: it must suit the algorithm (the
     /// curve, RSA or EC) and sign.
     pub fn from_pem(pem: &PrivateKeyPem, alg: JwsAlgorithm) -> Result<Self> {
+        // jsonwebtoken reads and signs through the process's chosen backend.
+        crate::tls::install_default_provider();
         let text = pem.expose_secret();
         let (label, der) = pem_block(text)?;
         let wrong = |what: &str| {
@@ -215,14 +217,13 @@ impl PrivateKey {
     }
 
     fn from_encoding_key(encoding: EncodingKey, alg: JwsAlgorithm) -> Result<Self> {
+        crate::tls::install_default_provider();
         // Builds the public JWK from the key (it fails for a key of the wrong
         // curve or type), then signs once: a key that parses can still fail to
         // sign (a truncated RSA key, a short one).
         let mut public = Jwk::from_encoding_key(&encoding, alg.jose())
             .map_err(|_| Error::configuration(format!("the key does not suit {alg}")))?;
         public.common.public_key_use = Some(PublicKeyUse::Signature);
-        // jsonwebtoken's backend, when the features leave it to be chosen.
-        crate::tls::install_default_provider();
         jsonwebtoken::crypto::sign(b"check", &encoding, alg.jose())
             .map_err(|_| Error::configuration(format!("the key cannot sign {alg}")))?;
         let thumbprint = jwk_thumbprint(&public);
@@ -301,6 +302,7 @@ impl AlgName for Header {
 /// The RFC 7638 SHA-256 thumbprint of a public JWK, base64url without padding:
 /// the hash of its required members only, in lexicographic order.
 pub fn jwk_thumbprint(jwk: &Jwk) -> String {
+    crate::tls::install_default_provider();
     jwk.thumbprint(ThumbprintHash::SHA256)
 }
 
