@@ -347,25 +347,27 @@ pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<Url> {
 /// https, or plain http only to loopback unless allowed: the rule for every URL a
 /// credential or token is sent to (token endpoints, FHIR bases, each API request).
 pub(crate) fn check_scheme(url: &Url, allow_insecure_http: bool) -> Result<()> {
-    match url.scheme() {
+    check_scheme_of(url.scheme(), url.host_str(), allow_insecure_http)
+}
+
+/// [`check_scheme`] on a scheme and host already split out (an `http::Uri`'s).
+pub(crate) fn check_scheme_of(scheme: &str, host: Option<&str>, allow_insecure_http: bool) -> Result<()> {
+    match scheme {
         "https" => Ok(()),
-        "http" if allow_insecure_http || is_loopback(url) => Ok(()),
+        "http" if allow_insecure_http || host.is_some_and(is_loopback) => Ok(()),
         "http" => Err(Error::configuration(format!(
             "refusing plain http:// to non-loopback host `{}`: credentials would travel unencrypted \
              (use https, or allow insecure http explicitly)",
-            url.host_str().unwrap_or_default()
+            host.unwrap_or_default()
         ))),
         other => Err(Error::configuration(format!("unsupported URL scheme `{other}` (use https)"))),
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+/// `localhost`, or a loopback IP address (IPv6 in brackets or not).
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The `Content-Type` of a response, without parameters.

@@ -54,7 +54,6 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -69,6 +68,7 @@ use tower_service::Service;
 use url::Url;
 
 use crate::client::{AuthClient, Authenticator};
+use crate::endpoint::check_scheme_of;
 use crate::error::Error;
 use crate::exchange::{Outcome, REJECTION_BODY_CAP, Transport, attach_headers, exchange, missing_query};
 use crate::profile::ApiProfile;
@@ -221,24 +221,14 @@ where
     }
 }
 
-/// Plain `http://` only to loopback, unless allowed; a URI without a scheme is
-/// the inner service's to complete.
+/// Plain `http://` only to loopback, unless allowed (the rule of every other
+/// request, [`check_scheme_of`]); a URI without a scheme is the inner service's to
+/// complete.
 fn check_uri(uri: &Uri, allow_insecure_http: bool) -> Result<(), Error> {
     match uri.scheme_str() {
-        None | Some("https") => Ok(()),
-        Some("http") if allow_insecure_http || uri.host().is_some_and(is_loopback) => Ok(()),
-        Some("http") => Err(Error::configuration(format!(
-            "refusing plain http:// to non-loopback host `{}`: credentials would travel unencrypted \
-             (use https, or allow insecure http explicitly)",
-            uri.host().unwrap_or_default()
-        ))),
-        Some(other) => Err(Error::configuration(format!("unsupported URI scheme `{other}` (use https)"))),
+        None => Ok(()),
+        Some(scheme) => check_scheme_of(scheme, uri.host(), allow_insecure_http),
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A tower service as the [`Transport`] of an exchange.

@@ -333,8 +333,9 @@ fn classify(error: &Error) -> PollFailure {
             match fhir.status() {
                 429 => PollFailure::TooSoon(fhir.retry_after()),
                 _ if transient_issue => PollFailure::Transient(fhir.retry_after()),
+                503 => PollFailure::Transient(fhir.retry_after()),
                 // A gateway's answer, not the job's: no OperationOutcome.
-                408 | 502 | 503 | 504 if fhir.operation_outcome().is_none() || fhir.status() == 503 => {
+                408 | 502 | 504 if fhir.operation_outcome().is_none() => {
                     PollFailure::Transient(fhir.retry_after())
                 }
                 _ => PollFailure::Fatal,

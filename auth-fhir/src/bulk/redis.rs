@@ -49,6 +49,9 @@ pub struct RedisExportStore {
     connection: ConnectionManager,
     prefix: String,
     timeout: Duration,
+    // Built once: a Script hashes its source when made.
+    release_script: Script,
+    renew_script: Script,
 }
 
 impl fmt::Debug for RedisExportStore {
@@ -70,7 +73,13 @@ impl RedisExportStore {
             .set_number_of_retries(2);
         let connection = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| Error::store_with("could not set up the Redis connection", e))?;
-        Ok(Self { connection, prefix: DEFAULT_PREFIX.to_owned(), timeout: DEFAULT_TIMEOUT })
+        Ok(Self {
+            connection,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            release_script: Script::new(RELEASE_IF_HOLDER),
+            renew_script: Script::new(RENEW_IF_HOLDER),
+        })
     }
 
     /// Puts every key under `prefix` instead of `fhir-auth:`.
@@ -155,10 +164,10 @@ impl ExportStore for RedisExportStore {
 
     async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<bool> {
         let name = self.key(claim.key(), &format!("claim:{}", claim.item()));
-        let holder = claim.holder().to_owned();
+        let (holder, script) = (claim.holder().to_owned(), &self.renew_script);
         let renewed: i64 = self
             .call("renew", |mut c| async move {
-                Script::new(RENEW_IF_HOLDER).key(name).arg(holder).arg(millis(ttl)).invoke_async(&mut c).await
+                script.key(name).arg(holder).arg(millis(ttl)).invoke_async(&mut c).await
             })
             .await?;
         Ok(renewed == 1)
@@ -166,10 +175,11 @@ impl ExportStore for RedisExportStore {
 
     async fn release(&self, claim: &Claim) -> Result<()> {
         let name = self.key(claim.key(), &format!("claim:{}", claim.item()));
-        let holder = claim.holder().to_owned();
-        self.call("release", |mut c| async move {
-            Script::new(RELEASE_IF_HOLDER).key(name).arg(holder).invoke_async::<i64>(&mut c).await
-        })
+        let (holder, script) = (claim.holder().to_owned(), &self.release_script);
+        self.call(
+            "release",
+            |mut c| async move { script.key(name).arg(holder).invoke_async::<i64>(&mut c).await },
+        )
         .await
         .map(drop)
     }
